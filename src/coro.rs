@@ -1,0 +1,413 @@
+//! Stacks for green threads, and the stack-overflow report.
+//!
+//! This is the only module that knows how a green thread's stack is laid out.
+//! Each stack is one anonymous mapping whose lowest page is a guard page:
+//!
+//! ```text
+//!   high addresses
+//!   +---------------------------+  <- base (corosensei starts here, grows down)
+//!   |                           |
+//!   |  usable stack, PROT_RW    |  `size` bytes, touched lazily by the kernel
+//!   |                           |
+//!   +---------------------------+  <- limit + page
+//!   |  guard page, PROT_NONE    |  a write here faults: stack overflow
+//!   +---------------------------+  <- limit (start of the mapping)
+//!   low addresses
+//! ```
+//!
+//! The guard page splits the mapping in two kernel VMAs, so each live stack
+//! costs two entries of `vm.max_map_count`. Creating a stack costs an `mmap`
+//! and an `mprotect`; finished green threads give their stack back to a
+//! per-hub pool so the next spawn reuses it without a syscall.
+//!
+//! A fault in a guard page is caught by a `SIGSEGV`/`SIGBUS` handler running
+//! on the thread's alternate signal stack: if the faulting address lies in the
+//! guard page of the green thread that is running, it prints which green thread
+//! overflowed and aborts, like std's "has overflowed its stack". Any other
+//! fault is handed to the handler that was installed before ours.
+
+use std::cell::Cell;
+use std::io;
+use std::ptr;
+use std::sync::Once;
+
+use corosensei::stack::{Stack, StackPointer};
+
+/// Default usable size of a green thread's stack: 256 KiB.
+///
+/// Only the pages a green thread touches use memory; the rest is address
+/// space. Change it per green thread with
+/// [`Builder::stack_size`](crate::Builder::stack_size).
+pub const DEFAULT_STACK_SIZE: usize = 256 * 1024;
+
+/// How many free stacks of the default size one hub keeps for reuse.
+const POOL_CAP: usize = 1024;
+
+fn page_size() -> usize {
+    static PAGE: once_cell::sync::OnceCell<usize> = once_cell::sync::OnceCell::new();
+    // SAFETY: sysconf has no preconditions.
+    *PAGE.get_or_init(|| unsafe { libc::sysconf(libc::_SC_PAGESIZE) } as usize)
+}
+
+/// A green thread's stack: one mapping with a guard page at its low end.
+///
+/// # Invariant
+/// `limit..limit + len` is a mapping owned by this value; its first page is
+/// `PROT_NONE` and the rest is readable and writable.
+#[derive(Debug)]
+pub(crate) struct GuardedStack {
+    limit: usize,
+    len: usize,
+}
+
+impl GuardedStack {
+    /// Maps a stack with at least `size` usable bytes.
+    pub(crate) fn new(size: usize) -> io::Result<GuardedStack> {
+        let page = page_size();
+        let size = size.max(corosensei::stack::MIN_STACK_SIZE);
+        let usable = size
+            .checked_add(page - 1)
+            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "stack size overflows"))?
+            & !(page - 1);
+        let len = usable + page;
+        // SAFETY: an anonymous private mapping at an address of the kernel's
+        // choosing touches no existing memory.
+        let addr = unsafe {
+            libc::mmap(
+                ptr::null_mut(),
+                len,
+                libc::PROT_NONE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
+                -1,
+                0,
+            )
+        };
+        if addr == libc::MAP_FAILED {
+            return Err(map_error(io::Error::last_os_error()));
+        }
+        let stack = GuardedStack {
+            limit: addr as usize,
+            len,
+        };
+        // SAFETY: the range lies inside the mapping just made (Invariant);
+        // if this fails, dropping `stack` unmaps it.
+        let rc = unsafe {
+            libc::mprotect(
+                (stack.limit + page) as *mut libc::c_void,
+                usable,
+                libc::PROT_READ | libc::PROT_WRITE,
+            )
+        };
+        if rc != 0 {
+            return Err(map_error(io::Error::last_os_error()));
+        }
+        Ok(stack)
+    }
+
+    /// Usable bytes (without the guard page).
+    pub(crate) fn usable(&self) -> usize {
+        self.len - page_size()
+    }
+
+    /// The guard page's address range.
+    pub(crate) fn guard(&self) -> (usize, usize) {
+        (self.limit, self.limit + page_size())
+    }
+}
+
+impl Drop for GuardedStack {
+    fn drop(&mut self) {
+        // SAFETY: the mapping is owned by `self` (Invariant) and no coroutine
+        // runs on it any more: corosensei hands a stack back only when done.
+        unsafe {
+            libc::munmap(self.limit as *mut libc::c_void, self.len);
+        }
+    }
+}
+
+// SAFETY: `base` and `limit` bound the mapping; the guard page catches
+// overflow and the usable part is at least MIN_STACK_SIZE (see `new`).
+unsafe impl Stack for GuardedStack {
+    fn base(&self) -> StackPointer {
+        StackPointer::new(self.limit + self.len).expect("stack mapping at address zero")
+    }
+
+    fn limit(&self) -> StackPointer {
+        StackPointer::new(self.limit).expect("stack mapping at address zero")
+    }
+}
+
+/// Turns an `mmap`/`mprotect` failure into an error that names the limit.
+fn map_error(err: io::Error) -> io::Error {
+    if err.raw_os_error() == Some(libc::ENOMEM) {
+        let limit = std::fs::read_to_string("/proc/sys/vm/max_map_count")
+            .map(|s| s.trim().to_string())
+            .unwrap_or_else(|_| "unknown".into());
+        io::Error::new(
+            io::ErrorKind::OutOfMemory,
+            format!(
+                "cannot map a green thread stack: out of memory or out of memory mappings \
+                 (each stack uses 2 of vm.max_map_count = {limit}); raise the limit with \
+                 `sysctl -w vm.max_map_count=N`, or run fewer green threads at once"
+            ),
+        )
+    } else {
+        err
+    }
+}
+
+/// Free stacks of the default size, kept by one hub for reuse.
+#[derive(Debug, Default)]
+pub(crate) struct StackPool {
+    free: Vec<GuardedStack>,
+}
+
+impl StackPool {
+    /// A stack with at least `size` usable bytes, reused when possible.
+    pub(crate) fn get(&mut self, size: usize) -> io::Result<GuardedStack> {
+        if size == DEFAULT_STACK_SIZE {
+            if let Some(stack) = self.free.pop() {
+                return Ok(stack);
+            }
+        }
+        GuardedStack::new(size)
+    }
+
+    /// Returns a stack to the pool, or unmaps it if the pool is full or the
+    /// stack is not of the default size.
+    pub(crate) fn put(&mut self, stack: GuardedStack) {
+        if self.free.len() < POOL_CAP && stack.usable() == DEFAULT_STACK_SIZE {
+            self.free.push(stack);
+        }
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.free.len()
+    }
+}
+
+/// What the overflow handler needs to know about the running green thread.
+#[derive(Clone, Copy)]
+pub(crate) struct RunningInfo {
+    pub(crate) guard_lo: usize,
+    pub(crate) guard_hi: usize,
+    pub(crate) id: u64,
+}
+
+thread_local! {
+    /// The guard page of the green thread running on this OS thread, if any.
+    /// Read from the signal handler: a `const` thread-local with no destructor
+    /// is safe to read there.
+    static RUNNING: Cell<RunningInfo> = const {
+        Cell::new(RunningInfo { guard_lo: 0, guard_hi: 0, id: 0 })
+    };
+}
+
+/// Records which green thread runs now (`None`: the root or the hub).
+#[inline]
+pub(crate) fn set_running(info: Option<RunningInfo>) {
+    let info = info.unwrap_or(RunningInfo {
+        guard_lo: 0,
+        guard_hi: 0,
+        id: 0,
+    });
+    RUNNING.with(|r| r.set(info));
+}
+
+static INSTALL: Once = Once::new();
+static mut PREV_SEGV: std::mem::MaybeUninit<libc::sigaction> = std::mem::MaybeUninit::zeroed();
+static mut PREV_BUS: std::mem::MaybeUninit<libc::sigaction> = std::mem::MaybeUninit::zeroed();
+
+/// Installs the overflow handler once per process, and makes sure this OS
+/// thread has an alternate signal stack to run it on.
+///
+/// Returns the alternate stack this call allocated, if it had to (the caller
+/// frees it with [`free_altstack`] when the thread's hub goes away).
+pub(crate) fn install_overflow_handler() -> Option<(usize, usize)> {
+    INSTALL.call_once(|| {
+        // SAFETY: `sigaction` with a zeroed struct and our handler is the
+        // documented way to install a handler; the previous actions are saved
+        // once, before any fault can consult them.
+        unsafe {
+            let mut act: libc::sigaction = std::mem::zeroed();
+            act.sa_sigaction = overflow_handler as *const () as usize;
+            act.sa_flags = libc::SA_SIGINFO | libc::SA_ONSTACK;
+            libc::sigemptyset(&mut act.sa_mask);
+            libc::sigaction(
+                libc::SIGSEGV,
+                &act,
+                (*ptr::addr_of_mut!(PREV_SEGV)).as_mut_ptr(),
+            );
+            libc::sigaction(
+                libc::SIGBUS,
+                &act,
+                (*ptr::addr_of_mut!(PREV_BUS)).as_mut_ptr(),
+            );
+        }
+    });
+    // SAFETY: querying the current alternate stack writes only `old`.
+    unsafe {
+        let mut old: libc::stack_t = std::mem::zeroed();
+        libc::sigaltstack(ptr::null(), &mut old);
+        if old.ss_flags & libc::SS_DISABLE == 0 {
+            return None;
+        }
+        let size = libc::SIGSTKSZ.max(64 * 1024);
+        let mem = libc::mmap(
+            ptr::null_mut(),
+            size,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+            -1,
+            0,
+        );
+        if mem == libc::MAP_FAILED {
+            return None;
+        }
+        let st = libc::stack_t {
+            ss_sp: mem,
+            ss_flags: 0,
+            ss_size: size,
+        };
+        libc::sigaltstack(&st, ptr::null_mut());
+        Some((mem as usize, size))
+    }
+}
+
+/// Disables and unmaps an alternate signal stack made by
+/// [`install_overflow_handler`].
+pub(crate) fn free_altstack(stack: (usize, usize)) {
+    // SAFETY: the stack was mapped by `install_overflow_handler` on this
+    // thread; it is disabled before it is unmapped.
+    unsafe {
+        let st = libc::stack_t {
+            ss_sp: ptr::null_mut(),
+            ss_flags: libc::SS_DISABLE,
+            ss_size: 0,
+        };
+        libc::sigaltstack(&st, ptr::null_mut());
+        libc::munmap(stack.0 as *mut libc::c_void, stack.1);
+    }
+}
+
+fn write_stderr(bytes: &[u8]) {
+    // SAFETY: write(2) on fd 2 with a valid buffer is async-signal-safe.
+    unsafe {
+        libc::write(2, bytes.as_ptr().cast(), bytes.len());
+    }
+}
+
+fn write_decimal(mut n: u64) {
+    let mut buf = [0u8; 20];
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    write_stderr(&buf[i..]);
+}
+
+extern "C" fn overflow_handler(
+    sig: libc::c_int,
+    info: *mut libc::siginfo_t,
+    ctx: *mut libc::c_void,
+) {
+    // SAFETY: the kernel passes a valid siginfo for SA_SIGINFO handlers.
+    let addr = unsafe { (*info).si_addr() } as usize;
+    let running = RUNNING.with(|r| r.get());
+    if running.guard_hi != 0 && addr >= running.guard_lo && addr < running.guard_hi {
+        write_stderr(b"\ngreen thread ");
+        write_decimal(running.id);
+        write_stderr(b" has overflowed its stack\nfatal runtime error: stack overflow, aborting\n");
+        // SAFETY: abort is async-signal-safe.
+        unsafe { libc::abort() };
+    }
+    // Not ours: hand over to whoever handled this signal before.
+    // SAFETY: PREV_* were written once by `sigaction` before the handler was
+    // installed, and are only read here.
+    unsafe {
+        let prev = if sig == libc::SIGBUS {
+            (*ptr::addr_of!(PREV_BUS)).assume_init_ref()
+        } else {
+            (*ptr::addr_of!(PREV_SEGV)).assume_init_ref()
+        };
+        if prev.sa_sigaction == libc::SIG_DFL || prev.sa_sigaction == libc::SIG_IGN {
+            // Restore the default action and return: the faulting instruction
+            // runs again and the default action (a core dump) happens.
+            let mut act: libc::sigaction = std::mem::zeroed();
+            act.sa_sigaction = libc::SIG_DFL;
+            libc::sigemptyset(&mut act.sa_mask);
+            libc::sigaction(sig, &act, ptr::null_mut());
+        } else if prev.sa_flags & libc::SA_SIGINFO != 0 {
+            let f: extern "C" fn(libc::c_int, *mut libc::siginfo_t, *mut libc::c_void) =
+                std::mem::transmute(prev.sa_sigaction);
+            f(sig, info, ctx);
+        } else {
+            let f: extern "C" fn(libc::c_int) = std::mem::transmute(prev.sa_sigaction);
+            f(sig);
+        }
+    }
+}
+
+/// The yielder a green thread suspends through.
+pub(crate) type Yielder = corosensei::Yielder<(), ()>;
+
+/// A green thread's coroutine on its guarded stack.
+pub(crate) struct Coro {
+    inner: corosensei::Coroutine<(), (), (), GuardedStack>,
+}
+
+impl Coro {
+    /// Makes a coroutine that will run `f` on `stack` when first resumed.
+    pub(crate) fn new<F>(stack: GuardedStack, f: F) -> Coro
+    where
+        F: FnOnce(&Yielder) + 'static,
+    {
+        Coro {
+            inner: corosensei::Coroutine::with_stack(stack, move |y: &Yielder, ()| f(y)),
+        }
+    }
+
+    /// Runs the coroutine until it suspends (`false`) or returns (`true`).
+    #[inline]
+    pub(crate) fn resume(&mut self) -> bool {
+        match self.inner.resume(()) {
+            corosensei::CoroutineResult::Yield(()) => false,
+            corosensei::CoroutineResult::Return(()) => true,
+        }
+    }
+
+    /// Takes the stack back from a finished coroutine.
+    pub(crate) fn into_stack(self) -> GuardedStack {
+        self.inner.into_stack()
+    }
+
+    /// Whether the coroutine has finished.
+    pub(crate) fn done(&self) -> bool {
+        self.inner.done()
+    }
+}
+
+impl std::fmt::Debug for Coro {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Coro")
+            .field("started", &self.inner.started())
+            .field("done", &self.inner.done())
+            .finish()
+    }
+}
+
+/// Suspends the running coroutine back to the hub that resumed it.
+///
+/// # Safety
+/// `y` must be the yielder of the coroutine that is running on this OS thread.
+#[inline]
+pub(crate) unsafe fn suspend(y: *const Yielder) {
+    // SAFETY: the caller guarantees `y` belongs to the running coroutine, so
+    // it lives on that coroutine's stack for as long as it runs.
+    unsafe { (*y).suspend(()) }
+}

@@ -1,0 +1,488 @@
+//! Spawning green threads, their handles, and sleeping.
+//!
+//! As in eventlet, a spawned green thread does not run at once: it is queued
+//! on the current OS thread's hub and runs when the spawning context blocks
+//! or yields. Green threads never leave the OS thread that spawned them, so
+//! `spawn` takes closures that are not `Send`.
+
+use std::any::Any;
+use std::cell::{Cell, RefCell};
+use std::fmt;
+use std::io;
+use std::marker::PhantomData;
+use std::panic::{self, AssertUnwindSafe};
+use std::rc::Rc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use crate::coro::DEFAULT_STACK_SIZE;
+use crate::hub::{self, hub, Unparker};
+
+static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+
+/// A fresh process-wide green thread id.
+pub(crate) fn next_id() -> u64 {
+    NEXT_ID.fetch_add(1, Ordering::Relaxed)
+}
+
+/// The payload a green thread unwinds with when it is killed.
+///
+/// [`GreenThread::kill`] makes the target unwind from its park point with
+/// this payload (eventlet's `GreenletExit`); its destructors run and the
+/// green thread's own top frame catches it, so no panic message is printed.
+/// [`GreenThread::join`] of a killed green thread returns `Err` holding it.
+///
+/// # Examples
+/// ```
+/// let gt = green::spawn(|| green::sleep(std::time::Duration::from_secs(60)));
+/// green::yield_now(); // let it start sleeping
+/// gt.kill();
+/// let err = gt.join().unwrap_err();
+/// assert!(err.is::<green::Killed>());
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Killed;
+
+impl fmt::Display for Killed {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("green thread was killed")
+    }
+}
+
+impl std::error::Error for Killed {}
+
+/// What the spawned closure and the handle share.
+struct JoinState<T> {
+    result: RefCell<Option<thread::Result<T>>>,
+    done: Cell<bool>,
+    started: Cell<bool>,
+    joiner: RefCell<Option<Unparker>>,
+    #[allow(clippy::type_complexity)]
+    links: RefCell<Vec<Box<dyn FnOnce(&thread::Result<T>)>>>,
+}
+
+impl<T> JoinState<T> {
+    /// Runs the links, then publishes the result and wakes the joiner.
+    fn finish(&self, result: thread::Result<T>) {
+        loop {
+            let next = {
+                let mut links = self.links.borrow_mut();
+                if links.is_empty() {
+                    None
+                } else {
+                    Some(links.remove(0))
+                }
+            };
+            let Some(link) = next else { break };
+            // A panicking link has been reported by the panic hook; the
+            // other links and the joiner must still be served.
+            let _ = panic::catch_unwind(AssertUnwindSafe(|| link(&result)));
+        }
+        *self.result.borrow_mut() = Some(result);
+        self.done.set(true);
+        if let Some(u) = self.joiner.borrow_mut().take() {
+            u.unpark();
+        }
+    }
+}
+
+/// An owned handle to a green thread: wait for it, link to it, kill it.
+///
+/// Dropping the handle detaches the green thread, which runs on. The handle
+/// is neither `Send` nor `Sync`: a green thread belongs to the OS thread
+/// that spawned it.
+///
+/// ```compile_fail
+/// fn assert_send<T: Send>(_: T) {}
+/// assert_send(green::spawn(|| ()));
+/// ```
+pub struct GreenThread<T> {
+    state: Rc<JoinState<T>>,
+    key: u32,
+    gen: u32,
+    id: u64,
+    _not_send: PhantomData<*const ()>,
+}
+
+impl<T> fmt::Debug for GreenThread<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("GreenThread")
+            .field("id", &self.id)
+            .field("started", &self.state.started.get())
+            .field("finished", &self.state.done.get())
+            .finish()
+    }
+}
+
+impl<T> GreenThread<T> {
+    /// Waits for the green thread to finish and returns its value.
+    ///
+    /// This is eventlet's `GreenThread.wait()`: a panic in the green thread
+    /// resumes in the caller.
+    ///
+    /// # Panics
+    /// Re-raises the green thread's panic; panics with "green thread N was
+    /// killed" if it was killed, and if called from the green thread itself.
+    ///
+    /// # Examples
+    /// ```
+    /// let gt = green::spawn(|| 6 * 7);
+    /// assert_eq!(gt.wait(), 42);
+    /// ```
+    pub fn wait(self) -> T {
+        let id = self.id;
+        match self.join() {
+            Ok(v) => v,
+            Err(p) if p.is::<Killed>() => panic!("green thread {id} was killed"),
+            Err(p) => panic::resume_unwind(p),
+        }
+    }
+
+    /// Waits for the green thread to finish, like [`std::thread::JoinHandle::join`].
+    ///
+    /// # Errors
+    /// `Err` holds the panic payload if the green thread panicked, a
+    /// [`Killed`] if it was killed, or an [`Elapsed`](crate::Elapsed) if a
+    /// [`Timeout`](crate::Timeout) it started expired and was not caught.
+    ///
+    /// # Panics
+    /// Panics if called from the green thread itself.
+    pub fn join(self) -> thread::Result<T> {
+        let h = hub();
+        if h.is_current(self.key, self.gen) && !self.state.done.get() {
+            panic!("attempt to join a green thread from itself");
+        }
+        while !self.state.done.get() {
+            *self.state.joiner.borrow_mut() = Some(h.unparker());
+            hub::park(None);
+        }
+        self.state
+            .result
+            .borrow_mut()
+            .take()
+            .expect("a finished green thread has a result")
+    }
+
+    /// Runs `f` with the green thread's result when it finishes, on the
+    /// finishing green thread, before any `wait` returns; at once if it has
+    /// already finished. Links run in the order they were added.
+    ///
+    /// # Examples
+    /// ```
+    /// use std::{cell::Cell, rc::Rc};
+    /// let seen = Rc::new(Cell::new(0));
+    /// let gt = green::spawn(|| 5);
+    /// let s = seen.clone();
+    /// gt.link(move |r| s.set(*r.as_ref().unwrap()));
+    /// gt.wait();
+    /// assert_eq!(seen.get(), 5);
+    /// ```
+    pub fn link<F>(&self, f: F)
+    where
+        F: FnOnce(&thread::Result<T>) + 'static,
+    {
+        if self.state.done.get() {
+            let r = self.state.result.borrow();
+            f(r.as_ref().expect("a finished green thread has a result"));
+        } else {
+            self.state.links.borrow_mut().push(Box::new(f));
+        }
+    }
+
+    /// Kills the green thread: it unwinds from its park point with [`Killed`]
+    /// as payload, running its destructors. Killing a finished green thread
+    /// does nothing; one that has not started never runs its closure.
+    ///
+    /// Called from a green thread or the root, `kill` yields so that the
+    /// target unwinds before `kill` returns (unless its destructors park).
+    /// A green thread that kills itself unwinds at once.
+    pub fn kill(&self) {
+        if self.state.done.get() {
+            return;
+        }
+        let h = hub();
+        if h.is_current(self.key, self.gen) {
+            panic::resume_unwind(Box::new(Killed));
+        }
+        h.cancel(self.key, self.gen, hub::Cancel::Kill);
+        if !h.in_hub() {
+            h.yield_now();
+        }
+    }
+
+    /// Kills the green thread only if it has not started running yet;
+    /// returns whether it did.
+    pub fn cancel(&self) -> bool {
+        if self.state.started.get() || self.state.done.get() {
+            return false;
+        }
+        self.kill();
+        true
+    }
+
+    /// Whether the green thread has finished (returned, panicked or was killed).
+    pub fn is_finished(&self) -> bool {
+        self.state.done.get()
+    }
+
+    /// The green thread's process-wide unique id.
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+}
+
+/// Configures a green thread before spawning it, like [`std::thread::Builder`].
+///
+/// # Examples
+/// ```
+/// let gt = green::Builder::new().stack_size(1 << 20).spawn(|| 1 + 1)?;
+/// assert_eq!(gt.wait(), 2);
+/// # Ok::<(), std::io::Error>(())
+/// ```
+#[derive(Clone, Debug)]
+pub struct Builder {
+    stack_size: usize,
+}
+
+impl Default for Builder {
+    fn default() -> Self {
+        Builder::new()
+    }
+}
+
+impl Builder {
+    /// A builder with the default stack size, [`DEFAULT_STACK_SIZE`](crate::DEFAULT_STACK_SIZE).
+    pub fn new() -> Builder {
+        Builder {
+            stack_size: DEFAULT_STACK_SIZE,
+        }
+    }
+
+    /// Sets the usable stack size in bytes (rounded up to whole pages; at
+    /// least 4 KiB). Stacks of the default size are pooled and reused.
+    pub fn stack_size(mut self, size: usize) -> Builder {
+        self.stack_size = size;
+        self
+    }
+
+    /// Spawns a green thread on the current OS thread's hub.
+    ///
+    /// # Errors
+    /// An `OutOfMemory` error naming `vm.max_map_count` when no stack can be
+    /// mapped.
+    pub fn spawn<F, T>(self, f: F) -> io::Result<GreenThread<T>>
+    where
+        F: FnOnce() -> T + 'static,
+        T: 'static,
+    {
+        self.spawn_at(None, f)
+    }
+
+    /// Spawns a green thread that starts once `delay` has passed.
+    ///
+    /// # Errors
+    /// As [`Builder::spawn`].
+    pub fn spawn_after<F, T>(self, delay: Duration, f: F) -> io::Result<GreenThread<T>>
+    where
+        F: FnOnce() -> T + 'static,
+        T: 'static,
+    {
+        let at = Instant::now()
+            .checked_add(delay)
+            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "delay overflows"))?;
+        self.spawn_at(Some(at), f)
+    }
+
+    /// Spawns a green thread without a handle; cheaper than `spawn`.
+    ///
+    /// # Errors
+    /// As [`Builder::spawn`].
+    pub fn spawn_n<F>(self, f: F) -> io::Result<()>
+    where
+        F: FnOnce() + 'static,
+    {
+        let h = hub();
+        h.spawn_raw(self.stack_size, None, move || {
+            let h = hub();
+            if h.take_kill() {
+                return;
+            }
+            if let Err(p) = panic::catch_unwind(AssertUnwindSafe(f)) {
+                if h.is_closing() {
+                    panic::resume_unwind(p);
+                }
+            }
+        })?;
+        Ok(())
+    }
+
+    fn spawn_at<F, T>(self, at: Option<Instant>, f: F) -> io::Result<GreenThread<T>>
+    where
+        F: FnOnce() -> T + 'static,
+        T: 'static,
+    {
+        let state = Rc::new(JoinState {
+            result: RefCell::new(None),
+            done: Cell::new(false),
+            started: Cell::new(false),
+            joiner: RefCell::new(None),
+            links: RefCell::new(Vec::new()),
+        });
+        let st = state.clone();
+        let (key, gen, id) = hub().spawn_raw(self.stack_size, at, move || {
+            let h = hub();
+            st.started.set(true);
+            let result = if h.take_kill() {
+                Err(Box::new(Killed) as Box<dyn Any + Send>)
+            } else {
+                panic::catch_unwind(AssertUnwindSafe(f))
+            };
+            if h.is_closing() {
+                // The thread is exiting and this green thread is being
+                // dropped: let the unwind reach the coroutine's root.
+                if let Err(p) = result {
+                    panic::resume_unwind(p);
+                }
+                return;
+            }
+            st.finish(result);
+        })?;
+        Ok(GreenThread {
+            state,
+            key,
+            gen,
+            id,
+            _not_send: PhantomData,
+        })
+    }
+}
+
+/// Spawns a green thread running `f` and returns its handle.
+///
+/// The green thread is queued on the current OS thread's hub and runs when
+/// the caller next blocks or yields (eventlet's `spawn`).
+///
+/// # Panics
+/// Panics if no stack can be mapped (the message names the limit); use
+/// [`Builder::spawn`] to get an error instead.
+///
+/// # Examples
+/// ```
+/// let a = green::spawn(|| "a");
+/// let b = green::spawn(|| "b");
+/// assert_eq!((a.wait(), b.wait()), ("a", "b"));
+/// ```
+pub fn spawn<F, T>(f: F) -> GreenThread<T>
+where
+    F: FnOnce() -> T + 'static,
+    T: 'static,
+{
+    Builder::new()
+        .spawn(f)
+        .unwrap_or_else(|e| panic!("failed to spawn green thread: {e}"))
+}
+
+/// Spawns a green thread with no handle (eventlet's `spawn_n`).
+///
+/// # Panics
+/// As [`spawn`].
+pub fn spawn_n<F>(f: F)
+where
+    F: FnOnce() + 'static,
+{
+    Builder::new()
+        .spawn_n(f)
+        .unwrap_or_else(|e| panic!("failed to spawn green thread: {e}"))
+}
+
+/// Spawns a green thread that starts after `delay` (eventlet's `spawn_after`).
+///
+/// [`GreenThread::cancel`] before then stops it from ever running.
+///
+/// # Panics
+/// As [`spawn`].
+///
+/// # Examples
+/// ```
+/// use std::time::Duration;
+/// let later = green::spawn_after(Duration::from_millis(50), || "ran");
+/// assert!(later.cancel());
+/// assert!(later.join().unwrap_err().is::<green::Killed>());
+/// ```
+pub fn spawn_after<F, T>(delay: Duration, f: F) -> GreenThread<T>
+where
+    F: FnOnce() -> T + 'static,
+    T: 'static,
+{
+    Builder::new()
+        .spawn_after(delay, f)
+        .unwrap_or_else(|e| panic!("failed to spawn green thread: {e}"))
+}
+
+/// Puts the current green thread (or the root) to sleep for `dur`, letting
+/// the others run. `sleep(Duration::ZERO)` is [`yield_now`].
+///
+/// # Panics
+/// Panics when called from the hub itself (a timer callback).
+///
+/// # Examples
+/// ```
+/// let t = std::time::Instant::now();
+/// green::sleep(std::time::Duration::from_millis(10));
+/// assert!(t.elapsed() >= std::time::Duration::from_millis(10));
+/// ```
+pub fn sleep(dur: Duration) {
+    if dur.is_zero() {
+        return yield_now();
+    }
+    match Instant::now().checked_add(dur) {
+        Some(deadline) => sleep_until(deadline),
+        None => loop {
+            hub::park(None);
+        },
+    }
+}
+
+/// Sleeps until `deadline`; yields once if it has already passed.
+///
+/// # Panics
+/// Panics when called from the hub itself (a timer callback).
+pub fn sleep_until(deadline: Instant) {
+    if Instant::now() >= deadline {
+        return yield_now();
+    }
+    while hub::park(Some(deadline)) != hub::Wake::TimedOut {
+        if Instant::now() >= deadline {
+            return;
+        }
+    }
+}
+
+/// Lets every other runnable green thread run once, then continues
+/// (eventlet's `sleep(0)`).
+///
+/// # Panics
+/// Panics when called from the hub itself (a timer callback).
+///
+/// # Examples
+/// ```
+/// use std::{cell::RefCell, rc::Rc};
+/// let log = Rc::new(RefCell::new(Vec::new()));
+/// for name in ["a", "b"] {
+///     let log = log.clone();
+///     green::spawn_n(move || log.borrow_mut().push(name));
+/// }
+/// green::yield_now();
+/// log.borrow_mut().push("root");
+/// assert_eq!(*log.borrow(), ["a", "b", "root"]);
+/// ```
+pub fn yield_now() {
+    hub().yield_now();
+}
+
+/// The id of the green thread that calls it, or `None` on the root or a
+/// plain OS thread.
+pub fn current_id() -> Option<u64> {
+    hub::try_hub().and_then(|h| h.current_green_id())
+}

@@ -1,0 +1,406 @@
+//! Fd readiness: registration, cached readiness, waiters, and `trampoline`.
+//!
+//! Each fd is registered with the poller once, in edge-triggered mode for
+//! both directions. Readiness edges are cached per fd: a green I/O operation
+//! that gets `EAGAIN` clears the cached bit and parks; the next edge sets it
+//! and wakes every waiter of that direction, in the order they started
+//! waiting. No `epoll_ctl` happens per wait.
+//!
+//! [`wait_ready`] is the one place where green I/O parks; the I/O types of
+//! `green` try their syscall non-blocking and call it on `EAGAIN`.
+
+use std::collections::VecDeque;
+use std::io;
+use std::os::fd::{BorrowedFd, RawFd};
+use std::time::{Duration, Instant};
+
+use super::{hub, Hub, Token, Wake};
+
+/// Which readiness [`trampoline`] waits for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Interest {
+    /// The fd is readable (or at end of file, or in error).
+    Read,
+    /// The fd is writable (or in error).
+    Write,
+}
+
+#[derive(Debug, Default)]
+struct FdEntry {
+    readable: bool,
+    writable: bool,
+    readers: VecDeque<Token>,
+    writers: VecDeque<Token>,
+}
+
+impl FdEntry {
+    fn waiters(&mut self, interest: Interest) -> &mut VecDeque<Token> {
+        match interest {
+            Interest::Read => &mut self.readers,
+            Interest::Write => &mut self.writers,
+        }
+    }
+
+    fn ready(&mut self, interest: Interest) -> &mut bool {
+        match interest {
+            Interest::Read => &mut self.readable,
+            Interest::Write => &mut self.writable,
+        }
+    }
+}
+
+/// The hub's table of registered fds, indexed by fd number.
+#[derive(Debug, Default)]
+pub(crate) struct FdTable {
+    entries: Vec<Option<FdEntry>>,
+    registered: usize,
+    waiters: usize,
+}
+
+impl FdTable {
+    pub(crate) fn waiters(&self) -> usize {
+        self.waiters
+    }
+
+    pub(crate) fn registered(&self) -> usize {
+        self.registered
+    }
+
+    fn get(&mut self, fd: RawFd) -> Option<&mut FdEntry> {
+        self.entries.get_mut(fd as usize)?.as_mut()
+    }
+
+    /// Removes `token` from the waiters of `fd`; returns whether it was there.
+    fn remove_waiter(&mut self, fd: RawFd, interest: Interest, token: Token) -> bool {
+        let Some(e) = self.get(fd) else { return false };
+        let q = e.waiters(interest);
+        match q.iter().position(|t| *t == token) {
+            Some(i) => {
+                q.remove(i);
+                self.waiters -= 1;
+                true
+            }
+            None => false,
+        }
+    }
+}
+
+impl Hub {
+    /// Registers `fd` with the poller unless it already is. Returns whether
+    /// this call registered it.
+    fn ensure_registered(&self, fd: RawFd) -> io::Result<bool> {
+        if fd < 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("cannot wait on fd {fd}: not a file descriptor"),
+            ));
+        }
+        let mut io = self.io.borrow_mut();
+        if io.get(fd).is_some() {
+            return Ok(false);
+        }
+        let interest = polling::Event::all(fd as usize);
+        // SAFETY: the fd is open (the caller is about to wait on it). The
+        // poller must forget it before it is closed: `notify_close` does that,
+        // and the kernel drops an epoll registration of a closed fd by itself.
+        let res = unsafe {
+            self.shared
+                .poller
+                .add_with_mode(fd, interest, polling::PollMode::Edge)
+        };
+        match res {
+            Ok(()) => {}
+            Err(e) if e.raw_os_error() == Some(libc::EEXIST) => {
+                // SAFETY: as above, the fd is open.
+                let b = unsafe { BorrowedFd::borrow_raw(fd) };
+                self.shared
+                    .poller
+                    .modify_with_mode(b, interest, polling::PollMode::Edge)?;
+            }
+            Err(e) if e.raw_os_error() == Some(libc::EPERM) => {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    format!(
+                        "cannot wait on fd {fd}: it is a regular file or directory, \
+                         which is always ready (the poller refuses it)"
+                    ),
+                ))
+            }
+            Err(e) => return Err(e),
+        }
+        let i = fd as usize;
+        if io.entries.len() <= i {
+            io.entries.resize_with(i + 1, || None);
+        }
+        io.entries[i] = Some(FdEntry::default());
+        io.registered += 1;
+        Ok(true)
+    }
+
+    /// Handles one poller event: caches readiness and wakes the waiters.
+    pub(super) fn dispatch_fd(&self, fd: RawFd, readable: bool, writable: bool) {
+        let mut woken: Vec<Token> = Vec::new();
+        {
+            let mut io = self.io.borrow_mut();
+            let Some(e) = io.get(fd) else { return };
+            if readable {
+                e.readable = true;
+                woken.extend(e.readers.drain(..));
+            }
+            if writable {
+                e.writable = true;
+                woken.extend(e.writers.drain(..));
+            }
+            io.waiters -= woken.len();
+        }
+        for t in woken {
+            self.wake(t, Wake::Woken);
+        }
+    }
+}
+
+/// Removes the waiter if the wait ends any way but a dispatch: timeout,
+/// close, or unwinding by kill or `Timeout`.
+struct WaiterGuard<'a> {
+    hub: &'a Hub,
+    fd: RawFd,
+    interest: Interest,
+    token: Token,
+}
+
+impl Drop for WaiterGuard<'_> {
+    fn drop(&mut self) {
+        self.hub
+            .io
+            .borrow_mut()
+            .remove_waiter(self.fd, self.interest, self.token);
+    }
+}
+
+fn closed_error(fd: RawFd) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::ConnectionAborted,
+        format!("fd {fd} was closed while a green thread waited on it"),
+    )
+}
+
+/// Parks until `fd` has a new readiness edge for `interest` (the caller got
+/// `EAGAIN`), `deadline` passes, or the fd is closed.
+///
+/// This is the single suspension point of green I/O.
+///
+/// # Errors
+/// `TimedOut` at the deadline; `ConnectionAborted` if the fd is closed
+/// through [`notify_close`] while waited on; the poller's error if the fd
+/// cannot be registered.
+fn wait_ready(fd: RawFd, interest: Interest, deadline: Option<Instant>) -> io::Result<()> {
+    let hub = hub();
+    hub.ensure_registered(fd)?;
+    park_on(hub, fd, interest, deadline)
+}
+
+fn park_on(hub: &Hub, fd: RawFd, interest: Interest, deadline: Option<Instant>) -> io::Result<()> {
+    loop {
+        let token = hub.token();
+        {
+            let mut io = hub.io.borrow_mut();
+            let e = io.get(fd).expect("fd registered above");
+            *e.ready(interest) = false;
+            e.waiters(interest).push_back(token);
+            io.waiters += 1;
+        }
+        let guard = WaiterGuard {
+            hub,
+            fd,
+            interest,
+            token,
+        };
+        let wake = super::park(deadline);
+        let still_waiting = {
+            let mut io = hub.io.borrow_mut();
+            io.get(fd)
+                .is_some_and(|e| e.waiters(interest).contains(&token))
+        };
+        drop(guard);
+        match wake {
+            Wake::Closed => return Err(closed_error(fd)),
+            Wake::TimedOut => {
+                return Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    format!("timed out waiting for fd {fd} to become {}", name(interest)),
+                ))
+            }
+            // Woken but still queued: a spurious wake; wait again.
+            Wake::Woken if still_waiting => continue,
+            _ => return Ok(()),
+        }
+    }
+}
+
+fn name(i: Interest) -> &'static str {
+    match i {
+        Interest::Read => "readable",
+        Interest::Write => "writable",
+    }
+}
+
+/// Runs the non-blocking operation `op` on `fd`, parking the current context
+/// whenever it fails with `WouldBlock` until `fd` is ready for `interest`,
+/// then trying again.
+///
+/// This is the single chokepoint of green I/O: every green I/O type calls
+/// it, and no other code loops on `EAGAIN`. `fd` must be in non-blocking
+/// mode, or `op` must not block (use `MSG_DONTWAIT` and the like).
+///
+/// # Errors
+/// `op`'s own errors other than `WouldBlock`; `TimedOut` if `timeout`
+/// passes before the operation can complete; the errors of [`trampoline`].
+///
+/// # Examples
+/// ```
+/// use std::io::{Read, Write};
+/// use std::os::fd::AsRawFd;
+/// use green::hub::{wait_io, Interest};
+///
+/// let (mut r, mut w) = std::os::unix::net::UnixStream::pair()?;
+/// r.set_nonblocking(true)?;
+/// green::spawn_n(move || w.write_all(b"ping").unwrap());
+/// let mut buf = [0; 4];
+/// let n = wait_io(r.as_raw_fd(), Interest::Read, None, || r.read(&mut buf))?;
+/// assert_eq!(&buf[..n], b"ping");
+/// # Ok::<(), std::io::Error>(())
+/// ```
+pub fn wait_io<T, F>(
+    fd: RawFd,
+    interest: Interest,
+    timeout: Option<Duration>,
+    mut op: F,
+) -> io::Result<T>
+where
+    F: FnMut() -> io::Result<T>,
+{
+    let mut deadline = None;
+    loop {
+        match op() {
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+            other => return other,
+        }
+        if deadline.is_none() {
+            deadline = timeout.and_then(|t| Instant::now().checked_add(t));
+        }
+        wait_ready(fd, interest, deadline)?;
+    }
+}
+
+/// Whether `fd` is ready for `interest` right now, asked with `poll(2)`.
+fn ready_now(fd: RawFd, interest: Interest) -> io::Result<bool> {
+    let events = match interest {
+        Interest::Read => libc::POLLIN,
+        Interest::Write => libc::POLLOUT,
+    };
+    let mut p = libc::pollfd {
+        fd,
+        events,
+        revents: 0,
+    };
+    // SAFETY: one valid pollfd, zero timeout.
+    let n = unsafe { libc::poll(&mut p, 1, 0) };
+    if n < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    if p.revents & libc::POLLNVAL != 0 {
+        return Err(io::Error::from_raw_os_error(libc::EBADF));
+    }
+    Ok(n > 0)
+}
+
+/// Parks the current green thread (or the root, running the hub) until `fd`
+/// is ready for `interest`, `timeout` passes, or the fd is closed.
+///
+/// This is eventlet's `hubs.trampoline`. Several green threads may wait on
+/// one fd; they are woken in the order they started waiting. The fd is
+/// registered with the hub's poller on first use and stays registered until
+/// [`notify_close`] is called for it.
+///
+/// # Errors
+/// - `InvalidInput` for a negative fd, or a regular file (always ready);
+/// - `TimedOut` when `timeout` passes first;
+/// - `ConnectionAborted` when another green thread calls [`notify_close`]
+///   for the fd while this one waits;
+/// - the OS error if the fd is not open.
+///
+/// # Panics
+/// Panics when called from the hub itself (a timer callback).
+///
+/// # Examples
+/// ```
+/// use std::io::{Read, Write};
+/// use std::os::fd::AsRawFd;
+/// use green::hub::{trampoline, Interest};
+///
+/// let (mut r, mut w) = std::os::unix::net::UnixStream::pair()?;
+/// let writer = green::spawn(move || w.write_all(b"hi"));
+/// trampoline(r.as_raw_fd(), Interest::Read, None)?; // the writer runs meanwhile
+/// let mut buf = [0; 2];
+/// r.read_exact(&mut buf)?;
+/// assert_eq!(&buf, b"hi");
+/// writer.wait()?;
+/// # Ok::<(), std::io::Error>(())
+/// ```
+pub fn trampoline(fd: RawFd, interest: Interest, timeout: Option<Duration>) -> io::Result<()> {
+    let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
+    let hub = hub();
+    let fresh = hub.ensure_registered(fd)?;
+    if !fresh {
+        let cached = {
+            let mut io = hub.io.borrow_mut();
+            io.get(fd).map(|e| *e.ready(interest)).unwrap_or(false)
+        };
+        // The cached bit may be stale (the data was consumed since):
+        // confirm it before returning.
+        if cached && ready_now(fd, interest)? {
+            return Ok(());
+        }
+    }
+    park_on(hub, fd, interest, deadline)
+}
+
+/// Tells the hub that `fd` is about to be closed: every green thread waiting
+/// on it wakes with a `ConnectionAborted` error, and the poller forgets it.
+///
+/// Call it *before* closing an fd that green threads may wait on (eventlet's
+/// `hubs.notify_close`); green's own I/O types do it when dropped. An fd the
+/// hub does not know is ignored.
+///
+/// # Examples
+/// ```
+/// use std::os::fd::AsRawFd;
+/// let (a, _b) = std::os::unix::net::UnixStream::pair()?;
+/// let fd = a.as_raw_fd();
+/// let waiter = green::spawn(move || green::hub::trampoline(fd, green::hub::Interest::Read, None));
+/// green::yield_now(); // the waiter parks on fd
+/// green::hub::notify_close(fd);
+/// drop(a);
+/// assert_eq!(waiter.wait().unwrap_err().kind(), std::io::ErrorKind::ConnectionAborted);
+/// # Ok::<(), std::io::Error>(())
+/// ```
+pub fn notify_close(fd: RawFd) {
+    let Some(hub) = super::try_hub() else { return };
+    let entry = {
+        let mut io = hub.io.borrow_mut();
+        let Some(slot) = io.entries.get_mut(fd as usize) else {
+            return;
+        };
+        let Some(e) = slot.take() else { return };
+        io.registered -= 1;
+        io.waiters -= e.readers.len() + e.writers.len();
+        e
+    };
+    // SAFETY: the caller is about to close `fd`, so it is still open here.
+    let b = unsafe { BorrowedFd::borrow_raw(fd) };
+    // An error means the kernel already forgot the fd (it was closed).
+    let _ = hub.shared.poller.delete(b);
+    for t in entry.readers.into_iter().chain(entry.writers) {
+        hub.wake(t, Wake::Closed);
+    }
+}

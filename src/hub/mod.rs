@@ -1,0 +1,933 @@
+//! The hub: one scheduler per OS thread.
+//!
+//! A hub owns a run queue, a timer heap, a poller for fd readiness and a queue
+//! of wakeups sent from other OS threads. It is created the first time an OS
+//! thread uses green, and torn down when that thread exits.
+//!
+//! # The loop
+//!
+//! ```text
+//! run until the root is woken:
+//!     take remote wakeups          -> run queue
+//!     run what is in the run queue, FIFO (each runs until it parks)
+//!     fire due timers              -> run queue
+//!     nothing runnable? poller.wait(until the next timer)
+//!         each event wakes the waiters of its fd
+//! ```
+//!
+//! There is no separate hub thread or hub coroutine: the loop runs on the
+//! stack of the OS thread itself (the *root context*) whenever the root
+//! blocks, exactly as eventlet's main greenlet switches to the hub. Green
+//! threads are resumed from the loop and suspend back into it:
+//!
+//! ```text
+//!  root stack                      green thread stacks
+//!  ----------                      -------------------
+//!  main()
+//!   green::sleep(..)   park root
+//!    Hub::run_root     ---resume-->  A: ... green::sleep(..) --suspend--+
+//!      (loop)          <------------------------------------------------+
+//!                      ---resume-->  B: ... trampoline(..)  --suspend--+
+//!      (loop)          <------------------------------------------------+
+//!      poller.wait
+//!      root's timer fires, root popped from the run queue
+//!   <- returns to main()
+//! ```
+//!
+//! # Park and unpark
+//!
+//! Every context (the root and each green thread) has a slot. Parking records
+//! the slot's *park sequence number*; a wakeup names `(slot, generation,
+//! sequence)` and is ignored unless all three still match a parked context, so
+//! a stale wake (a timeout that already fired, an fd that was closed, a green
+//! thread that exited and whose slot was reused) can never resume the wrong
+//! wait. [`Unparker`] carries such a token and is `Send + Sync`: used on the
+//! hub's own thread it pushes onto the run queue; from another OS thread it
+//! pushes onto the hub's remote queue and notifies the poller only if the hub
+//! is asleep.
+
+mod io;
+pub(crate) mod timer;
+
+use std::cell::{Cell, RefCell};
+use std::collections::VecDeque;
+use std::fmt;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use crate::coro::{self, Coro, RunningInfo, StackPool, Yielder};
+use timer::{Action, TimerId, Timers};
+
+pub(crate) use io::FdTable;
+pub use io::{notify_close, trampoline, wait_io, Interest};
+
+/// Slot of the root context (the OS thread's own stack).
+pub(crate) const ROOT: u32 = 0;
+/// Value of `current` while the hub itself runs (timer callbacks, dispatch).
+const HUB_CTX: u32 = u32::MAX;
+
+/// Why a parked context was woken.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Wake {
+    /// Unparked by whoever it waited for (or spuriously).
+    Woken,
+    /// Its park deadline passed.
+    TimedOut,
+    /// The fd it waited on was closed.
+    Closed,
+    /// A kill or timeout is to be delivered.
+    Cancel(Cancel),
+}
+
+/// A cancellation delivered at a park point by unwinding.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Cancel {
+    /// [`GreenThread::kill`](crate::GreenThread::kill).
+    Kill,
+    /// The [`Timeout`](crate::Timeout) with this id expired.
+    Timeout(u64),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum State {
+    Running,
+    Runnable,
+    Parked,
+    Vacant,
+}
+
+/// A green thread as the hub sees it.
+pub(crate) struct GreenCtx {
+    pub(crate) id: u64,
+    coro: Option<Coro>,
+    yielder: *const Yielder,
+    guard: (usize, usize),
+}
+
+/// One context: the root (slot 0) or a green thread.
+struct Slot {
+    gen: u32,
+    seq: u32,
+    state: State,
+    /// A wake arrived for the current `seq` while not parked: the next park
+    /// returns at once (like the token of `std::thread::park`).
+    notified: bool,
+    reason: Wake,
+    pending: Option<Cancel>,
+    /// The timer of the current park's deadline, or of `spawn_after`.
+    timer: Option<TimerId>,
+    green: Option<Box<GreenCtx>>,
+}
+
+/// The part of a hub that other OS threads reach.
+pub(crate) struct Shared {
+    poller: polling::Poller,
+    remote: Mutex<Vec<(u32, u32, u32)>>,
+    has_remote: AtomicBool,
+    sleeping: AtomicBool,
+}
+
+impl Shared {
+    fn unpark_remote(&self, key: u32, gen: u32, seq: u32) {
+        self.remote
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push((key, gen, seq));
+        self.has_remote.store(true, Ordering::SeqCst);
+        if self.sleeping.load(Ordering::SeqCst) {
+            // A failed notify leaves the hub to its next timer; nothing better
+            // can be done from here.
+            let _ = self.poller.notify();
+        }
+    }
+}
+
+/// A per-OS-thread scheduler. See the module docs.
+pub(crate) struct Hub {
+    shared: Arc<Shared>,
+    slots: RefCell<Vec<Slot>>,
+    free_slots: RefCell<Vec<u32>>,
+    run_queue: RefCell<VecDeque<(u32, u32)>>,
+    /// Slot of the running context, or `HUB_CTX`.
+    current: Cell<u32>,
+    current_yielder: Cell<*const Yielder>,
+    pub(crate) timers: RefCell<Timers>,
+    pub(crate) io: RefCell<FdTable>,
+    events: RefCell<polling::Events>,
+    remote_buf: RefCell<Vec<(u32, u32, u32)>>,
+    stacks: RefCell<StackPool>,
+    green_count: Cell<usize>,
+    closing: Cell<bool>,
+    ticks: Cell<u32>,
+    altstack: Cell<Option<(usize, usize)>>,
+}
+
+thread_local! {
+    /// This OS thread's hub, or null before first use and after teardown.
+    static HUB: Cell<*const Hub> = const { Cell::new(std::ptr::null()) };
+    /// Tears the hub down when the thread exits.
+    static OWNER: HubOwner = const { HubOwner };
+}
+
+struct HubOwner;
+
+impl Drop for HubOwner {
+    fn drop(&mut self) {
+        let p = HUB.with(|h| h.get());
+        if p.is_null() {
+            return;
+        }
+        // SAFETY: `p` came from Box::into_raw in `create` and is freed only
+        // below, after it has been unset.
+        let hub = unsafe { &*p };
+        hub.teardown();
+        HUB.with(|h| h.set(std::ptr::null()));
+        // SAFETY: as above; no green thread remains that could refer to it.
+        drop(unsafe { Box::from_raw(p as *mut Hub) });
+    }
+}
+
+/// The current OS thread's hub, created on first use.
+///
+/// The reference stays valid until the thread exits (the hub is freed by a
+/// thread-local destructor, after every green thread on it has been dropped).
+#[inline]
+pub(crate) fn hub() -> &'static Hub {
+    let p = HUB.with(|h| h.get());
+    if p.is_null() {
+        create()
+    } else {
+        // SAFETY: non-null means alive until the thread's TLS teardown.
+        unsafe { &*p }
+    }
+}
+
+/// The current OS thread's hub, if it has one.
+#[inline]
+pub(crate) fn try_hub() -> Option<&'static Hub> {
+    let p = HUB.try_with(|h| h.get()).ok()?;
+    // SAFETY: as in `hub`.
+    (!p.is_null()).then(|| unsafe { &*p })
+}
+
+#[cold]
+fn create() -> &'static Hub {
+    if OWNER.try_with(|_| ()).is_err() {
+        panic!(
+            "green: the hub of this OS thread was used during thread exit, after it was torn down"
+        );
+    }
+    let poller = polling::Poller::new()
+        .unwrap_or_else(|e| panic!("green: cannot create the hub's poller: {e}"));
+    let altstack = coro::install_overflow_handler();
+    let hub = Box::new(Hub {
+        shared: Arc::new(Shared {
+            poller,
+            remote: Mutex::new(Vec::new()),
+            has_remote: AtomicBool::new(false),
+            sleeping: AtomicBool::new(false),
+        }),
+        slots: RefCell::new(vec![Slot {
+            gen: 0,
+            seq: 0,
+            state: State::Running,
+            notified: false,
+            reason: Wake::Woken,
+            pending: None,
+            timer: None,
+            green: None,
+        }]),
+        free_slots: RefCell::new(Vec::new()),
+        run_queue: RefCell::new(VecDeque::new()),
+        current: Cell::new(ROOT),
+        current_yielder: Cell::new(std::ptr::null()),
+        timers: RefCell::new(Timers::new()),
+        io: RefCell::new(FdTable::default()),
+        events: RefCell::new(polling::Events::with_capacity(
+            std::num::NonZeroUsize::new(1024).unwrap(),
+        )),
+        remote_buf: RefCell::new(Vec::new()),
+        stacks: RefCell::new(StackPool::default()),
+        green_count: Cell::new(0),
+        closing: Cell::new(false),
+        ticks: Cell::new(0),
+        altstack: Cell::new(altstack),
+    });
+    let p = Box::into_raw(hub);
+    HUB.with(|h| h.set(p));
+    // SAFETY: just allocated, and now owned by the thread-local.
+    unsafe { &*p }
+}
+
+/// A parked context's identity: `(slot, generation, park sequence)`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Token {
+    pub(crate) key: u32,
+    pub(crate) gen: u32,
+    pub(crate) seq: u32,
+}
+
+impl Hub {
+    fn blocking_from_hub() -> ! {
+        panic!(
+            "do not call blocking functions from the hub: a timer callback or other \
+             code run by the hub itself tried to park; spawn a green thread for it instead"
+        )
+    }
+
+    /// The token the current context's next park will carry.
+    pub(crate) fn token(&self) -> Token {
+        let key = self.current.get();
+        if key == HUB_CTX {
+            Self::blocking_from_hub();
+        }
+        let slots = self.slots.borrow();
+        let s = &slots[key as usize];
+        Token {
+            key,
+            gen: s.gen,
+            seq: s.seq,
+        }
+    }
+
+    /// An unparker for the current context's next park.
+    pub(crate) fn unparker(&self) -> Unparker {
+        Unparker {
+            shared: self.shared.clone(),
+            token: self.token(),
+        }
+    }
+
+    /// Id of the running green thread, if a green thread is running.
+    pub(crate) fn current_green_id(&self) -> Option<u64> {
+        let key = self.current.get();
+        if key == ROOT || key == HUB_CTX {
+            return None;
+        }
+        self.slots.borrow()[key as usize]
+            .green
+            .as_ref()
+            .map(|g| g.id)
+    }
+
+    /// Wakes a context parked with `token`, on this hub's own thread.
+    pub(crate) fn wake(&self, token: Token, reason: Wake) -> bool {
+        let mut slots = self.slots.borrow_mut();
+        let Some(slot) = slots.get_mut(token.key as usize) else {
+            return false;
+        };
+        if slot.gen != token.gen || slot.seq != token.seq {
+            return false;
+        }
+        match slot.state {
+            State::Parked => {
+                slot.state = State::Runnable;
+                slot.reason = reason;
+                slot.seq = slot.seq.wrapping_add(1);
+                drop(slots);
+                self.run_queue
+                    .borrow_mut()
+                    .push_back((token.key, token.gen));
+                true
+            }
+            State::Running | State::Runnable => {
+                if reason == Wake::Woken {
+                    slot.notified = true;
+                }
+                false
+            }
+            State::Vacant => false,
+        }
+    }
+
+    /// Delivers a kill or timeout to a context: at once if it is parked,
+    /// else at its next park point.
+    pub(crate) fn cancel(&self, key: u32, gen: u32, cancel: Cancel) {
+        let mut slots = self.slots.borrow_mut();
+        let Some(slot) = slots.get_mut(key as usize) else {
+            return;
+        };
+        if slot.gen != gen || slot.state == State::Vacant {
+            return;
+        }
+        slot.pending = match (slot.pending, cancel) {
+            (Some(Cancel::Kill), _) => Some(Cancel::Kill),
+            _ => Some(cancel),
+        };
+        if slot.state == State::Parked {
+            slot.state = State::Runnable;
+            slot.seq = slot.seq.wrapping_add(1);
+            drop(slots);
+            let mut rq = self.run_queue.borrow_mut();
+            if cancel == Cancel::Kill {
+                rq.push_front((key, gen));
+            } else {
+                rq.push_back((key, gen));
+            }
+        }
+    }
+
+    /// Forgets a pending timeout `id` of a context (its guard was dropped).
+    pub(crate) fn clear_pending_timeout(&self, key: u32, gen: u32, id: u64) {
+        let mut slots = self.slots.borrow_mut();
+        if let Some(slot) = slots.get_mut(key as usize) {
+            if slot.gen == gen && slot.pending == Some(Cancel::Timeout(id)) {
+                slot.pending = None;
+            }
+        }
+    }
+
+    /// Parks the current context until it is woken, `deadline` passes, or a
+    /// cancellation arrives. Never unwinds; see [`park`].
+    pub(crate) fn park_raw(&self, deadline: Option<Instant>) -> Wake {
+        let key = self.current.get();
+        if key == HUB_CTX {
+            Self::blocking_from_hub();
+        }
+        if self.closing.get() {
+            return if std::thread::panicking() {
+                Wake::Closed
+            } else {
+                Wake::Cancel(Cancel::Kill)
+            };
+        }
+        {
+            let mut slots = self.slots.borrow_mut();
+            let slot = &mut slots[key as usize];
+            if let Some(c) = slot.pending.take() {
+                return Wake::Cancel(c);
+            }
+            if slot.notified {
+                slot.notified = false;
+                slot.seq = slot.seq.wrapping_add(1);
+                return Wake::Woken;
+            }
+            if let Some(d) = deadline {
+                slot.timer = Some(self.timers.borrow_mut().add(
+                    d,
+                    Action::Wake {
+                        key,
+                        gen: slot.gen,
+                        seq: slot.seq,
+                        reason: Wake::TimedOut,
+                    },
+                ));
+            }
+            slot.state = State::Parked;
+        }
+        self.switch_out(key);
+        let mut slots = self.slots.borrow_mut();
+        let slot = &mut slots[key as usize];
+        if let Some(t) = slot.timer.take() {
+            self.timers.borrow_mut().cancel(t);
+        }
+        if let Some(c) = slot.pending.take() {
+            return Wake::Cancel(c);
+        }
+        slot.reason
+    }
+
+    /// Leaves the current context until the hub resumes it: a green thread
+    /// suspends into the loop; the root runs the loop in place.
+    #[inline]
+    fn switch_out(&self, key: u32) {
+        if key == ROOT {
+            self.run_root();
+        } else {
+            // SAFETY: `current_yielder` is the yielder of the running green
+            // thread `key`: `run_green` sets it before every resume.
+            unsafe { coro::suspend(self.current_yielder.get()) }
+        }
+    }
+
+    /// Requeues the current context behind everything runnable and switches
+    /// out. Delivers pending cancellations before and after.
+    pub(crate) fn yield_now(&self) {
+        let key = self.current.get();
+        if key == HUB_CTX {
+            Self::blocking_from_hub();
+        }
+        if self.closing.get() {
+            return;
+        }
+        let gen = {
+            let mut slots = self.slots.borrow_mut();
+            let slot = &mut slots[key as usize];
+            if let Some(c) = slot.pending.take() {
+                drop(slots);
+                deliver(c);
+            }
+            slot.state = State::Runnable;
+            slot.gen
+        };
+        self.run_queue.borrow_mut().push_back((key, gen));
+        self.switch_out(key);
+        let pending = self.slots.borrow_mut()[key as usize].pending.take();
+        if let Some(c) = pending {
+            deliver(c);
+        }
+    }
+
+    /// The loop, run on the root's stack until the root is runnable again.
+    fn run_root(&self) {
+        self.current.set(HUB_CTX);
+        loop {
+            if self.shared.has_remote.load(Ordering::Acquire) {
+                self.drain_remote();
+            }
+            let n = self.run_queue.borrow().len();
+            for _ in 0..n {
+                let next = self.run_queue.borrow_mut().pop_front();
+                let Some((key, gen)) = next else { break };
+                if key == ROOT {
+                    self.slots.borrow_mut()[0].state = State::Running;
+                    self.current.set(ROOT);
+                    return;
+                }
+                self.run_green(key, gen);
+            }
+            if !self.timers.borrow().is_empty() {
+                self.fire_timers(Instant::now());
+            }
+            if self.run_queue.borrow().is_empty() {
+                let next = self.timers.borrow_mut().next_deadline();
+                let timeout = next.map(|d| d.saturating_duration_since(Instant::now()));
+                self.poll(timeout);
+            } else {
+                let t = self.ticks.get().wrapping_add(1);
+                self.ticks.set(t);
+                if t % 61 == 0 {
+                    self.poll(Some(Duration::ZERO));
+                }
+            }
+        }
+    }
+
+    /// Resumes green thread `key` until it parks or finishes.
+    fn run_green(&self, key: u32, gen: u32) {
+        let (coro, yielder, info) = {
+            let mut slots = self.slots.borrow_mut();
+            let slot = &mut slots[key as usize];
+            if slot.gen != gen || slot.state != State::Runnable {
+                return;
+            }
+            slot.state = State::Running;
+            let g = slot
+                .green
+                .as_mut()
+                .expect("runnable slot without a green thread");
+            let coro: *mut Coro = g.coro.as_mut().expect("green thread without a coroutine");
+            (
+                coro,
+                g.yielder,
+                RunningInfo {
+                    guard_lo: g.guard.0,
+                    guard_hi: g.guard.1,
+                    id: g.id,
+                },
+            )
+        };
+        self.current.set(key);
+        self.current_yielder.set(yielder);
+        coro::set_running(Some(info));
+        // SAFETY: the coroutine lives in a Box owned by the slot, which is
+        // freed only by `reap` below, after the coroutine returned.
+        let done = unsafe { (*coro).resume() };
+        coro::set_running(None);
+        self.current.set(HUB_CTX);
+        if done {
+            self.reap(key);
+        }
+    }
+
+    /// Called by a green thread's first frame: records its yielder and drops
+    /// the `spawn_after` timer if it was started early (by a kill).
+    pub(crate) fn started(&self, y: &Yielder) {
+        let key = self.current.get();
+        self.current_yielder.set(y);
+        let timer = {
+            let mut slots = self.slots.borrow_mut();
+            let slot = &mut slots[key as usize];
+            if let Some(g) = slot.green.as_mut() {
+                g.yielder = y;
+            }
+            slot.timer.take()
+        };
+        if let Some(t) = timer {
+            self.timers.borrow_mut().cancel(t);
+        }
+    }
+
+    /// Takes a pending kill aimed at the current context, if any.
+    pub(crate) fn take_kill(&self) -> bool {
+        let key = self.current.get();
+        let mut slots = self.slots.borrow_mut();
+        let slot = &mut slots[key as usize];
+        if slot.pending == Some(Cancel::Kill) {
+            slot.pending = None;
+            true
+        } else {
+            false
+        }
+    }
+
+    pub(crate) fn is_closing(&self) -> bool {
+        self.closing.get()
+    }
+
+    /// Frees the slot of a finished green thread and pools its stack.
+    fn reap(&self, key: u32) {
+        let (green, timer) = {
+            let mut slots = self.slots.borrow_mut();
+            let slot = &mut slots[key as usize];
+            slot.state = State::Vacant;
+            slot.gen = slot.gen.wrapping_add(1);
+            slot.pending = None;
+            slot.notified = false;
+            (slot.green.take(), slot.timer.take())
+        };
+        if let Some(t) = timer {
+            self.timers.borrow_mut().cancel(t);
+        }
+        self.free_slots.borrow_mut().push(key);
+        self.green_count.set(self.green_count.get() - 1);
+        if let Some(mut g) = green {
+            if let Some(c) = g.coro.take() {
+                if c.done() {
+                    self.stacks.borrow_mut().put(c.into_stack());
+                }
+            }
+        }
+    }
+
+    /// Creates a green thread running `body`, runnable now or parked until
+    /// `at`. Returns its slot, generation and id.
+    pub(crate) fn spawn_raw<F>(
+        &self,
+        stack_size: usize,
+        at: Option<Instant>,
+        body: F,
+    ) -> std::io::Result<(u32, u32, u64)>
+    where
+        F: FnOnce() + 'static,
+    {
+        let stack = self.stacks.borrow_mut().get(stack_size)?;
+        let guard = stack.guard();
+        let coro = Coro::new(stack, move |y| {
+            hub().started(y);
+            body();
+        });
+        let id = crate::greenthread::next_id();
+        let green = Box::new(GreenCtx {
+            id,
+            coro: Some(coro),
+            yielder: std::ptr::null(),
+            guard,
+        });
+        let free = self.free_slots.borrow_mut().pop();
+        let mut slots = self.slots.borrow_mut();
+        let key = match free {
+            Some(k) => k,
+            None => {
+                slots.push(Slot {
+                    gen: 0,
+                    seq: 0,
+                    state: State::Vacant,
+                    notified: false,
+                    reason: Wake::Woken,
+                    pending: None,
+                    timer: None,
+                    green: None,
+                });
+                (slots.len() - 1) as u32
+            }
+        };
+        let slot = &mut slots[key as usize];
+        slot.green = Some(green);
+        slot.reason = Wake::Woken;
+        let gen = slot.gen;
+        match at {
+            None => {
+                slot.state = State::Runnable;
+                drop(slots);
+                self.run_queue.borrow_mut().push_back((key, gen));
+            }
+            Some(at) => {
+                slot.state = State::Parked;
+                slot.timer = Some(self.timers.borrow_mut().add(
+                    at,
+                    Action::Wake {
+                        key,
+                        gen,
+                        seq: slot.seq,
+                        reason: Wake::Woken,
+                    },
+                ));
+            }
+        }
+        self.green_count.set(self.green_count.get() + 1);
+        Ok((key, gen, id))
+    }
+
+    /// Whether green thread `(key, gen)` is the running context.
+    pub(crate) fn is_current(&self, key: u32, gen: u32) -> bool {
+        self.current.get() == key && self.slots.borrow()[key as usize].gen == gen
+    }
+
+    /// Whether the hub itself is running (not the root nor a green thread).
+    pub(crate) fn in_hub(&self) -> bool {
+        self.current.get() == HUB_CTX
+    }
+
+    fn drain_remote(&self) {
+        self.shared.has_remote.store(false, Ordering::SeqCst);
+        let mut buf = self.remote_buf.borrow_mut();
+        std::mem::swap(
+            &mut *buf,
+            &mut *self.shared.remote.lock().unwrap_or_else(|e| e.into_inner()),
+        );
+        for (key, gen, seq) in buf.drain(..) {
+            self.wake(Token { key, gen, seq }, Wake::Woken);
+        }
+    }
+
+    fn fire_timers(&self, now: Instant) {
+        loop {
+            let action = self.timers.borrow_mut().pop_due(now);
+            match action {
+                None => return,
+                Some(Action::Wake {
+                    key,
+                    gen,
+                    seq,
+                    reason,
+                }) => {
+                    let fired = self.wake(Token { key, gen, seq }, reason);
+                    if fired {
+                        // The timer is spent: don't let the woken park cancel it.
+                        let mut slots = self.slots.borrow_mut();
+                        slots[key as usize].timer = None;
+                    }
+                }
+                Some(Action::Cancel { key, gen, cancel }) => self.cancel(key, gen, cancel),
+            }
+        }
+    }
+
+    /// Waits for fd events (at most `timeout`) and wakes their waiters.
+    fn poll(&self, timeout: Option<Duration>) {
+        let blocking = timeout != Some(Duration::ZERO);
+        if blocking {
+            self.shared.sleeping.store(true, Ordering::SeqCst);
+            if self.shared.has_remote.load(Ordering::SeqCst) {
+                self.shared.sleeping.store(false, Ordering::SeqCst);
+                return;
+            }
+        }
+        let mut events = self.events.borrow_mut();
+        events.clear();
+        let res = self.shared.poller.wait(&mut events, timeout);
+        if blocking {
+            self.shared.sleeping.store(false, Ordering::SeqCst);
+        }
+        match res {
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => panic!("green: the hub's poller failed: {e}"),
+        }
+        for ev in events.iter() {
+            self.dispatch_fd(ev.key as i32, ev.readable, ev.writable);
+        }
+    }
+
+    /// Tears down at thread exit: drops every green thread (unwinding those
+    /// that are parked, so their destructors run).
+    fn teardown(&self) {
+        self.closing.set(true);
+        loop {
+            let next = {
+                let mut slots = self.slots.borrow_mut();
+                let found = slots
+                    .iter_mut()
+                    .enumerate()
+                    .find(|(_, s)| s.green.is_some());
+                found.map(|(k, s)| {
+                    s.state = State::Running;
+                    (k as u32, s.green.take().expect("checked above"))
+                })
+            };
+            let Some((key, mut green)) = next else { break };
+            self.current.set(key);
+            self.current_yielder.set(green.yielder);
+            coro::set_running(Some(RunningInfo {
+                guard_lo: green.guard.0,
+                guard_hi: green.guard.1,
+                id: green.id,
+            }));
+            drop(green.coro.take());
+            coro::set_running(None);
+            self.green_count.set(self.green_count.get() - 1);
+        }
+        self.current.set(ROOT);
+        if let Some(a) = self.altstack.take() {
+            coro::free_altstack(a);
+        }
+    }
+
+    /// Counts for [`stats`].
+    fn stats(&self) -> HubStats {
+        let io = self.io.borrow();
+        HubStats {
+            green_threads: self.green_count.get(),
+            runnable: self.run_queue.borrow().len(),
+            timers: self.timers.borrow().len(),
+            fd_waiters: io.waiters(),
+            registered_fds: io.registered(),
+            pooled_stacks: self.stacks.borrow().len(),
+        }
+    }
+}
+
+impl fmt::Debug for Hub {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Hub").field("stats", &self.stats()).finish()
+    }
+}
+
+/// Delivers a cancellation by unwinding from the current park point.
+pub(crate) fn deliver(c: Cancel) -> ! {
+    match c {
+        Cancel::Kill => std::panic::resume_unwind(Box::new(crate::Killed)),
+        Cancel::Timeout(id) => std::panic::resume_unwind(Box::new(crate::Elapsed::new(id))),
+    }
+}
+
+/// Parks the current context until it is unparked or `deadline` passes.
+///
+/// Returns [`Wake::Woken`], [`Wake::TimedOut`] or [`Wake::Closed`]; a pending
+/// kill or timeout unwinds from here instead.
+pub(crate) fn park(deadline: Option<Instant>) -> Wake {
+    match hub().park_raw(deadline) {
+        Wake::Cancel(c) => deliver(c),
+        w => w,
+    }
+}
+
+/// A handle that wakes one parked green context; `Send + Sync`.
+///
+/// Get one with [`current_unparker`] before parking with [`park_until`]; give
+/// it to whoever will wake you. It is a token for *one* park: once that park
+/// has returned, unparking is a no-op, so a stale handle can never wake a
+/// later, unrelated wait. Unparking from another OS thread reaches the hub
+/// through its remote queue. If the unpark comes before the park, the park
+/// returns at once.
+///
+/// # Examples
+/// ```
+/// let u = green::hub::current_unparker();
+/// std::thread::spawn(move || u.unpark());
+/// // Parks the root context; the other OS thread wakes it.
+/// while !green::hub::park_until(None) {}
+/// ```
+#[derive(Clone)]
+pub struct Unparker {
+    shared: Arc<Shared>,
+    token: Token,
+}
+
+impl fmt::Debug for Unparker {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Unparker")
+            .field("slot", &self.token.key)
+            .field("seq", &self.token.seq)
+            .finish()
+    }
+}
+
+impl Unparker {
+    /// Wakes the context this handle was made for, if it is still in the
+    /// park the handle names.
+    pub fn unpark(&self) {
+        match try_hub() {
+            Some(h) if Arc::ptr_eq(&h.shared, &self.shared) => {
+                h.wake(self.token, Wake::Woken);
+            }
+            _ => self
+                .shared
+                .unpark_remote(self.token.key, self.token.gen, self.token.seq),
+        }
+    }
+
+    /// Turns the handle into a [`std::task::Waker`] that unparks on wake.
+    pub fn into_waker(self) -> std::task::Waker {
+        std::task::Waker::from(Arc::new(self))
+    }
+}
+
+impl std::task::Wake for Unparker {
+    fn wake(self: Arc<Self>) {
+        self.unpark();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.unpark();
+    }
+}
+
+/// An [`Unparker`] for the current context's next park.
+///
+/// # Panics
+/// Panics when called from the hub itself (a timer callback).
+pub fn current_unparker() -> Unparker {
+    hub().unparker()
+}
+
+/// Parks the current context (green thread, or the root running the hub)
+/// until an [`Unparker`] wakes it or `deadline` passes.
+///
+/// Returns `true` if woken, `false` if the deadline passed. Like
+/// [`std::thread::park`], it may also return `true` spuriously: callers check
+/// their condition in a loop. A pending [`kill`](crate::GreenThread::kill) or
+/// [`Timeout`](crate::Timeout) unwinds from here.
+///
+/// # Panics
+/// Panics when called from the hub itself (a timer callback).
+pub fn park_until(deadline: Option<Instant>) -> bool {
+    !matches!(park(deadline), Wake::TimedOut)
+}
+
+/// Counts of what the current OS thread's hub holds.
+///
+/// Tests use them to prove that nothing leaks: after a kill, a timeout or a
+/// panic, the counts return to where they were.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct HubStats {
+    /// Live green threads (started or not, not yet finished).
+    pub green_threads: usize,
+    /// Contexts waiting in the run queue.
+    pub runnable: usize,
+    /// Live timers (sleeps, park deadlines, timeouts, `spawn_after`).
+    pub timers: usize,
+    /// Contexts parked in [`trampoline`] waiting for an fd.
+    pub fd_waiters: usize,
+    /// File descriptors registered with the poller.
+    pub registered_fds: usize,
+    /// Free stacks kept for reuse.
+    pub pooled_stacks: usize,
+}
+
+/// Counts of the current OS thread's hub (creating it if needed).
+///
+/// # Examples
+/// ```
+/// let before = green::hub::stats();
+/// green::spawn(|| green::sleep(std::time::Duration::from_millis(1))).wait();
+/// let after = green::hub::stats();
+/// assert_eq!(after.green_threads, before.green_threads);
+/// assert_eq!(after.timers, 0);
+/// ```
+pub fn stats() -> HubStats {
+    hub().stats()
+}

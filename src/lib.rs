@@ -1,0 +1,45 @@
+//! Green threads for Rust, in the eventlet model.
+//!
+//! `green` runs many cheap, stackful green threads on each OS thread. Each OS
+//! thread that uses green gets a **hub**: a run queue, a timer heap and an fd
+//! poller. Green threads run one at a time on their OS thread and switch only
+//! when they block — sleep, wait for an fd, wait for another green thread —
+//! so code reads like ordinary blocking code while thousands of green threads
+//! make progress together.
+//!
+//! As in eventlet, a spawned green thread runs when the spawning context
+//! blocks or yields:
+//!
+//! ```
+//! use std::time::{Duration, Instant};
+//!
+//! let start = Instant::now();
+//! let workers: Vec<_> = (0..1000)
+//!     .map(|i| green::spawn(move || {
+//!         green::sleep(Duration::from_millis(50));
+//!         i * 2
+//!     }))
+//!     .collect();
+//! let total: u64 = workers.into_iter().map(|gt| gt.wait()).sum();
+//! assert_eq!(total, 999 * 1000);
+//! // 1000 sleeps of 50 ms overlap: far less than 50 s.
+//! assert!(start.elapsed() < Duration::from_secs(10));
+//! ```
+//!
+//! Cancellation ([`GreenThread::kill`], [`Timeout`], [`with_timeout`]) is
+//! delivered where the target parks, by unwinding: destructors run and
+//! nothing is leaked. See `docs/architecture.md` for how the hub works.
+#![deny(missing_docs, missing_debug_implementations, unsafe_op_in_unsafe_fn)]
+#![doc(test(attr(deny(warnings))))]
+
+mod coro;
+mod greenthread;
+pub mod hub;
+mod timeout;
+
+pub use coro::DEFAULT_STACK_SIZE;
+pub use greenthread::{
+    current_id, sleep, sleep_until, spawn, spawn_after, spawn_n, yield_now, Builder, GreenThread,
+    Killed,
+};
+pub use timeout::{with_timeout, Elapsed, Timeout};

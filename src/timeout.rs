@@ -1,0 +1,173 @@
+//! Timeouts delivered at park points (eventlet's `Timeout`).
+//!
+//! A [`Timeout`] arms a timer for the context that creates it. If the timer
+//! fires while that context is parked (sleeping, waiting on an fd, joining,
+//! ...), the context unwinds from its park point with an [`Elapsed`] payload;
+//! if it is running, the unwind happens at its next park point. Destructors
+//! run on the way out. [`with_timeout`] catches its own timeout and turns it
+//! into `Err(Elapsed)`.
+
+use std::fmt;
+use std::marker::PhantomData;
+use std::panic::{self, AssertUnwindSafe};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use crate::hub::timer::{Action, TimerId};
+use crate::hub::{hub, Cancel};
+
+static NEXT_TIMEOUT: AtomicU64 = AtomicU64::new(1);
+
+/// The error of [`with_timeout`], and the payload a context unwinds with when
+/// its [`Timeout`] expires.
+///
+/// # Examples
+/// ```
+/// use std::time::Duration;
+/// let r = green::with_timeout(Duration::from_millis(10), || {
+///     green::sleep(Duration::from_secs(10));
+/// });
+/// assert!(r.is_err());
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Elapsed {
+    id: u64,
+}
+
+impl Elapsed {
+    pub(crate) fn new(id: u64) -> Elapsed {
+        Elapsed { id }
+    }
+}
+
+impl fmt::Display for Elapsed {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("green timeout elapsed")
+    }
+}
+
+impl std::error::Error for Elapsed {}
+
+impl From<Elapsed> for std::io::Error {
+    fn from(e: Elapsed) -> std::io::Error {
+        std::io::Error::new(std::io::ErrorKind::TimedOut, e)
+    }
+}
+
+/// A guard that interrupts the current context if it is still alive after a
+/// duration; dropping it cancels the timer.
+///
+/// When it expires, the context that created it unwinds from its current or
+/// next park point with an [`Elapsed`] payload. Catch it with
+/// [`with_timeout`] (or `catch_unwind`); uncaught in a green thread, it ends
+/// that green thread and [`GreenThread::join`](crate::GreenThread::join)
+/// returns it as the error.
+///
+/// # Examples
+/// ```
+/// use std::time::Duration;
+/// let gt = green::spawn(|| {
+///     let _t = green::Timeout::new(Duration::from_millis(10));
+///     green::sleep(Duration::from_secs(10));
+/// });
+/// assert!(gt.join().unwrap_err().is::<green::Elapsed>());
+/// ```
+///
+/// # Panics
+/// Panics when created from the hub itself (a timer callback).
+pub struct Timeout {
+    id: u64,
+    key: u32,
+    gen: u32,
+    timer: TimerId,
+    _not_send: PhantomData<*const ()>,
+}
+
+impl fmt::Debug for Timeout {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Timeout").field("id", &self.id).finish()
+    }
+}
+
+impl Timeout {
+    /// Starts a timeout of `dur` for the current context.
+    pub fn new(dur: Duration) -> Timeout {
+        // A deadline past the end of time never fires: a century is as good.
+        let deadline = Instant::now()
+            .checked_add(dur)
+            .unwrap_or_else(|| Instant::now() + Duration::from_secs(100 * 365 * 86_400));
+        Timeout::at(deadline)
+    }
+
+    /// Starts a timeout that expires at `deadline`.
+    pub fn at(deadline: Instant) -> Timeout {
+        let h = hub();
+        let token = h.token();
+        let id = NEXT_TIMEOUT.fetch_add(1, Ordering::Relaxed);
+        let timer = h.timers.borrow_mut().add(
+            deadline,
+            Action::Cancel {
+                key: token.key,
+                gen: token.gen,
+                cancel: Cancel::Timeout(id),
+            },
+        );
+        Timeout {
+            id,
+            key: token.key,
+            gen: token.gen,
+            timer,
+            _not_send: PhantomData,
+        }
+    }
+
+    /// Cancels the timeout; returns `true` if it had not expired yet.
+    pub fn cancel(self) -> bool {
+        let h = hub();
+        let pending = h.timers.borrow_mut().cancel(self.timer);
+        drop(self);
+        pending
+    }
+
+    /// Whether `payload` (from `catch_unwind` or `join`) is this timeout
+    /// expiring.
+    pub fn is_mine(&self, payload: &(dyn std::any::Any + Send)) -> bool {
+        payload.downcast_ref::<Elapsed>() == Some(&Elapsed { id: self.id })
+    }
+}
+
+impl Drop for Timeout {
+    fn drop(&mut self) {
+        let h = hub();
+        h.timers.borrow_mut().cancel(self.timer);
+        h.clear_pending_timeout(self.key, self.gen, self.id);
+    }
+}
+
+/// Runs `f`, interrupting it if it runs longer than `dur` (eventlet's
+/// `with_timeout`).
+///
+/// The interruption happens at a park point of the current context (a
+/// sleep, I/O wait, join ...): `f` unwinds from there, its destructors run,
+/// and `with_timeout` returns `Err(Elapsed)`. A CPU-bound `f` that never
+/// parks cannot be interrupted. Other panics in `f` propagate unchanged.
+///
+/// # Errors
+/// [`Elapsed`] if `dur` passed before `f` returned.
+///
+/// # Examples
+/// ```
+/// use std::time::Duration;
+/// assert_eq!(green::with_timeout(Duration::from_secs(1), || 7), Ok(7));
+/// ```
+pub fn with_timeout<T, F>(dur: Duration, f: F) -> Result<T, Elapsed>
+where
+    F: FnOnce() -> T,
+{
+    let t = Timeout::new(dur);
+    match panic::catch_unwind(AssertUnwindSafe(f)) {
+        Ok(v) => Ok(v),
+        Err(p) if t.is_mine(&*p) => Err(Elapsed { id: t.id }),
+        Err(p) => panic::resume_unwind(p),
+    }
+}
