@@ -1,0 +1,156 @@
+//! The `green` demo: many green threads on ONE OS thread doing real work.
+//!
+//! 1. 10 000 green threads each sleep 100 ms: the sleeps overlap.
+//! 2. A TCP echo server and 100 clients on loopback, all green threads on
+//!    one OS thread, each client checking every byte it gets back.
+//!
+//! Run it with `cargo run --release --example demo`.
+
+use std::io::{self, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::os::fd::AsRawFd;
+use std::time::{Duration, Instant};
+
+use green::hub::{wait_io, Interest};
+
+const SLEEPERS: u64 = 10_000;
+const CLIENTS: usize = 100;
+const ROUND_TRIPS: usize = 1_000;
+const MSG: usize = 64;
+
+fn sleepers() {
+    let start = Instant::now();
+    let handles: Vec<_> = (0..SLEEPERS)
+        .map(|i| {
+            green::spawn(move || {
+                green::sleep(Duration::from_millis(100));
+                i
+            })
+        })
+        .collect();
+    let sum: u64 = handles.into_iter().map(|h| h.wait()).sum();
+    assert_eq!(sum, SLEEPERS * (SLEEPERS - 1) / 2);
+    let wall = start.elapsed();
+    println!(
+        "sleep:  {SLEEPERS} green threads x 100 ms sleep finished in {:.1} ms on one OS thread \
+         (back to back: {} s)",
+        wall.as_secs_f64() * 1e3,
+        SLEEPERS / 10
+    );
+}
+
+/// Reads exactly `buf.len()` bytes, parking on `EAGAIN`.
+fn read_exact(s: &mut TcpStream, buf: &mut [u8]) -> io::Result<()> {
+    let fd = s.as_raw_fd();
+    let mut got = 0;
+    while got < buf.len() {
+        let n = wait_io(fd, Interest::Read, None, || s.read(&mut buf[got..]))?;
+        if n == 0 {
+            return Err(io::ErrorKind::UnexpectedEof.into());
+        }
+        got += n;
+    }
+    Ok(())
+}
+
+/// Writes all of `buf`, parking on `EAGAIN`.
+fn write_all(s: &mut TcpStream, buf: &[u8]) -> io::Result<()> {
+    let fd = s.as_raw_fd();
+    let mut sent = 0;
+    while sent < buf.len() {
+        sent += wait_io(fd, Interest::Write, None, || s.write(&buf[sent..]))?;
+    }
+    Ok(())
+}
+
+/// A non-blocking stream that tells the hub before its fd is closed.
+struct Conn(TcpStream);
+
+impl Conn {
+    fn new(s: TcpStream) -> io::Result<Conn> {
+        s.set_nonblocking(true)?;
+        Ok(Conn(s))
+    }
+}
+
+impl Drop for Conn {
+    fn drop(&mut self) {
+        green::hub::notify_close(self.0.as_raw_fd());
+    }
+}
+
+fn handle(s: TcpStream) -> io::Result<()> {
+    let mut conn = Conn::new(s)?;
+    let s = &mut conn.0;
+    let mut buf = [0u8; MSG];
+    loop {
+        match read_exact(s, &mut buf) {
+            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(()),
+            r => r?,
+        }
+        write_all(s, &buf)?;
+    }
+}
+
+fn echo() -> io::Result<()> {
+    let listener = TcpListener::bind("127.0.0.1:0")?;
+    listener.set_nonblocking(true)?;
+    let addr = listener.local_addr()?;
+    let server = green::spawn(move || -> io::Result<()> {
+        for _ in 0..CLIENTS {
+            let fd = listener.as_raw_fd();
+            let (s, _) = wait_io(fd, Interest::Read, None, || listener.accept())?;
+            green::spawn_n(move || handle(s).expect("echo handler failed"));
+        }
+        green::hub::notify_close(listener.as_raw_fd());
+        Ok(())
+    });
+    let start = Instant::now();
+    let clients: Vec<_> = (0..CLIENTS)
+        .map(|c| {
+            green::spawn(move || -> io::Result<u64> {
+                let mut conn = Conn::new(TcpStream::connect(addr)?)?;
+                let s = &mut conn.0;
+                let mut msg = [0u8; MSG];
+                let mut back = [0u8; MSG];
+                let mut checksum = 0u64;
+                for r in 0..ROUND_TRIPS {
+                    for (i, b) in msg.iter_mut().enumerate() {
+                        *b = (c * 31 + r * 7 + i) as u8;
+                    }
+                    write_all(s, &msg)?;
+                    read_exact(s, &mut back)?;
+                    assert_eq!(msg, back, "echo changed the bytes");
+                    checksum += back.iter().map(|&b| b as u64).sum::<u64>();
+                }
+                Ok(checksum)
+            })
+        })
+        .collect();
+    let mut total = 0;
+    for c in clients {
+        total += c.wait()?;
+    }
+    server.wait()?;
+    let wall = start.elapsed();
+    // The handlers see their clients' EOF and finish.
+    while green::hub::stats().green_threads > 0 {
+        green::sleep(Duration::from_millis(1));
+    }
+    let trips = (CLIENTS * ROUND_TRIPS) as f64;
+    println!(
+        "echo:   {CLIENTS} clients x {ROUND_TRIPS} round trips of {MSG} bytes in {:.1} ms: \
+         {:.0} round trips/s, {:.1} us each (checksum {total})",
+        wall.as_secs_f64() * 1e3,
+        trips / wall.as_secs_f64(),
+        wall.as_secs_f64() * 1e6 / trips,
+    );
+    Ok(())
+}
+
+fn main() -> io::Result<()> {
+    sleepers();
+    echo()?;
+    println!("hub:    {:?}", green::hub::stats());
+    Ok(())
+}
