@@ -174,10 +174,12 @@ impl StackPool {
     }
 
     /// Returns a stack to the pool, or unmaps it if the pool is full or the
-    /// stack is not of the default size.
-    pub(crate) fn put(&mut self, stack: GuardedStack) {
-        if self.free.len() < POOL_CAP && stack.usable() == DEFAULT_STACK_SIZE {
-            self.free.push(stack);
+    /// stack is not of the default size. Arena bounds are ignored.
+    pub(crate) fn put(&mut self, stack: GreenStack) {
+        if let GreenStack::Own(stack) = stack {
+            if self.free.len() < POOL_CAP && stack.usable() == DEFAULT_STACK_SIZE {
+                self.free.push(stack);
+            }
         }
     }
 
@@ -356,14 +358,45 @@ extern "C" fn overflow_handler(
 /// The yielder a green thread suspends through.
 pub(crate) type Yielder = corosensei::Yielder<(), ()>;
 
-/// A green thread's coroutine on its guarded stack.
+/// The stack a coroutine runs on: its own guarded stack, or a shared arena.
+#[derive(Debug)]
+pub(crate) enum GreenStack {
+    /// A stack owned by one green thread.
+    Own(GuardedStack),
+    /// The bounds of a shared arena (owned by the hub's [`Arena`]).
+    Shared { base: usize, limit: usize },
+}
+
+// SAFETY: `Own` is a guarded stack (see its impl); `Shared` names the bounds
+// of an arena, itself a `GuardedStack` that outlives every coroutine on it
+// (the hub drops arenas last) and whose guard page catches overflow.
+unsafe impl Stack for GreenStack {
+    fn base(&self) -> StackPointer {
+        match self {
+            GreenStack::Own(s) => s.base(),
+            GreenStack::Shared { base, .. } => StackPointer::new(*base).expect("null arena"),
+        }
+    }
+
+    fn limit(&self) -> StackPointer {
+        match self {
+            GreenStack::Own(s) => s.limit(),
+            GreenStack::Shared { limit, .. } => StackPointer::new(*limit).expect("null arena"),
+        }
+    }
+}
+
+/// A green thread's coroutine.
 pub(crate) struct Coro {
-    inner: corosensei::Coroutine<(), (), (), GuardedStack>,
+    inner: corosensei::Coroutine<(), (), (), GreenStack>,
 }
 
 impl Coro {
     /// Makes a coroutine that will run `f` on `stack` when first resumed.
-    pub(crate) fn new<F>(stack: GuardedStack, f: F) -> Coro
+    ///
+    /// For a shared stack this writes the initial frame at the arena's top:
+    /// the arena must be free (its occupant saved) when this is called.
+    pub(crate) fn new<F>(stack: GreenStack, f: F) -> Coro
     where
         F: FnOnce(&Yielder) + 'static,
     {
@@ -382,7 +415,7 @@ impl Coro {
     }
 
     /// Takes the stack back from a finished coroutine.
-    pub(crate) fn into_stack(self) -> GuardedStack {
+    pub(crate) fn into_stack(self) -> GreenStack {
         self.inner.into_stack()
     }
 
@@ -401,13 +434,122 @@ impl std::fmt::Debug for Coro {
     }
 }
 
-/// Suspends the running coroutine back to the hub that resumed it.
+/// Bytes below the stack pointer read at [`suspend`] that may still hold the
+/// suspended context: corosensei's switch pushes three words there, and
+/// `Yielder::suspend` may have a frame of its own. Saving a little more than
+/// is live is harmless.
+const SUSPEND_MARGIN: usize = 512;
+
+/// Suspends the running coroutine back to the hub that resumed it, and
+/// records (in `sp_low`) the lowest stack address it may still use while
+/// suspended.
 ///
 /// # Safety
 /// `y` must be the yielder of the coroutine that is running on this OS thread.
 #[inline]
-pub(crate) unsafe fn suspend(y: *const Yielder) {
+pub(crate) unsafe fn suspend(y: *const Yielder, sp_low: &Cell<usize>) {
+    sp_low.set(stack_pointer().saturating_sub(SUSPEND_MARGIN));
     // SAFETY: the caller guarantees `y` belongs to the running coroutine, so
     // it lives on that coroutine's stack for as long as it runs.
     unsafe { (*y).suspend(()) }
+}
+
+/// The current stack pointer.
+#[inline(always)]
+fn stack_pointer() -> usize {
+    let sp: usize;
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: reads a register; no memory access, no stack use.
+    unsafe {
+        std::arch::asm!("mov {}, rsp", out(reg) sp, options(nomem, nostack, preserves_flags));
+    }
+    #[cfg(target_arch = "aarch64")]
+    // SAFETY: reads a register; no memory access, no stack use.
+    unsafe {
+        std::arch::asm!("mov {}, sp", out(reg) sp, options(nomem, nostack, preserves_flags));
+    }
+    #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
+    {
+        // The address of a local is above the stack pointer by at most this
+        // frame's size; the page below it covers that on these targets.
+        let marker = 0u8;
+        sp = (std::hint::black_box(&marker) as *const u8 as usize).saturating_sub(4096);
+    }
+    sp
+}
+
+/// A shared stack: many green threads run on it one at a time, and the
+/// used part of a suspended one is copied to the heap when another needs the
+/// arena (greenlet's technique).
+///
+/// ```text
+///   arena base ─┬──────────────────────┐
+///               │ occupant's frames    │ live while it runs; left in place
+///               │ (in use)             │ when it suspends, until evicted
+///   sp_low ─────┼──────────────────────┤
+///               │ free                 │
+///   guard ──────┴──────────────────────┘
+///
+///   evict(occupant):  copy [sp_low, base) -> occupant's Vec<u8> on the heap
+///   enter(thread):    copy its Vec<u8>   -> [its sp_low, base)
+/// ```
+///
+/// A thread's frames always return to the same addresses, so pointers into
+/// its own stack stay valid for the thread itself. Memory used per suspended
+/// thread is what its frames really use, not a whole stack.
+#[derive(Debug)]
+pub(crate) struct Arena {
+    stack: GuardedStack,
+    /// The slot whose frames are in the arena memory now.
+    pub(crate) occupant: Option<u32>,
+}
+
+impl Arena {
+    pub(crate) fn new() -> io::Result<Arena> {
+        Ok(Arena {
+            stack: GuardedStack::new(DEFAULT_STACK_SIZE)?,
+            occupant: None,
+        })
+    }
+
+    /// The arena's bounds, as a coroutine stack.
+    pub(crate) fn bounds(&self) -> GreenStack {
+        GreenStack::Shared {
+            base: self.stack.base().get(),
+            limit: self.stack.limit().get(),
+        }
+    }
+
+    pub(crate) fn guard(&self) -> (usize, usize) {
+        self.stack.guard()
+    }
+
+    /// Copies the frames of a suspended occupant, `[sp_low, base)`, into `saved`.
+    ///
+    /// # Safety
+    /// The occupant must be suspended and `sp_low` must be the value recorded
+    /// by its last [`suspend`], so that the range lies inside the arena.
+    pub(crate) unsafe fn save(&self, sp_low: usize, saved: &mut Vec<u8>) {
+        let base = self.stack.base().get();
+        debug_assert!(sp_low > self.stack.limit().get() && sp_low <= base);
+        saved.clear();
+        // SAFETY: `[sp_low, base)` is readable arena memory (caller's contract).
+        saved.extend_from_slice(unsafe {
+            std::slice::from_raw_parts(sp_low as *const u8, base - sp_low)
+        });
+    }
+
+    /// Copies saved frames back to `[base - saved.len(), base)`.
+    ///
+    /// # Safety
+    /// No coroutine may be running on the arena, and `saved` must come from
+    /// [`Arena::save`] on this arena.
+    pub(crate) unsafe fn restore(&self, saved: &[u8]) {
+        let base = self.stack.base().get();
+        // SAFETY: the range lies in the arena's writable part (save took it
+        // from there) and nothing runs on the arena.
+        unsafe {
+            ptr::copy_nonoverlapping(saved.as_ptr(), (base - saved.len()) as *mut u8, saved.len());
+        }
+    }
 }

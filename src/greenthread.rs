@@ -243,6 +243,7 @@ impl<T> GreenThread<T> {
 #[derive(Clone, Debug)]
 pub struct Builder {
     stack_size: usize,
+    shared: bool,
 }
 
 impl Default for Builder {
@@ -256,6 +257,7 @@ impl Builder {
     pub fn new() -> Builder {
         Builder {
             stack_size: DEFAULT_STACK_SIZE,
+            shared: false,
         }
     }
 
@@ -263,6 +265,42 @@ impl Builder {
     /// least 4 KiB). Stacks of the default size are pooled and reused.
     pub fn stack_size(mut self, size: usize) -> Builder {
         self.stack_size = size;
+        self
+    }
+
+    /// Runs the green thread on a stack shared with other green threads of
+    /// its hub, copying its frames to the heap whenever another one needs
+    /// the stack (greenlet's technique).
+    ///
+    /// A shared-stack green thread costs no memory mapping, so there can be
+    /// far more of them than `vm.max_map_count` allows guarded stacks, and
+    /// a parked one uses only as much memory as its frames really occupy
+    /// (typically a few hundred bytes to a few KiB). Switching to it copies
+    /// its frames back: the deeper its stack when it parks, the slower.
+    /// Its stack is [`DEFAULT_STACK_SIZE`](crate::DEFAULT_STACK_SIZE);
+    /// [`Builder::stack_size`] does not apply.
+    ///
+    /// # Safety
+    /// While the green thread is parked, its stack memory holds another green
+    /// thread's frames. The caller guarantees that nothing else reads or
+    /// writes the green thread's stack across its park points: no OS thread
+    /// borrows its locals (for example `std::thread::scope` threads still
+    /// running when it parks, or a pointer to a local handed to C code or the
+    /// kernel for asynchronous use).
+    ///
+    /// # Examples
+    /// ```
+    /// // SAFETY: the green thread lends no stack data to other threads.
+    /// let b = unsafe { green::Builder::new().shared_stack() };
+    /// let gt = b.spawn(|| {
+    ///     green::sleep(std::time::Duration::from_millis(1));
+    ///     "done"
+    /// })?;
+    /// assert_eq!(gt.wait(), "done");
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub unsafe fn shared_stack(mut self) -> Builder {
+        self.shared = true;
         self
     }
 
@@ -303,7 +341,7 @@ impl Builder {
         F: FnOnce() + 'static,
     {
         let h = hub();
-        h.spawn_raw(self.stack_size, None, move || {
+        h.spawn_raw(self.stack_size, self.shared, None, move || {
             let h = hub();
             if h.take_kill() {
                 return;
@@ -330,7 +368,7 @@ impl Builder {
             links: RefCell::new(Vec::new()),
         });
         let st = state.clone();
-        let (key, gen, id) = hub().spawn_raw(self.stack_size, at, move || {
+        let (key, gen, id) = hub().spawn_raw(self.stack_size, self.shared, at, move || {
             let h = hub();
             st.started.set(true);
             let result = if h.take_kill() {

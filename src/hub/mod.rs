@@ -56,7 +56,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::coro::{self, Coro, RunningInfo, StackPool, Yielder};
+use crate::coro::{self, Arena, Coro, GreenStack, RunningInfo, StackPool, Yielder};
 use timer::{Action, TimerId, Timers};
 
 pub(crate) use io::FdTable;
@@ -97,12 +97,32 @@ enum State {
     Vacant,
 }
 
+/// How many shared-stack arenas a hub uses; green threads that opted in are
+/// spread over them round-robin.
+const ARENAS: usize = 4;
+
+/// The body of a shared-stack green thread, run when it is first resumed.
+type Start = Box<dyn FnOnce(&Yielder)>;
+
 /// A green thread as the hub sees it.
 pub(crate) struct GreenCtx {
     pub(crate) id: u64,
+    /// `None` only before the first run of a shared-stack green thread.
     coro: Option<Coro>,
+    start: Option<Start>,
     yielder: *const Yielder,
     guard: (usize, usize),
+    seat: Option<Seat>,
+}
+
+/// Where a shared-stack green thread keeps its frames.
+struct Seat {
+    arena: usize,
+    /// Lowest stack address in use, recorded when it last suspended.
+    sp_low: usize,
+    /// Its frames while evicted from the arena.
+    saved: Vec<u8>,
+    evicted: bool,
 }
 
 /// One context: the root (slot 0) or a green thread.
@@ -157,6 +177,10 @@ pub(crate) struct Hub {
     events: RefCell<polling::Events>,
     remote_buf: RefCell<Vec<(u32, u32, u32)>>,
     stacks: RefCell<StackPool>,
+    arenas: RefCell<Vec<Arena>>,
+    next_arena: Cell<usize>,
+    /// Lowest stack address of the green thread that suspended last.
+    last_sp: Cell<usize>,
     green_count: Cell<usize>,
     closing: Cell<bool>,
     ticks: Cell<u32>,
@@ -249,6 +273,9 @@ fn create() -> &'static Hub {
         )),
         remote_buf: RefCell::new(Vec::new()),
         stacks: RefCell::new(StackPool::default()),
+        arenas: RefCell::new(Vec::new()),
+        next_arena: Cell::new(0),
+        last_sp: Cell::new(0),
         green_count: Cell::new(0),
         closing: Cell::new(false),
         ticks: Cell::new(0),
@@ -437,7 +464,7 @@ impl Hub {
         } else {
             // SAFETY: `current_yielder` is the yielder of the running green
             // thread `key`: `run_green` sets it before every resume.
-            unsafe { coro::suspend(self.current_yielder.get()) }
+            unsafe { coro::suspend(self.current_yielder.get(), &self.last_sp) }
         }
     }
 
@@ -506,17 +533,34 @@ impl Hub {
 
     /// Resumes green thread `key` until it parks or finishes.
     fn run_green(&self, key: u32, gen: u32) {
-        let (coro, yielder, info) = {
+        let seated = {
             let mut slots = self.slots.borrow_mut();
             let slot = &mut slots[key as usize];
             if slot.gen != gen || slot.state != State::Runnable {
                 return;
             }
             slot.state = State::Running;
+            slot.green.as_ref().is_some_and(|g| g.seat.is_some())
+        };
+        if seated {
+            self.take_seat(key);
+        }
+        let (coro, yielder, info) = {
+            let mut slots = self.slots.borrow_mut();
+            let slot = &mut slots[key as usize];
             let g = slot
                 .green
                 .as_mut()
                 .expect("runnable slot without a green thread");
+            if g.coro.is_none() {
+                let start = g
+                    .start
+                    .take()
+                    .expect("shared-stack green thread without a body");
+                let arena = g.seat.as_ref().expect("checked above").arena;
+                let bounds = self.arenas.borrow()[arena].bounds();
+                g.coro = Some(Coro::new(bounds, start));
+            }
             let coro: *mut Coro = g.coro.as_mut().expect("green thread without a coroutine");
             (
                 coro,
@@ -538,7 +582,59 @@ impl Hub {
         self.current.set(HUB_CTX);
         if done {
             self.reap(key);
+        } else if seated {
+            let mut slots = self.slots.borrow_mut();
+            if let Some(seat) = slots[key as usize]
+                .green
+                .as_mut()
+                .and_then(|g| g.seat.as_mut())
+            {
+                seat.sp_low = self.last_sp.get();
+            }
         }
+    }
+
+    /// Makes the arena of shared-stack green thread `key` hold its frames:
+    /// saves the current occupant's frames to the heap and copies `key`'s
+    /// back, if they are not there already.
+    fn take_seat(&self, key: u32) {
+        let mut slots = self.slots.borrow_mut();
+        let mut arenas = self.arenas.borrow_mut();
+        let idx = slots[key as usize]
+            .green
+            .as_ref()
+            .and_then(|g| g.seat.as_ref())
+            .expect("seated green thread")
+            .arena;
+        let arena = &mut arenas[idx];
+        if arena.occupant == Some(key) {
+            return;
+        }
+        if let Some(other) = arena.occupant.take() {
+            if let Some(seat) = slots[other as usize]
+                .green
+                .as_mut()
+                .and_then(|g| g.seat.as_mut())
+            {
+                // SAFETY: the occupant is suspended (only `key` is about to
+                // run, and nothing runs now: this is the hub) and `sp_low`
+                // was recorded at its suspension.
+                unsafe { arena.save(seat.sp_low, &mut seat.saved) };
+                seat.evicted = true;
+            }
+        }
+        let seat = slots[key as usize]
+            .green
+            .as_mut()
+            .and_then(|g| g.seat.as_mut())
+            .expect("seated green thread");
+        if seat.evicted {
+            // SAFETY: nothing runs on the arena (its occupant was saved
+            // above), and `saved` was taken from this arena by `save`.
+            unsafe { arena.restore(&seat.saved) };
+            seat.evicted = false;
+        }
+        arena.occupant = Some(key);
     }
 
     /// Called by a green thread's first frame: records its yielder and drops
@@ -593,6 +689,12 @@ impl Hub {
         self.free_slots.borrow_mut().push(key);
         self.green_count.set(self.green_count.get() - 1);
         if let Some(mut g) = green {
+            if let Some(seat) = &g.seat {
+                let mut arenas = self.arenas.borrow_mut();
+                if arenas[seat.arena].occupant == Some(key) {
+                    arenas[seat.arena].occupant = None;
+                }
+            }
             if let Some(c) = g.coro.take() {
                 if c.done() {
                     self.stacks.borrow_mut().put(c.into_stack());
@@ -606,25 +708,53 @@ impl Hub {
     pub(crate) fn spawn_raw<F>(
         &self,
         stack_size: usize,
+        shared: bool,
         at: Option<Instant>,
         body: F,
     ) -> std::io::Result<(u32, u32, u64)>
     where
         F: FnOnce() + 'static,
     {
-        let stack = self.stacks.borrow_mut().get(stack_size)?;
-        let guard = stack.guard();
-        let coro = Coro::new(stack, move |y| {
+        let entry = move |y: &Yielder| {
             hub().started(y);
             body();
-        });
-        let id = crate::greenthread::next_id();
-        let green = Box::new(GreenCtx {
-            id,
-            coro: Some(coro),
-            yielder: std::ptr::null(),
-            guard,
-        });
+        };
+        let green = if shared {
+            let arena = {
+                let mut arenas = self.arenas.borrow_mut();
+                if arenas.len() < ARENAS {
+                    arenas.push(Arena::new()?);
+                }
+                let i = self.next_arena.get() % arenas.len();
+                self.next_arena.set(i + 1);
+                i
+            };
+            Box::new(GreenCtx {
+                id: crate::greenthread::next_id(),
+                coro: None,
+                start: Some(Box::new(entry)),
+                yielder: std::ptr::null(),
+                guard: self.arenas.borrow()[arena].guard(),
+                seat: Some(Seat {
+                    arena,
+                    sp_low: 0,
+                    saved: Vec::new(),
+                    evicted: false,
+                }),
+            })
+        } else {
+            let stack = self.stacks.borrow_mut().get(stack_size)?;
+            let guard = stack.guard();
+            Box::new(GreenCtx {
+                id: crate::greenthread::next_id(),
+                coro: Some(Coro::new(GreenStack::Own(stack), entry)),
+                start: None,
+                yielder: std::ptr::null(),
+                guard,
+                seat: None,
+            })
+        };
+        let id = green.id;
         let free = self.free_slots.borrow_mut().pop();
         let mut slots = self.slots.borrow_mut();
         let key = match free {
@@ -754,10 +884,17 @@ impl Hub {
                     .find(|(_, s)| s.green.is_some());
                 found.map(|(k, s)| {
                     s.state = State::Running;
-                    (k as u32, s.green.take().expect("checked above"))
+                    let g = s.green.as_ref().expect("checked above");
+                    (k as u32, g.seat.is_some() && g.coro.is_some())
                 })
             };
-            let Some((key, mut green)) = next else { break };
+            let Some((key, restore)) = next else { break };
+            if restore {
+                self.take_seat(key);
+            }
+            let Some(mut green) = self.slots.borrow_mut()[key as usize].green.take() else {
+                continue;
+            };
             self.current.set(key);
             self.current_yielder.set(green.yielder);
             coro::set_running(Some(RunningInfo {
@@ -767,6 +904,12 @@ impl Hub {
             }));
             drop(green.coro.take());
             coro::set_running(None);
+            if let Some(seat) = &green.seat {
+                let mut arenas = self.arenas.borrow_mut();
+                if arenas[seat.arena].occupant == Some(key) {
+                    arenas[seat.arena].occupant = None;
+                }
+            }
             self.green_count.set(self.green_count.get() - 1);
         }
         self.current.set(ROOT);
