@@ -11,7 +11,7 @@
 
 use std::collections::VecDeque;
 use std::io;
-use std::os::fd::{BorrowedFd, RawFd};
+use std::os::fd::RawFd;
 use std::time::{Duration, Instant};
 
 use super::{hub, Hub, Token, Wake};
@@ -99,30 +99,19 @@ impl Hub {
         if io.get(fd).is_some() {
             return Ok(false);
         }
-        let interest = polling::Event::all(fd as usize);
-        // SAFETY: the fd is open (the caller is about to wait on it). The
-        // poller must forget it before it is closed: `notify_close` does that,
-        // and the kernel drops an epoll registration of a closed fd by itself.
-        let res = unsafe {
-            self.shared
-                .poller
-                .add_with_mode(fd, interest, polling::PollMode::Edge)
-        };
-        match res {
+        match self.shared.poller.register(fd, false) {
             Ok(()) => {}
             Err(e) if e.raw_os_error() == Some(libc::EEXIST) => {
-                // SAFETY: as above, the fd is open.
-                let b = unsafe { BorrowedFd::borrow_raw(fd) };
-                self.shared
-                    .poller
-                    .modify_with_mode(b, interest, polling::PollMode::Edge)?;
+                // Registered before under this number and never forgotten
+                // (closed without notify_close while a dup kept it alive).
+                self.shared.poller.register(fd, true)?;
             }
             Err(e) if e.raw_os_error() == Some(libc::EPERM) => {
                 return Err(io::Error::new(
                     io::ErrorKind::InvalidInput,
                     format!(
                         "cannot wait on fd {fd}: it is a regular file or directory, \
-                         which is always ready (the poller refuses it)"
+                         which is always ready (epoll refuses it)"
                     ),
                 ))
             }
@@ -396,10 +385,8 @@ pub fn notify_close(fd: RawFd) {
         io.waiters -= e.readers.len() + e.writers.len();
         e
     };
-    // SAFETY: the caller is about to close `fd`, so it is still open here.
-    let b = unsafe { BorrowedFd::borrow_raw(fd) };
     // An error means the kernel already forgot the fd (it was closed).
-    let _ = hub.shared.poller.delete(b);
+    let _ = hub.shared.poller.deregister(fd);
     for t in entry.readers.into_iter().chain(entry.writers) {
         hub.wake(t, Wake::Closed);
     }

@@ -47,6 +47,7 @@
 //! is asleep.
 
 mod io;
+mod poller;
 pub(crate) mod timer;
 
 use std::cell::{Cell, RefCell};
@@ -142,7 +143,7 @@ struct Slot {
 
 /// The part of a hub that other OS threads reach.
 pub(crate) struct Shared {
-    poller: polling::Poller,
+    poller: poller::Poller,
     remote: Mutex<Vec<(u32, u32, u32)>>,
     has_remote: AtomicBool,
     sleeping: AtomicBool,
@@ -174,7 +175,7 @@ pub(crate) struct Hub {
     current_yielder: Cell<*const Yielder>,
     pub(crate) timers: RefCell<Timers>,
     pub(crate) io: RefCell<FdTable>,
-    events: RefCell<polling::Events>,
+    events: RefCell<(Vec<libc::epoll_event>, Vec<poller::Event>)>,
     remote_buf: RefCell<Vec<(u32, u32, u32)>>,
     stacks: RefCell<StackPool>,
     arenas: RefCell<Vec<Arena>>,
@@ -242,7 +243,7 @@ fn create() -> &'static Hub {
             "green: the hub of this OS thread was used during thread exit, after it was torn down"
         );
     }
-    let poller = polling::Poller::new()
+    let poller = poller::Poller::new()
         .unwrap_or_else(|e| panic!("green: cannot create the hub's poller: {e}"));
     let altstack = coro::install_overflow_handler();
     let hub = Box::new(Hub {
@@ -268,9 +269,7 @@ fn create() -> &'static Hub {
         current_yielder: Cell::new(std::ptr::null()),
         timers: RefCell::new(Timers::new()),
         io: RefCell::new(FdTable::default()),
-        events: RefCell::new(polling::Events::with_capacity(
-            std::num::NonZeroUsize::new(1024).unwrap(),
-        )),
+        events: RefCell::new((Vec::with_capacity(256), Vec::with_capacity(256))),
         remote_buf: RefCell::new(Vec::new()),
         stacks: RefCell::new(StackPool::default()),
         arenas: RefCell::new(Vec::new()),
@@ -856,18 +855,17 @@ impl Hub {
             }
         }
         let mut events = self.events.borrow_mut();
-        events.clear();
-        let res = self.shared.poller.wait(&mut events, timeout);
+        let (buf, out) = &mut *events;
+        out.clear();
+        let res = self.shared.poller.wait(buf, timeout, out);
         if blocking {
             self.shared.sleeping.store(false, Ordering::SeqCst);
         }
-        match res {
-            Ok(_) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) => panic!("green: the hub's poller failed: {e}"),
+        if let Err(e) = res {
+            panic!("green: the hub's poller failed: {e}");
         }
-        for ev in events.iter() {
-            self.dispatch_fd(ev.key as i32, ev.readable, ev.writable);
+        for ev in out.iter() {
+            self.dispatch_fd(ev.fd, ev.readable, ev.writable);
         }
     }
 
