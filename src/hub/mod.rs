@@ -183,6 +183,9 @@ pub(crate) struct Hub {
     /// Lowest stack address of the green thread that suspended last.
     last_sp: Cell<usize>,
     green_count: Cell<usize>,
+    /// Upper bound of the slots with a pending cancellation; zero means
+    /// none, so the switch path can skip looking.
+    pending_count: Cell<usize>,
     closing: Cell<bool>,
     ticks: Cell<u32>,
     altstack: Cell<Option<(usize, usize)>>,
@@ -276,6 +279,7 @@ fn create() -> &'static Hub {
         next_arena: Cell::new(0),
         last_sp: Cell::new(0),
         green_count: Cell::new(0),
+        pending_count: Cell::new(0),
         closing: Cell::new(false),
         ticks: Cell::new(0),
         altstack: Cell::new(altstack),
@@ -377,6 +381,9 @@ impl Hub {
         if slot.gen != gen || slot.state == State::Vacant {
             return;
         }
+        if slot.pending.is_none() {
+            self.pending_count.set(self.pending_count.get() + 1);
+        }
         slot.pending = match (slot.pending, cancel) {
             (Some(Cancel::Kill), _) => Some(Cancel::Kill),
             _ => Some(cancel),
@@ -399,7 +406,7 @@ impl Hub {
         let mut slots = self.slots.borrow_mut();
         if let Some(slot) = slots.get_mut(key as usize) {
             if slot.gen == gen && slot.pending == Some(Cancel::Timeout(id)) {
-                slot.pending = None;
+                take_pending(&self.pending_count, slot);
             }
         }
     }
@@ -421,7 +428,7 @@ impl Hub {
         {
             let mut slots = self.slots.borrow_mut();
             let slot = &mut slots[key as usize];
-            if let Some(c) = slot.pending.take() {
+            if let Some(c) = take_pending(&self.pending_count, slot) {
                 return Wake::Cancel(c);
             }
             if slot.notified {
@@ -448,7 +455,7 @@ impl Hub {
         if let Some(t) = slot.timer.take() {
             self.timers.borrow_mut().cancel(t);
         }
-        if let Some(c) = slot.pending.take() {
+        if let Some(c) = take_pending(&self.pending_count, slot) {
             return Wake::Cancel(c);
         }
         slot.reason
@@ -480,7 +487,7 @@ impl Hub {
         let gen = {
             let mut slots = self.slots.borrow_mut();
             let slot = &mut slots[key as usize];
-            if let Some(c) = slot.pending.take() {
+            if let Some(c) = take_pending(&self.pending_count, slot) {
                 drop(slots);
                 deliver(c);
             }
@@ -489,9 +496,14 @@ impl Hub {
         };
         self.run_queue.borrow_mut().push_back((key, gen));
         self.switch_out(key);
-        let pending = self.slots.borrow_mut()[key as usize].pending.take();
-        if let Some(c) = pending {
-            deliver(c);
+        if self.pending_count.get() != 0 {
+            let pending = take_pending(
+                &self.pending_count,
+                &mut self.slots.borrow_mut()[key as usize],
+            );
+            if let Some(c) = pending {
+                deliver(c);
+            }
         }
     }
 
@@ -531,35 +543,31 @@ impl Hub {
     }
 
     /// Resumes green thread `key` until it parks or finishes.
+    #[inline]
     fn run_green(&self, key: u32, gen: u32) {
-        let seated = {
+        let (coro, yielder, info, seated) = {
             let mut slots = self.slots.borrow_mut();
-            let slot = &mut slots[key as usize];
+            let Some(slot) = slots.get_mut(key as usize) else {
+                return;
+            };
             if slot.gen != gen || slot.state != State::Runnable {
                 return;
             }
             slot.state = State::Running;
-            slot.green.as_ref().is_some_and(|g| g.seat.is_some())
-        };
-        if seated {
-            self.take_seat(key);
-        }
-        let (coro, yielder, info) = {
-            let mut slots = self.slots.borrow_mut();
-            let slot = &mut slots[key as usize];
             let g = slot
                 .green
                 .as_mut()
                 .expect("runnable slot without a green thread");
-            if g.coro.is_none() {
-                let start = g
-                    .start
-                    .take()
-                    .expect("shared-stack green thread without a body");
-                let arena = g.seat.as_ref().expect("checked above").arena;
-                let bounds = self.arenas.borrow()[arena].bounds();
-                g.coro = Some(Coro::new(bounds, start));
+            let seated = g.seat.is_some();
+            if seated {
+                drop(slots);
+                self.seat(key);
+                slots = self.slots.borrow_mut();
             }
+            let g = slots[key as usize]
+                .green
+                .as_mut()
+                .expect("runnable slot without a green thread");
             let coro: *mut Coro = g.coro.as_mut().expect("green thread without a coroutine");
             (
                 coro,
@@ -569,15 +577,17 @@ impl Hub {
                     guard_hi: g.guard.1,
                     id: g.id,
                 },
+                seated,
             )
         };
         self.current.set(key);
         self.current_yielder.set(yielder);
+        // The overflow handler keeps the last green thread's guard page
+        // while the hub runs: the hub never runs on that stack.
         coro::set_running(Some(info));
         // SAFETY: the coroutine lives in a Box owned by the slot, which is
         // freed only by `reap` below, after the coroutine returned.
         let done = unsafe { (*coro).resume() };
-        coro::set_running(None);
         self.current.set(HUB_CTX);
         if done {
             self.reap(key);
@@ -590,6 +600,27 @@ impl Hub {
             {
                 seat.sp_low = self.last_sp.get();
             }
+        }
+    }
+
+    /// Prepares shared-stack green thread `key` to run: its frames in its
+    /// arena, and its coroutine created on first run.
+    #[cold]
+    fn seat(&self, key: u32) {
+        self.take_seat(key);
+        let mut slots = self.slots.borrow_mut();
+        let g = slots[key as usize]
+            .green
+            .as_mut()
+            .expect("runnable slot without a green thread");
+        if g.coro.is_none() {
+            let start = g
+                .start
+                .take()
+                .expect("shared-stack green thread without a body");
+            let arena = g.seat.as_ref().expect("seated green thread").arena;
+            let bounds = self.arenas.borrow()[arena].bounds();
+            g.coro = Some(Coro::new(bounds, start));
         }
     }
 
@@ -660,7 +691,7 @@ impl Hub {
         let mut slots = self.slots.borrow_mut();
         let slot = &mut slots[key as usize];
         if slot.pending == Some(Cancel::Kill) {
-            slot.pending = None;
+            take_pending(&self.pending_count, slot);
             true
         } else {
             false
@@ -678,7 +709,7 @@ impl Hub {
             let slot = &mut slots[key as usize];
             slot.state = State::Vacant;
             slot.gen = slot.gen.wrapping_add(1);
-            slot.pending = None;
+            take_pending(&self.pending_count, slot);
             slot.notified = false;
             (slot.green.take(), slot.timer.take())
         };
@@ -934,6 +965,16 @@ impl fmt::Debug for Hub {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Hub").field("stats", &self.stats()).finish()
     }
+}
+
+/// Takes a slot's pending cancellation, keeping the hub's count in step.
+#[inline]
+fn take_pending(count: &Cell<usize>, slot: &mut Slot) -> Option<Cancel> {
+    let c = slot.pending.take();
+    if c.is_some() {
+        count.set(count.get() - 1);
+    }
+    c
 }
 
 /// Delivers a cancellation by unwinding from the current park point.
