@@ -435,10 +435,10 @@ impl std::fmt::Debug for Coro {
 }
 
 /// Bytes below the stack pointer read at [`suspend`] that may still hold the
-/// suspended context: corosensei's switch pushes three words there, and
-/// `Yielder::suspend` may have a frame of its own. Saving a little more than
-/// is live is harmless.
-const SUSPEND_MARGIN: usize = 512;
+/// suspended context: corosensei's switch pushes three words there, and, when
+/// `Yielder::suspend` is not inlined (unoptimised builds), its own frame.
+/// Saving a little more than is live is harmless.
+const SUSPEND_MARGIN: usize = if cfg!(debug_assertions) { 1024 } else { 192 };
 
 /// Suspends the running coroutine back to the hub that resumed it, and
 /// records (in `sp_low`) the lowest stack address it may still use while

@@ -17,7 +17,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use crate::coro::DEFAULT_STACK_SIZE;
-use crate::hub::{self, hub, Unparker};
+use crate::hub::{self, hub, Token, Wake};
 
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 
@@ -57,7 +57,8 @@ struct JoinState<T> {
     result: RefCell<Option<thread::Result<T>>>,
     done: Cell<bool>,
     started: Cell<bool>,
-    joiner: RefCell<Option<Unparker>>,
+    /// The context waiting in `join`, always on this hub's thread.
+    joiner: Cell<Option<Token>>,
     #[allow(clippy::type_complexity)]
     links: RefCell<Vec<Box<dyn FnOnce(&thread::Result<T>)>>>,
 }
@@ -81,8 +82,8 @@ impl<T> JoinState<T> {
         }
         *self.result.borrow_mut() = Some(result);
         self.done.set(true);
-        if let Some(u) = self.joiner.borrow_mut().take() {
-            u.unpark();
+        if let Some(t) = self.joiner.take() {
+            hub().wake(t, Wake::Woken);
         }
     }
 }
@@ -154,7 +155,7 @@ impl<T> GreenThread<T> {
             panic!("attempt to join a green thread from itself");
         }
         while !self.state.done.get() {
-            *self.state.joiner.borrow_mut() = Some(h.unparker());
+            self.state.joiner.set(Some(h.local_unparker()));
             hub::park(None);
         }
         self.state
@@ -364,7 +365,7 @@ impl Builder {
             result: RefCell::new(None),
             done: Cell::new(false),
             started: Cell::new(false),
-            joiner: RefCell::new(None),
+            joiner: Cell::new(None),
             links: RefCell::new(Vec::new()),
         });
         let st = state.clone();

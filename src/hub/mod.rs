@@ -37,14 +37,16 @@
 //! # Park and unpark
 //!
 //! Every context (the root and each green thread) has a slot. Parking records
-//! the slot's *park sequence number*; a wakeup names `(slot, generation,
-//! sequence)` and is ignored unless all three still match a parked context, so
-//! a stale wake (a timeout that already fired, an fd that was closed, a green
-//! thread that exited and whose slot was reused) can never resume the wrong
-//! wait. [`Unparker`] carries such a token and is `Send + Sync`: used on the
-//! hub's own thread it pushes onto the run queue; from another OS thread it
-//! pushes onto the hub's remote queue and notifies the poller only if the hub
-//! is asleep.
+//! the slot's *park sequence number*; the hub's own wakeups (a deadline timer,
+//! an fd event) name `(slot, generation, sequence)` and are ignored unless all
+//! three still match a parked context, so a stale one (a timeout that lost the
+//! race, an event for a waiter that gave up, a green thread that exited and
+//! whose slot was reused) can never resume a later wait. [`Unparker`] names
+//! `(slot, generation)` only and behaves like `std::thread::Thread::unpark`:
+//! it wakes the context's current park or makes its next one return. It is
+//! `Send + Sync`: used on the hub's own thread it pushes onto the run queue;
+//! from another OS thread it pushes onto the hub's remote queue and notifies
+//! the poller only if the hub is asleep.
 
 mod io;
 mod poller;
@@ -290,6 +292,20 @@ fn create() -> &'static Hub {
     unsafe { &*p }
 }
 
+/// The sequence number of a token that wakes whichever park its context is
+/// in, or the next one (an [`Unparker`]'s).
+const ANY_PARK: u32 = u32::MAX;
+
+/// The park sequence number after `s` (never [`ANY_PARK`]).
+#[inline]
+fn next_seq(s: u32) -> u32 {
+    if s + 1 == ANY_PARK {
+        0
+    } else {
+        s + 1
+    }
+}
+
 /// A parked context's identity: `(slot, generation, park sequence)`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Token {
@@ -325,7 +341,16 @@ impl Hub {
     pub(crate) fn unparker(&self) -> Unparker {
         Unparker {
             shared: self.shared.clone(),
-            token: self.token(),
+            token: self.local_unparker(),
+        }
+    }
+
+    /// The token of an [`Unparker`] for the current context, for wakers on
+    /// this hub's own thread (no reference count to take).
+    pub(crate) fn local_unparker(&self) -> Token {
+        Token {
+            seq: ANY_PARK,
+            ..self.token()
         }
     }
 
@@ -347,27 +372,28 @@ impl Hub {
         let Some(slot) = slots.get_mut(token.key as usize) else {
             return false;
         };
-        if slot.gen != token.gen || slot.seq != token.seq {
+        let any = token.seq == ANY_PARK;
+        if slot.gen != token.gen || !(any || slot.seq == token.seq) {
             return false;
         }
         match slot.state {
             State::Parked => {
                 slot.state = State::Runnable;
                 slot.reason = reason;
-                slot.seq = slot.seq.wrapping_add(1);
+                slot.seq = next_seq(slot.seq);
                 drop(slots);
                 self.run_queue
                     .borrow_mut()
                     .push_back((token.key, token.gen));
                 true
             }
-            State::Running | State::Runnable => {
-                if reason == Wake::Woken {
-                    slot.notified = true;
-                }
+            // An unparker's wake before the park: the next park returns at
+            // once, like std's park token.
+            State::Running | State::Runnable if any => {
+                slot.notified = true;
                 false
             }
-            State::Vacant => false,
+            State::Running | State::Runnable | State::Vacant => false,
         }
     }
 
@@ -384,13 +410,18 @@ impl Hub {
         if slot.pending.is_none() {
             self.pending_count.set(self.pending_count.get() + 1);
         }
+        // A kill beats a timeout; of two timeouts the outer one (made
+        // first, smaller id) wins: it unwinds through the inner one anyway,
+        // and the inner one's own catch would otherwise swallow the outer's
+        // expiry, whose timer is spent.
         slot.pending = match (slot.pending, cancel) {
-            (Some(Cancel::Kill), _) => Some(Cancel::Kill),
-            _ => Some(cancel),
+            (Some(Cancel::Kill), _) | (_, Cancel::Kill) => Some(Cancel::Kill),
+            (Some(Cancel::Timeout(a)), Cancel::Timeout(b)) => Some(Cancel::Timeout(a.min(b))),
+            (None, c) => Some(c),
         };
         if slot.state == State::Parked {
             slot.state = State::Runnable;
-            slot.seq = slot.seq.wrapping_add(1);
+            slot.seq = next_seq(slot.seq);
             drop(slots);
             let mut rq = self.run_queue.borrow_mut();
             if cancel == Cancel::Kill {
@@ -433,7 +464,7 @@ impl Hub {
             }
             if slot.notified {
                 slot.notified = false;
-                slot.seq = slot.seq.wrapping_add(1);
+                slot.seq = next_seq(slot.seq);
                 return Wake::Woken;
             }
             if let Some(d) = deadline {
@@ -487,9 +518,11 @@ impl Hub {
         let gen = {
             let mut slots = self.slots.borrow_mut();
             let slot = &mut slots[key as usize];
-            if let Some(c) = take_pending(&self.pending_count, slot) {
-                drop(slots);
-                deliver(c);
+            if self.pending_count.get() != 0 {
+                if let Some(c) = take_pending(&self.pending_count, slot) {
+                    drop(slots);
+                    deliver(c);
+                }
             }
             slot.state = State::Runnable;
             slot.gen
@@ -514,30 +547,41 @@ impl Hub {
             if self.shared.has_remote.load(Ordering::Acquire) {
                 self.drain_remote();
             }
+            let mut root_ready = false;
             let n = self.run_queue.borrow().len();
             for _ in 0..n {
                 let next = self.run_queue.borrow_mut().pop_front();
                 let Some((key, gen)) = next else { break };
                 if key == ROOT {
-                    self.slots.borrow_mut()[0].state = State::Running;
-                    self.current.set(ROOT);
-                    return;
+                    root_ready = true;
+                    break;
                 }
                 self.run_green(key, gen);
             }
             if !self.timers.borrow().is_empty() {
                 self.fire_timers(Instant::now());
             }
-            if self.run_queue.borrow().is_empty() {
+            if !root_ready && self.run_queue.borrow().is_empty() {
                 let next = self.timers.borrow_mut().next_deadline();
                 let timeout = next.map(|d| d.saturating_duration_since(Instant::now()));
                 self.poll(timeout);
             } else {
+                // A busy hub (or a root that yields in a loop) still looks
+                // at I/O now and then; with no fd registered there is
+                // nothing to look at (remote wakeups are checked every pass).
                 let t = self.ticks.get().wrapping_add(1);
                 self.ticks.set(t);
-                if t % 61 == 0 {
+                if t % 61 == 0 && self.io.borrow().registered() > 0 {
                     self.poll(Some(Duration::ZERO));
                 }
+            }
+            if root_ready {
+                // Timers due by now have fired (their green threads queue
+                // behind the root), as eventlet's `sleep(0)` passes through
+                // the hub's timers before the main greenlet resumes.
+                self.slots.borrow_mut()[ROOT as usize].state = State::Running;
+                self.current.set(ROOT);
+                return;
             }
         }
     }
@@ -996,14 +1040,17 @@ pub(crate) fn park(deadline: Option<Instant>) -> Wake {
     }
 }
 
-/// A handle that wakes one parked green context; `Send + Sync`.
+/// A handle that wakes one green context (a green thread or a root);
+/// `Send + Sync`.
 ///
-/// Get one with [`current_unparker`] before parking with [`park_until`]; give
-/// it to whoever will wake you. It is a token for *one* park: once that park
-/// has returned, unparking is a no-op, so a stale handle can never wake a
-/// later, unrelated wait. Unparking from another OS thread reaches the hub
-/// through its remote queue. If the unpark comes before the park, the park
-/// returns at once.
+/// Get one with [`current_unparker`], hand it to whoever will wake you, then
+/// park with [`park_until`]. It behaves like [`std::thread::Thread::unpark`]:
+/// unparking wakes the context if it is parked, or else makes its next park
+/// return at once. Parks may therefore return spuriously, so callers check
+/// their condition in a loop. Once the green thread has exited, unparking is
+/// a no-op, even if its slot was reused. Unparking from another OS thread
+/// reaches the hub through its remote queue, and writes to the hub's eventfd
+/// only if the hub is asleep.
 ///
 /// # Examples
 /// ```

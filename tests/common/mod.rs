@@ -1,0 +1,49 @@
+//! Helpers shared by the integration tests.
+
+use std::time::{Duration, Instant};
+
+/// The kernel id of the calling OS thread.
+pub fn tid() -> libc::pid_t {
+    // SAFETY: gettid has no preconditions.
+    unsafe { libc::gettid() }
+}
+
+/// Whether OS thread `tid` of this process sleeps in the kernel, in an epoll
+/// wait where the kernel names its wait channel.
+fn asleep_in_poller(tid: libc::pid_t) -> bool {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/self/task/{tid}/stat")) else {
+        return false;
+    };
+    // The state follows the command name, which is in parentheses.
+    let state = stat
+        .rsplit(')')
+        .next()
+        .and_then(|s| s.trim_start().chars().next());
+    if state != Some('S') {
+        return false;
+    }
+    match std::fs::read_to_string(format!("/proc/self/task/{tid}/wchan")) {
+        Ok(w) if !w.is_empty() && w != "0" => w.contains("epoll"),
+        // The kernel hides the wait channel: a sleeping hub thread can only
+        // be sleeping in its poller.
+        _ => true,
+    }
+}
+
+/// Blocks the calling plain OS thread until the hub of OS thread `tid` is
+/// asleep in its poller, so that a wakeup sent now must go through the
+/// poller's notification. This is synchronisation on observable kernel state,
+/// not a guess at a delay.
+///
+/// # Panics
+/// If `tid` is not asleep within 10 s.
+pub fn wait_until_asleep_in_poller(tid: libc::pid_t) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !asleep_in_poller(tid) {
+        assert!(
+            Instant::now() < deadline,
+            "thread {tid} did not go to sleep in its poller"
+        );
+        std::thread::yield_now();
+    }
+}
