@@ -1160,3 +1160,32 @@ pub struct HubStats {
 pub fn stats() -> HubStats {
     hub().stats()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Code run by the hub itself (timer actions, fd dispatch) has no
+    /// context to park; trying to is a bug that must be named.
+    #[test]
+    #[should_panic(expected = "do not call blocking functions from the hub")]
+    fn park_from_hub_panics() {
+        let h = hub();
+        h.current.set(HUB_CTX);
+        park(None);
+    }
+
+    #[test]
+    #[should_panic(expected = "do not call blocking functions from the hub")]
+    fn yield_from_hub_panics() {
+        let h = hub();
+        h.current.set(HUB_CTX);
+        h.yield_now();
+    }
+
+    #[test]
+    fn seq_skips_any_park() {
+        assert_eq!(next_seq(ANY_PARK - 1), 0);
+        assert_eq!(next_seq(0), 1);
+    }
+}
