@@ -8,6 +8,9 @@
 //! the green case with `Builder::shared_stack` (frames copied to the heap
 //! when a green thread parks; no mapping per green thread).
 //!
+//! Each green variant's wall time is compared with tokio's (target: at most
+//! 1.5x), and the peak RSS is given per sleeper (green thread or task).
+//!
 //! Each run happens in a child process (this binary, re-executed with
 //! `--child PEER COUNT`) so that the peak RSS belongs to one peer alone. The
 //! child resets its peak RSS just before spawning (`/proc/self/clear_refs`)
@@ -26,7 +29,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use green_benches::{
-    banner, fmt_bytes, fmt_ns, fmt_ratio, median, reset_peak_rss, status_bytes, Table,
+    banner, check, fmt_bytes, fmt_ns, fmt_ratio, median, reset_peak_rss, status_bytes, Table,
 };
 
 const SLEEPERS: usize = 100_000;
@@ -214,7 +217,10 @@ fn make_room(want: usize) -> (usize, MapLimit) {
     }
 }
 
-/// Child argument and row name of each peer.
+/// Largest wall time of a green variant, as a multiple of tokio's.
+const WALL_TARGET: f64 = 1.5;
+
+/// Child argument and row name of each peer; tokio, the reference, last.
 const PEERS: [(&str, &str); 3] = [
     ("green", "green::spawn + green::sleep"),
     ("green-shared", "the same, Builder::shared_stack"),
@@ -274,8 +280,9 @@ fn main() {
     };
 
     let med = |p: usize, f: fn(&Sample) -> f64| median(samples[p].iter().map(f).collect());
-    let green_wall = med(0, |s| s.wall_ns);
-    let green_rss = med(0, |s| s.rss_delta);
+    let tokio = PEERS.len() - 1;
+    let tokio_wall = med(tokio, |s| s.wall_ns);
+    let tokio_rss = med(tokio, |s| s.rss_delta);
     let mut t = Table::new(
         &format!("{n} sleepers of {} ms", NAP.as_millis()),
         &[
@@ -284,23 +291,34 @@ fn main() {
             "of which spawning",
             "peak RSS delta",
             "per sleeper",
-            "wall, ratio to green",
-            "RSS, ratio to green",
+            "wall, ratio to tokio",
+            "RSS, ratio to tokio",
         ],
     );
+    let mut walls = Vec::new();
     for (p, (_, name)) in PEERS.iter().enumerate() {
         let wall = med(p, |s| s.wall_ns);
         let rss = med(p, |s| s.rss_delta);
+        walls.push(wall);
         t.row(vec![
             name.to_string(),
             fmt_ns(wall),
             fmt_ns(med(p, |s| s.spawn_ns)),
             fmt_bytes(rss),
             format!("{:.0} B", rss / n as f64),
-            fmt_ratio(wall / green_wall),
-            fmt_ratio(rss / green_rss),
+            fmt_ratio(wall / tokio_wall),
+            fmt_ratio(rss / tokio_rss),
         ]);
     }
     t.print();
     println!();
+    for (p, (_, name)) in PEERS.iter().enumerate().take(tokio) {
+        let ratio = walls[p] / tokio_wall;
+        check(
+            &format!("{name}: wall time / tokio's"),
+            &fmt_ratio(ratio),
+            &format!("<= {WALL_TARGET}x"),
+            ratio <= WALL_TARGET,
+        );
+    }
 }

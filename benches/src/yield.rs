@@ -1,4 +1,5 @@
-//! `yield`: the cost of one hub yield, against a raw corosensei switch.
+//! `yield`: the cost of one hub yield, against a raw corosensei switch and
+//! the yields of tokio and may.
 //!
 //! Green: two green threads ping-pong with `green::yield_now()`, `N` times
 //! each, while the root waits for them; time per yield. Each yield is one
@@ -7,6 +8,13 @@
 //! Raw: one corosensei `Coroutine` (default stack) that suspends `N` times,
 //! resumed in a loop; time per resume + suspend pair, the floor for one
 //! green yield.
+//!
+//! Peers, for context, with the same shape (two of them, `N` yields each,
+//! on one OS thread):
+//! - tokio: two tasks looping on `tokio::task::yield_now().await` on a
+//!   current-thread runtime, awaited by the `block_on` task;
+//! - may: two coroutines looping on `may::coroutine::yield_now()`, with one
+//!   may worker thread, joined from a third may coroutine.
 //!
 //! A second table does the same with 1000 green threads (and 1000 raw
 //! coroutines resumed round-robin), where the run queue and the stacks no
@@ -43,6 +51,48 @@ fn green_ping_pong(n: u64) -> Duration {
     a.wait();
     b.wait();
     start.elapsed()
+}
+
+fn tokio_ping_pong(rt: &tokio::runtime::Runtime, n: u64) -> Duration {
+    rt.block_on(async move {
+        let start = Instant::now();
+        let a = tokio::spawn(async move {
+            for _ in 0..n {
+                tokio::task::yield_now().await;
+            }
+        });
+        let b = tokio::spawn(async move {
+            for _ in 0..n {
+                tokio::task::yield_now().await;
+            }
+        });
+        a.await.expect("tokio task");
+        b.await.expect("tokio task");
+        start.elapsed()
+    })
+}
+
+fn may_ping_pong(n: u64) -> Duration {
+    // Timed inside a may coroutine so that the waiting side, like green's
+    // root, parks on the same worker instead of another OS thread.
+    may::go!(move || {
+        let start = Instant::now();
+        let a = may::go!(move || {
+            for _ in 0..n {
+                may::coroutine::yield_now();
+            }
+        });
+        let b = may::go!(move || {
+            for _ in 0..n {
+                may::coroutine::yield_now();
+            }
+        });
+        a.join().expect("may coroutine");
+        b.join().expect("may coroutine");
+        start.elapsed()
+    })
+    .join()
+    .expect("may coroutine")
 }
 
 fn green_crowd(threads: u64, n: u64) -> Duration {
@@ -89,35 +139,72 @@ fn raw_crowd(threads: u64, n: u64) -> Duration {
     start.elapsed()
 }
 
+/// One row of the ping-pong table: time per yield, ratio to raw, and
+/// green's time over this case's.
+fn ping_row(t: &mut Table, name: &str, ns: f64, raw: f64, green: f64) {
+    t.row(vec![
+        name.into(),
+        fmt_ns(ns),
+        fmt_ratio(ns / raw),
+        fmt_ratio(green / ns),
+    ]);
+}
+
 fn main() {
     banner(
         "yield",
-        "hub yield round trip vs raw corosensei resume+suspend",
+        "hub yield round trip vs raw corosensei resume+suspend, tokio and may",
     );
     println!("median of {REPS} interleaved runs after {WARMUP} warm-up runs");
+    // One may worker: the may coroutines share one OS thread, as green's do.
+    // Set before any may coroutine runs.
+    may::config().set_workers(1);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .expect("tokio runtime");
 
     let ops = CROWD * CROWD_YIELDS;
     let mut runs = Interleaved::new();
     runs.case(2 * PING_PONG, || green_ping_pong(PING_PONG))
         .case(PING_PONG, || raw_ping(PING_PONG))
+        .case(2 * PING_PONG, || tokio_ping_pong(&rt, PING_PONG))
+        .case(2 * PING_PONG, || may_ping_pong(PING_PONG))
         .case(ops, || green_crowd(CROWD, CROWD_YIELDS))
         .case(ops + CROWD, || raw_crowd(CROWD, CROWD_YIELDS));
     let r = runs.run(WARMUP, REPS);
-    let (green2, raw1, green_n, raw_n) = (r[0], r[1], r[2], r[3]);
+    let (green2, raw1, tokio2, may2, green_n, raw_n) = (r[0], r[1], r[2], r[3], r[4], r[5]);
     let mut t = Table::new(
         &format!("two green threads ping-pong, {PING_PONG} yields each"),
-        &["case", "time per yield", "ratio to raw"],
+        &["case", "time per yield", "ratio to raw", "green / this"],
     );
-    t.row(vec![
-        "green::yield_now (2 green threads)".into(),
-        fmt_ns(green2),
-        fmt_ratio(green2 / raw1),
-    ]);
-    t.row(vec![
-        "corosensei resume+suspend (default stack)".into(),
-        fmt_ns(raw1),
-        fmt_ratio(1.0),
-    ]);
+    ping_row(
+        &mut t,
+        "green::yield_now (2 green threads)",
+        green2,
+        raw1,
+        green2,
+    );
+    ping_row(
+        &mut t,
+        "corosensei resume+suspend (default stack)",
+        raw1,
+        raw1,
+        green2,
+    );
+    ping_row(
+        &mut t,
+        "tokio::task::yield_now (2 tasks, current-thread)",
+        tokio2,
+        raw1,
+        green2,
+    );
+    ping_row(
+        &mut t,
+        "may::coroutine::yield_now (2 coroutines, 1 worker)",
+        may2,
+        raw1,
+        green2,
+    );
     t.print();
 
     let mut t = Table::new(
@@ -136,6 +223,8 @@ fn main() {
     ]);
     t.print();
     println!();
+    println!("green / tokio (ping-pong): {}", fmt_ratio(green2 / tokio2));
+    println!("green / may (ping-pong): {}", fmt_ratio(green2 / may2));
     check(
         "green / raw (ping-pong)",
         &fmt_ratio(green2 / raw1),

@@ -128,22 +128,27 @@ impl Hub {
 
     /// Handles one poller event: caches readiness and wakes the waiters.
     pub(super) fn dispatch_fd(&self, fd: RawFd, readable: bool, writable: bool) {
-        let mut woken: Vec<Token> = Vec::new();
-        {
-            let mut io = self.io.borrow_mut();
-            let Some(e) = io.get(fd) else { return };
-            if readable {
-                e.readable = true;
-                woken.extend(e.readers.drain(..));
+        let mut io = self.io.borrow_mut();
+        let FdTable {
+            entries, waiters, ..
+        } = &mut *io;
+        let Some(Some(e)) = entries.get_mut(fd as usize) else {
+            return;
+        };
+        // Waking touches the slots and the run queue, never the fd table.
+        if readable {
+            e.readable = true;
+            *waiters -= e.readers.len();
+            for t in e.readers.drain(..) {
+                self.wake(t, Wake::Woken);
             }
-            if writable {
-                e.writable = true;
-                woken.extend(e.writers.drain(..));
-            }
-            io.waiters -= woken.len();
         }
-        for t in woken {
-            self.wake(t, Wake::Woken);
+        if writable {
+            e.writable = true;
+            *waiters -= e.writers.len();
+            for t in e.writers.drain(..) {
+                self.wake(t, Wake::Woken);
+            }
         }
     }
 }
