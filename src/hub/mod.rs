@@ -112,15 +112,17 @@ pub(crate) struct GreenCtx {
     pub(crate) id: u64,
     /// `None` only before the first run of a shared-stack green thread.
     coro: Option<Coro>,
-    start: Option<Start>,
     yielder: *const Yielder,
     guard: (usize, usize),
-    seat: Option<Seat>,
+    /// Boxed: only shared-stack green threads have one.
+    seat: Option<Box<Seat>>,
 }
 
 /// Where a shared-stack green thread keeps its frames.
 struct Seat {
     arena: usize,
+    /// The body, until the first run creates the coroutine.
+    start: Option<Start>,
     /// Lowest stack address in use, recorded when it last suspended.
     sp_low: usize,
     /// Its frames while evicted from the arena.
@@ -140,7 +142,88 @@ struct Slot {
     pending: Option<Cancel>,
     /// The timer of the current park's deadline, or of `spawn_after`.
     timer: Option<TimerId>,
-    green: Option<Box<GreenCtx>>,
+    /// Inline, so spawning allocates no box for it; the slab never moves
+    /// a slot, so a running coroutine stays put.
+    green: Option<GreenCtx>,
+}
+
+impl Slot {
+    fn vacant() -> Slot {
+        Slot {
+            gen: 0,
+            seq: 0,
+            state: State::Vacant,
+            notified: false,
+            reason: Wake::Woken,
+            pending: None,
+            timer: None,
+            green: None,
+        }
+    }
+}
+
+/// Slots in fixed chunks: a slot never moves once made, so the coroutine of
+/// a running green thread can be resumed through a pointer into its slot
+/// while that green thread spawns others.
+struct Slab {
+    chunks: Vec<Box<[Slot; CHUNK]>>,
+    len: usize,
+}
+
+const CHUNK: usize = 64;
+
+impl Slab {
+    fn new() -> Slab {
+        Slab {
+            chunks: Vec::new(),
+            len: 0,
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.len
+    }
+
+    fn push(&mut self, slot: Slot) {
+        if self.len == self.chunks.len() * CHUNK {
+            self.chunks
+                .push(Box::new(std::array::from_fn(|_| Slot::vacant())));
+        }
+        self.chunks[self.len / CHUNK][self.len % CHUNK] = slot;
+        self.len += 1;
+    }
+
+    #[inline]
+    fn get_mut(&mut self, i: usize) -> Option<&mut Slot> {
+        if i < self.len {
+            Some(&mut self.chunks[i / CHUNK][i % CHUNK])
+        } else {
+            None
+        }
+    }
+
+    fn iter_mut(&mut self) -> impl Iterator<Item = &mut Slot> {
+        let len = self.len;
+        self.chunks.iter_mut().flat_map(|c| c.iter_mut()).take(len)
+    }
+}
+
+impl std::ops::Index<usize> for Slab {
+    type Output = Slot;
+
+    /// Slots past `len` in the last chunk are vacant: reading one is
+    /// harmless, so only the chunk index is checked.
+    #[inline]
+    fn index(&self, i: usize) -> &Slot {
+        &self.chunks[i / CHUNK][i % CHUNK]
+    }
+}
+
+impl std::ops::IndexMut<usize> for Slab {
+    #[inline]
+    fn index_mut(&mut self, i: usize) -> &mut Slot {
+        &mut self.chunks[i / CHUNK][i % CHUNK]
+    }
 }
 
 /// The part of a hub that other OS threads reach.
@@ -169,7 +252,7 @@ impl Shared {
 /// A per-OS-thread scheduler. See the module docs.
 pub(crate) struct Hub {
     shared: Arc<Shared>,
-    slots: RefCell<Vec<Slot>>,
+    slots: RefCell<Slab>,
     free_slots: RefCell<Vec<u32>>,
     run_queue: RefCell<VecDeque<(u32, u32)>>,
     /// Slot of the running context, or `HUB_CTX`.
@@ -258,16 +341,14 @@ fn create() -> &'static Hub {
             has_remote: AtomicBool::new(false),
             sleeping: AtomicBool::new(false),
         }),
-        slots: RefCell::new(vec![Slot {
-            gen: 0,
-            seq: 0,
-            state: State::Running,
-            notified: false,
-            reason: Wake::Woken,
-            pending: None,
-            timer: None,
-            green: None,
-        }]),
+        slots: RefCell::new({
+            let mut slab = Slab::new();
+            slab.push(Slot {
+                state: State::Running,
+                ..Slot::vacant()
+            });
+            slab
+        }),
         free_slots: RefCell::new(Vec::new()),
         run_queue: RefCell::new(VecDeque::new()),
         current: Cell::new(ROOT),
@@ -571,7 +652,7 @@ impl Hub {
                 // nothing to look at (remote wakeups are checked every pass).
                 let t = self.ticks.get().wrapping_add(1);
                 self.ticks.set(t);
-                if t % 61 == 0 && self.io.borrow().registered() > 0 {
+                if t.is_multiple_of(61) && self.io.borrow().registered() > 0 {
                     self.poll(Some(Duration::ZERO));
                 }
             }
@@ -659,8 +740,9 @@ impl Hub {
             .expect("runnable slot without a green thread");
         if g.coro.is_none() {
             let start = g
-                .start
-                .take()
+                .seat
+                .as_mut()
+                .and_then(|s| s.start.take())
                 .expect("shared-stack green thread without a body");
             let arena = g.seat.as_ref().expect("seated green thread").arena;
             let bounds = self.arenas.borrow()[arena].bounds();
@@ -731,6 +813,9 @@ impl Hub {
 
     /// Takes a pending kill aimed at the current context, if any.
     pub(crate) fn take_kill(&self) -> bool {
+        if self.pending_count.get() == 0 {
+            return false;
+        }
         let key = self.current.get();
         let mut slots = self.slots.borrow_mut();
         let slot = &mut slots[key as usize];
@@ -748,31 +833,35 @@ impl Hub {
 
     /// Frees the slot of a finished green thread and pools its stack.
     fn reap(&self, key: u32) {
-        let (green, timer) = {
+        let (coro, seat, timer) = {
             let mut slots = self.slots.borrow_mut();
             let slot = &mut slots[key as usize];
             slot.state = State::Vacant;
             slot.gen = slot.gen.wrapping_add(1);
             take_pending(&self.pending_count, slot);
             slot.notified = false;
-            (slot.green.take(), slot.timer.take())
+            let timer = slot.timer.take();
+            let (coro, seat) = match slot.green.as_mut() {
+                Some(g) => (g.coro.take(), g.seat.take()),
+                None => (None, None),
+            };
+            slot.green = None;
+            (coro, seat, timer)
         };
         if let Some(t) = timer {
             self.timers.borrow_mut().cancel(t);
         }
         self.free_slots.borrow_mut().push(key);
         self.green_count.set(self.green_count.get() - 1);
-        if let Some(mut g) = green {
-            if let Some(seat) = &g.seat {
-                let mut arenas = self.arenas.borrow_mut();
-                if arenas[seat.arena].occupant == Some(key) {
-                    arenas[seat.arena].occupant = None;
-                }
+        if let Some(seat) = seat {
+            let mut arenas = self.arenas.borrow_mut();
+            if arenas[seat.arena].occupant == Some(key) {
+                arenas[seat.arena].occupant = None;
             }
-            if let Some(c) = g.coro.take() {
-                if c.done() {
-                    self.stacks.borrow_mut().put(c.into_stack());
-                }
+        }
+        if let Some(c) = coro {
+            if c.done() {
+                self.stacks.borrow_mut().put(c.into_stack());
             }
         }
     }
@@ -803,30 +892,29 @@ impl Hub {
                 self.next_arena.set(i + 1);
                 i
             };
-            Box::new(GreenCtx {
+            GreenCtx {
                 id: crate::greenthread::next_id(),
                 coro: None,
-                start: Some(Box::new(entry)),
                 yielder: std::ptr::null(),
                 guard: self.arenas.borrow()[arena].guard(),
-                seat: Some(Seat {
+                seat: Some(Box::new(Seat {
                     arena,
+                    start: Some(Box::new(entry)),
                     sp_low: 0,
                     saved: Vec::new(),
                     evicted: false,
-                }),
-            })
+                })),
+            }
         } else {
             let stack = self.stacks.borrow_mut().get(stack_size)?;
             let guard = stack.guard();
-            Box::new(GreenCtx {
+            GreenCtx {
                 id: crate::greenthread::next_id(),
                 coro: Some(Coro::new(GreenStack::Own(stack), entry)),
-                start: None,
                 yielder: std::ptr::null(),
                 guard,
                 seat: None,
-            })
+            }
         };
         let id = green.id;
         let free = self.free_slots.borrow_mut().pop();
@@ -834,16 +922,7 @@ impl Hub {
         let key = match free {
             Some(k) => k,
             None => {
-                slots.push(Slot {
-                    gen: 0,
-                    seq: 0,
-                    state: State::Vacant,
-                    notified: false,
-                    reason: Wake::Woken,
-                    pending: None,
-                    timer: None,
-                    green: None,
-                });
+                slots.push(Slot::vacant());
                 (slots.len() - 1) as u32
             }
         };
