@@ -15,10 +15,14 @@
 //!   low addresses
 //! ```
 //!
-//! The guard page splits the mapping in two kernel VMAs, so each live stack
-//! costs two entries of `vm.max_map_count`. Creating a stack costs an `mmap`
-//! and an `mprotect`; finished green threads give their stack back to a
-//! per-hub pool so the next spawn reuses it without a syscall.
+//! Default-size stacks are carved 64 at a time from one mapping, each guard
+//! page installed with `madvise(MADV_GUARD_INSTALL)` (Linux 6.13+), which
+//! does not split the mapping: a stack costs no kernel VMA of its own, so
+//! `vm.max_map_count` does not bound how many there are. On older kernels,
+//! and for stacks of other sizes, each stack is a mapping of its own whose
+//! guard page is `PROT_NONE`: two VMAs per stack. Finished green threads give
+//! their stack back to a per-hub pool so the next spawn reuses it without a
+//! syscall.
 //!
 //! A fault in a guard page is caught by a `SIGSEGV`/`SIGBUS` handler running
 //! on the thread's alternate signal stack: if the faulting address lies in the
@@ -40,7 +44,8 @@ use corosensei::stack::{Stack, StackPointer};
 /// [`Builder::stack_size`](crate::Builder::stack_size).
 pub const DEFAULT_STACK_SIZE: usize = 256 * 1024;
 
-/// How many free stacks of the default size one hub keeps for reuse.
+/// How many free stacks of the default size one hub keeps ready, pages and
+/// all, for reuse.
 const POOL_CAP: usize = 1024;
 
 fn page_size() -> usize {
@@ -52,12 +57,15 @@ fn page_size() -> usize {
 /// A green thread's stack: one mapping with a guard page at its low end.
 ///
 /// # Invariant
-/// `limit..limit + len` is a mapping owned by this value; its first page is
-/// `PROT_NONE` and the rest is readable and writable.
+/// `limit..limit + len` is memory owned by this value whose first page
+/// faults on access and whose rest is readable and writable. Unless
+/// `carved`, it is a mapping of its own (unmapped on drop); a carved stack
+/// lies in a chunk owned by a [`StackPool`], which unmaps the chunk.
 #[derive(Debug)]
 pub(crate) struct GuardedStack {
     limit: usize,
     len: usize,
+    carved: bool,
 }
 
 impl GuardedStack {
@@ -88,6 +96,7 @@ impl GuardedStack {
         let stack = GuardedStack {
             limit: addr as usize,
             len,
+            carved: false,
         };
         // SAFETY: the range lies inside the mapping just made (Invariant);
         // if this fails, dropping `stack` unmaps it.
@@ -117,6 +126,10 @@ impl GuardedStack {
 
 impl Drop for GuardedStack {
     fn drop(&mut self) {
+        if self.carved {
+            // The chunk it lies in is unmapped by its pool.
+            return;
+        }
         // SAFETY: the mapping is owned by `self` (Invariant) and no coroutine
         // runs on it any more: corosensei hands a stack back only when done.
         unsafe {
@@ -146,8 +159,9 @@ fn map_error(err: io::Error) -> io::Error {
         io::Error::new(
             io::ErrorKind::OutOfMemory,
             format!(
-                "cannot map a green thread stack: out of memory or out of memory mappings \
-                 (each stack uses 2 of vm.max_map_count = {limit}); raise the limit with \
+                "cannot map a green thread stack: out of memory, or out of memory mappings \
+                 (vm.max_map_count = {limit}; a stack of a non-default size, or any stack on \
+                 kernels before 6.13, uses 2); raise the limit with \
                  `sysctl -w vm.max_map_count=N`, or run fewer green threads at once"
             ),
         )
@@ -156,35 +170,140 @@ fn map_error(err: io::Error) -> io::Error {
     }
 }
 
+/// `madvise` advice that turns pages into guard pages without splitting the
+/// mapping (Linux 6.13 and later).
+const MADV_GUARD_INSTALL: libc::c_int = 102;
+
+/// Default-size stacks carved from one mapping at a time.
+const CHUNK_STACKS: usize = 64;
+
 /// Free stacks of the default size, kept by one hub for reuse.
+///
+/// Where the kernel supports guard pages installed with `madvise`
+/// (`MADV_GUARD_INSTALL`), default-size stacks are carved from chunks of
+/// [`CHUNK_STACKS`] stacks: one mapping per chunk, a guard page per stack,
+/// and no kernel VMA per stack, so `vm.max_map_count` no longer bounds the
+/// number of green threads. Carved stacks are never unmapped while the hub
+/// lives: beyond the first [`POOL_CAP`] free ones, a freed stack gives its
+/// memory back with `MADV_DONTNEED` and stays in the pool. Elsewhere each
+/// stack is a mapping of its own with a `PROT_NONE` guard page.
 #[derive(Debug, Default)]
 pub(crate) struct StackPool {
-    free: Vec<GuardedStack>,
+    /// Free stacks whose pages may still be resident.
+    hot: Vec<GuardedStack>,
+    /// Free carved stacks whose memory was given back (or never touched).
+    cold: Vec<GuardedStack>,
+    /// Chunk mappings `(address, length)`, unmapped when the pool drops.
+    chunks: Vec<(usize, usize)>,
+    /// `MADV_GUARD_INSTALL` was refused: use one mapping per stack.
+    no_guard_advice: bool,
 }
 
 impl StackPool {
     /// A stack with at least `size` usable bytes, reused when possible.
     pub(crate) fn get(&mut self, size: usize) -> io::Result<GuardedStack> {
         if size == DEFAULT_STACK_SIZE {
-            if let Some(stack) = self.free.pop() {
+            if let Some(stack) = self.hot.pop().or_else(|| self.cold.pop()) {
                 return Ok(stack);
+            }
+            if !self.no_guard_advice && self.carve_chunk()? {
+                return Ok(self.cold.pop().expect("a chunk was just carved"));
             }
         }
         GuardedStack::new(size)
     }
 
-    /// Returns a stack to the pool, or unmaps it if the pool is full or the
-    /// stack is not of the default size. Arena bounds are ignored.
-    pub(crate) fn put(&mut self, stack: GreenStack) {
-        if let GreenStack::Own(stack) = stack {
-            if self.free.len() < POOL_CAP && stack.usable() == DEFAULT_STACK_SIZE {
-                self.free.push(stack);
+    /// Maps a chunk and carves it into guarded default-size stacks, put on
+    /// the cold list. Returns `false` if the kernel has no guard advice.
+    fn carve_chunk(&mut self) -> io::Result<bool> {
+        let page = page_size();
+        let stack_len = DEFAULT_STACK_SIZE + page;
+        let len = stack_len * CHUNK_STACKS;
+        // SAFETY: an anonymous private mapping at an address of the kernel's
+        // choosing touches no existing memory.
+        let addr = unsafe {
+            libc::mmap(
+                ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
+                -1,
+                0,
+            )
+        };
+        if addr == libc::MAP_FAILED {
+            return Err(map_error(io::Error::last_os_error()));
+        }
+        let base = addr as usize;
+        for i in 0..CHUNK_STACKS {
+            let limit = base + i * stack_len;
+            // SAFETY: the page lies inside the chunk just mapped.
+            let rc = unsafe { libc::madvise(limit as *mut libc::c_void, page, MADV_GUARD_INSTALL) };
+            if rc != 0 {
+                let err = io::Error::last_os_error();
+                // SAFETY: the chunk was mapped above and nothing uses it yet.
+                unsafe { libc::munmap(addr, len) };
+                self.cold.truncate(self.cold.len() - i);
+                return match err.raw_os_error() {
+                    Some(libc::EINVAL) | Some(libc::ENOSYS) => {
+                        self.no_guard_advice = true;
+                        Ok(false)
+                    }
+                    _ => Err(map_error(err)),
+                };
             }
+            self.cold.push(GuardedStack {
+                limit,
+                len: stack_len,
+                carved: true,
+            });
+        }
+        self.chunks.push((base, len));
+        Ok(true)
+    }
+
+    /// Returns a finished green thread's stack. Default-size stacks are kept
+    /// (own mappings only up to [`POOL_CAP`]); others are unmapped. Arena
+    /// bounds are ignored.
+    pub(crate) fn put(&mut self, stack: GreenStack) {
+        let GreenStack::Own(stack) = stack else {
+            return;
+        };
+        if stack.usable() != DEFAULT_STACK_SIZE {
+            return;
+        }
+        if self.hot.len() < POOL_CAP {
+            self.hot.push(stack);
+        } else if stack.carved {
+            let page = page_size();
+            // SAFETY: the stack's usable part lies in a chunk this pool owns
+            // and no coroutine runs on it; its contents are not needed.
+            unsafe {
+                libc::madvise(
+                    (stack.limit + page) as *mut libc::c_void,
+                    stack.len - page,
+                    libc::MADV_DONTNEED,
+                );
+            }
+            self.cold.push(stack);
         }
     }
 
+    /// Free stacks ready for reuse.
     pub(crate) fn len(&self) -> usize {
-        self.free.len()
+        self.hot.len() + self.cold.len()
+    }
+}
+
+impl Drop for StackPool {
+    fn drop(&mut self) {
+        self.hot.clear();
+        self.cold.clear();
+        for &(addr, len) in &self.chunks {
+            // SAFETY: the chunk was mapped by `carve_chunk`; every green
+            // thread of the hub is gone, so no stack in it is in use.
+            unsafe { libc::munmap(addr as *mut libc::c_void, len) };
+        }
     }
 }
 

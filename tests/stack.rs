@@ -80,7 +80,9 @@ fn twenty_thousand_green_threads_at_once() {
     let after = green::hub::stats();
     assert_eq!(after.green_threads, before.green_threads);
     assert!(after.pooled_stacks > 0, "finished stacks are pooled");
-    assert!(after.pooled_stacks <= N);
+    // Stacks are carved 64 to a mapping where the kernel allows it, so the
+    // pool may also hold the unused rest of the last chunk.
+    assert!(after.pooled_stacks <= N + 64);
 }
 
 #[test]

@@ -39,8 +39,25 @@ fn child_overflows() {
 }
 
 #[test]
+#[ignore = "child process of default_stack_overflow_is_reported"]
+fn child_overflows_default_stack() {
+    let gt = green::spawn(|| recurse(0));
+    eprintln!("spawned green thread {}", gt.id());
+    gt.wait();
+}
+
+#[test]
+fn default_stack_overflow_is_reported() -> std::io::Result<()> {
+    check_overflow_report("child_overflows_default_stack")
+}
+
+#[test]
 fn overflow_is_reported() -> std::io::Result<()> {
-    let out = run_child("child_overflows")?;
+    check_overflow_report("child_overflows")
+}
+
+fn check_overflow_report(child: &str) -> std::io::Result<()> {
+    let out = run_child(child)?;
     let stderr = String::from_utf8_lossy(&out.stderr);
     let id: String = stderr
         .lines()
@@ -96,5 +113,58 @@ fn exhausted_mappings_give_clear_error() -> std::io::Result<()> {
     assert!(stdout.contains("kind=OutOfMemory"), "{stdout}");
     assert!(stdout.contains("vm.max_map_count"), "{stdout}");
     assert!(stdout.contains("after=0"), "{stdout}");
+    Ok(())
+}
+
+/// Whether this kernel installs guard pages with `madvise` (Linux 6.13+).
+fn kernel_has_guard_advice() -> bool {
+    // SAFETY: maps, advises and unmaps one private page of our own.
+    unsafe {
+        let p = libc::mmap(
+            std::ptr::null_mut(),
+            4096,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+            -1,
+            0,
+        );
+        assert_ne!(p, libc::MAP_FAILED);
+        let ok = libc::madvise(p, 4096, 102 /* MADV_GUARD_INSTALL */) == 0;
+        libc::munmap(p, 4096);
+        ok
+    }
+}
+
+#[test]
+fn more_guarded_threads_than_two_mappings_each_allow() -> std::io::Result<()> {
+    let limit: usize = std::fs::read_to_string("/proc/sys/vm/max_map_count")?
+        .trim()
+        .parse()
+        .expect("a number");
+    // Past what two mappings per stack would allow.
+    let n = limit / 2 + 5_000;
+    let mut live = Vec::with_capacity(n);
+    for i in 0..n {
+        match green::Builder::new().spawn(move || {
+            green::yield_now();
+            i
+        }) {
+            Ok(gt) => live.push(gt),
+            Err(e) => {
+                // Only a kernel without guard advice may refuse, and then
+                // with the error that names the limit.
+                assert!(!kernel_has_guard_advice(), "spawn {i} failed: {e}");
+                assert_eq!(e.kind(), std::io::ErrorKind::OutOfMemory);
+                assert!(e.to_string().contains("vm.max_map_count"), "{e}");
+                break;
+            }
+        }
+    }
+    let spawned = live.len();
+    let sum: usize = live.into_iter().map(|gt| gt.wait()).sum();
+    assert_eq!(sum, spawned * (spawned - 1) / 2);
+    if kernel_has_guard_advice() {
+        assert_eq!(spawned, n);
+    }
     Ok(())
 }

@@ -16,12 +16,15 @@
 //! child resets its peak RSS just before spawning (`/proc/self/clear_refs`)
 //! and reports `VmHWM` minus the `VmRSS` it had then.
 //!
-//! Each green thread's stack is one mapping with a guard page, which the
-//! kernel counts as 2 of `vm.max_map_count` (default 65530): 100 000 green
-//! threads need about 200 000. If the limit is lower, the benchmark raises it
-//! for the run by writing `/proc/sys/vm/max_map_count` (this needs root) and
-//! restores it at the end; if it cannot, it runs with the largest count that
-//! fits, for every peer, and says so.
+//! On Linux 6.13 and later, green carves default-size stacks 64 to a mapping
+//! with guard pages installed by `madvise`, so `vm.max_map_count` does not
+//! bound the run. On older kernels each stack is one mapping with a guard
+//! page, which the kernel counts as 2 of `vm.max_map_count` (default 65530):
+//! 100 000 green threads need about 200 000. There, if the limit is lower,
+//! the benchmark raises it for the run by writing
+//! `/proc/sys/vm/max_map_count` (this needs root) and restores it at the end;
+//! if it cannot, it runs with the largest count that fits, for every peer,
+//! and says so.
 //!
 //! Run: `cargo bench --bench sleepers` in `benches/`.
 
@@ -172,8 +175,36 @@ impl Drop for MapLimit {
     }
 }
 
+/// Whether this kernel installs guard pages with `madvise` (Linux 6.13+).
+fn kernel_has_guard_advice() -> bool {
+    // SAFETY: maps, advises and unmaps one private page of our own.
+    unsafe {
+        let p = libc::mmap(
+            std::ptr::null_mut(),
+            4096,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+            -1,
+            0,
+        );
+        if p == libc::MAP_FAILED {
+            return false;
+        }
+        let ok = libc::madvise(p, 4096, 102 /* MADV_GUARD_INSTALL */) == 0;
+        libc::munmap(p, 4096);
+        ok
+    }
+}
+
 /// Makes room for `want` green threads; returns how many to run.
 fn make_room(want: usize) -> (usize, MapLimit) {
+    if kernel_has_guard_advice() {
+        println!(
+            "the kernel installs guard pages with madvise: green stacks take no mapping \
+             each, vm.max_map_count left as it is"
+        );
+        return (want, MapLimit { restore: None });
+    }
     let need = 2 * want + MAP_MARGIN;
     let read = || {
         std::fs::read_to_string(MAP_COUNT)
