@@ -326,6 +326,12 @@ fn ready_now(fd: RawFd, interest: Interest) -> io::Result<bool> {
 /// # Panics
 /// Panics when called from the hub itself (a timer callback).
 ///
+/// # Notes
+/// The kernel says nothing to epoll when an fd is closed, so an fd closed
+/// with a plain `close(2)` (dropping a std socket, say) while a green thread
+/// waits on it leaves that waiter parked until its timeout, and a new fd
+/// that reuses the number is not watched. Call [`notify_close`] first.
+///
 /// # Examples
 /// ```
 /// use std::io::{Read, Write};
@@ -363,8 +369,7 @@ pub fn trampoline(fd: RawFd, interest: Interest, timeout: Option<Duration>) -> i
 /// on it wakes with a `ConnectionAborted` error, and the poller forgets it.
 ///
 /// Call it *before* closing an fd that green threads may wait on (eventlet's
-/// `hubs.notify_close`); green's own I/O types do it when dropped. An fd the
-/// hub does not know is ignored.
+/// `hubs.notify_close`). An fd the hub does not know is ignored.
 ///
 /// # Examples
 /// ```
