@@ -149,6 +149,14 @@ impl<T> GreenThread<T> {
     ///
     /// # Panics
     /// Panics if called from the green thread itself.
+    ///
+    /// # Examples
+    /// ```
+    /// let ok = green::spawn(|| 1);
+    /// assert_eq!(ok.join().unwrap(), 1);
+    /// let bad = green::spawn(|| -> u32 { panic!("oops") });
+    /// assert_eq!(*bad.join().unwrap_err().downcast_ref::<&str>().unwrap(), "oops");
+    /// ```
     pub fn join(self) -> thread::Result<T> {
         let h = hub();
         if h.is_current(self.key, self.gen) && !self.state.done.get() {
@@ -198,6 +206,25 @@ impl<T> GreenThread<T> {
     /// Called from a green thread or the root, `kill` yields so that the
     /// target unwinds before `kill` returns (unless its destructors park).
     /// A green thread that kills itself unwinds at once.
+    ///
+    /// # Examples
+    /// ```
+    /// use std::{cell::Cell, rc::Rc, time::Duration};
+    /// struct Flag(Rc<Cell<bool>>);
+    /// impl Drop for Flag {
+    ///     fn drop(&mut self) { self.0.set(true) }
+    /// }
+    /// let dropped = Rc::new(Cell::new(false));
+    /// let flag = Flag(dropped.clone());
+    /// let gt = green::spawn(move || {
+    ///     let _flag = flag;
+    ///     green::sleep(Duration::from_secs(3600));
+    /// });
+    /// green::yield_now(); // it starts and parks in sleep
+    /// gt.kill();
+    /// assert!(dropped.get()); // its destructors ran
+    /// assert!(gt.is_finished());
+    /// ```
     pub fn kill(&self) {
         if self.state.done.get() {
             return;
@@ -426,6 +453,16 @@ where
 ///
 /// # Panics
 /// As [`spawn`].
+///
+/// # Examples
+/// ```
+/// use std::{cell::Cell, rc::Rc};
+/// let ran = Rc::new(Cell::new(false));
+/// let r = ran.clone();
+/// green::spawn_n(move || r.set(true));
+/// green::yield_now();
+/// assert!(ran.get());
+/// ```
 pub fn spawn_n<F>(f: F)
 where
     F: FnOnce() + 'static,
@@ -487,6 +524,14 @@ pub fn sleep(dur: Duration) {
 ///
 /// # Panics
 /// Panics when called from the hub itself (a timer callback).
+///
+/// # Examples
+/// ```
+/// use std::time::{Duration, Instant};
+/// let deadline = Instant::now() + Duration::from_millis(5);
+/// green::sleep_until(deadline);
+/// assert!(Instant::now() >= deadline);
+/// ```
 pub fn sleep_until(deadline: Instant) {
     if Instant::now() >= deadline {
         return yield_now();
@@ -522,6 +567,14 @@ pub fn yield_now() {
 
 /// The id of the green thread that calls it, or `None` on the root or a
 /// plain OS thread.
+///
+/// # Examples
+/// ```
+/// assert_eq!(green::current_id(), None);
+/// let gt = green::spawn(green::current_id);
+/// let id = gt.id();
+/// assert_eq!(gt.wait(), Some(id));
+/// ```
 pub fn current_id() -> Option<u64> {
     hub::try_hub().and_then(|h| h.current_green_id())
 }
