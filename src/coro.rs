@@ -553,24 +553,57 @@ impl std::fmt::Debug for Coro {
     }
 }
 
-/// Bytes below the stack pointer read at [`suspend`] that may still hold the
-/// suspended context: corosensei's switch pushes three words there, and, when
-/// `Yielder::suspend` is not inlined (unoptimised builds), its own frame.
-/// Saving a little more than is live is harmless.
-const SUSPEND_MARGIN: usize = if cfg!(debug_assertions) { 1024 } else { 192 };
-
 /// Suspends the running coroutine back to the hub that resumed it, and
-/// records (in `sp_low`) the lowest stack address it may still use while
-/// suspended.
+/// records in `sp` the stack pointer at the moment of suspending.
+///
+/// Every green thread suspends through this one function, so the bytes that
+/// corosensei's switch (and `Yielder::suspend`, where it is not inlined)
+/// leaves below the recorded stack pointer are the same for all of them;
+/// [`suspend_margin`] measures them once.
 ///
 /// # Safety
 /// `y` must be the yielder of the coroutine that is running on this OS thread.
-#[inline]
-pub(crate) unsafe fn suspend(y: *const Yielder, sp_low: &Cell<usize>) {
-    sp_low.set(stack_pointer().saturating_sub(SUSPEND_MARGIN));
+#[inline(never)]
+pub(crate) unsafe fn suspend(y: *const Yielder, sp: &Cell<usize>) {
+    sp.set(stack_pointer());
     // SAFETY: the caller guarantees `y` belongs to the running coroutine, so
     // it lives on that coroutine's stack for as long as it runs.
     unsafe { (*y).suspend(()) }
+}
+
+/// How many bytes below the stack pointer recorded by [`suspend`] a
+/// suspended coroutine may still use, measured once per process.
+///
+/// A probe coroutine runs on a stack filled with a canary byte and suspends
+/// through [`suspend`]; the lowest byte it changed, below the recorded stack
+/// pointer, bounds what the switch keeps there. A safety allowance of 64
+/// bytes is added.
+pub(crate) fn suspend_margin() -> usize {
+    static MARGIN: once_cell::sync::OnceCell<usize> = once_cell::sync::OnceCell::new();
+    *MARGIN.get_or_init(|| {
+        const CANARY: u8 = 0xA5;
+        let stack = GuardedStack::new(64 * 1024).expect("cannot map a probe stack");
+        let (lo, hi) = (stack.limit + page_size(), stack.limit + stack.len);
+        // SAFETY: `[lo, hi)` is the probe stack's writable part, not in use.
+        unsafe { ptr::write_bytes(lo as *mut u8, CANARY, hi - lo) };
+        let sp = std::rc::Rc::new(Cell::new(0usize));
+        let sp2 = sp.clone();
+        let mut probe =
+            corosensei::Coroutine::with_stack(GreenStack::Own(stack), move |y: &Yielder, ()| {
+                // SAFETY: `y` is this coroutine's own yielder.
+                unsafe { suspend(y, &sp2) };
+            });
+        assert!(matches!(
+            probe.resume(()),
+            corosensei::CoroutineResult::Yield(())
+        ));
+        // SAFETY: the probe is suspended; its stack is only read.
+        let lowest = (lo..hi)
+            .find(|&a| unsafe { *(a as *const u8) } != CANARY)
+            .unwrap_or(hi);
+        probe.resume(());
+        sp.get().saturating_sub(lowest) + 64
+    })
 }
 
 /// The current stack pointer.
@@ -605,12 +638,12 @@ fn stack_pointer() -> usize {
 ///   arena base ─┬──────────────────────┐
 ///               │ occupant's frames    │ live while it runs; left in place
 ///               │ (in use)             │ when it suspends, until evicted
-///   sp_low ─────┼──────────────────────┤
+///   sp - margin ┼──────────────────────┤
 ///               │ free                 │
 ///   guard ──────┴──────────────────────┘
 ///
-///   evict(occupant):  copy [sp_low, base) -> occupant's Vec<u8> on the heap
-///   enter(thread):    copy its Vec<u8>   -> [its sp_low, base)
+///   evict(occupant):  copy [sp - margin, base) -> occupant's Vec<u8> on the heap
+///   enter(thread):    copy its Vec<u8>        -> [base - len, base)
 /// ```
 ///
 /// A thread's frames always return to the same addresses, so pointers into
@@ -625,6 +658,8 @@ pub(crate) struct Arena {
 
 impl Arena {
     pub(crate) fn new() -> io::Result<Arena> {
+        // Measure the switch's footprint before any green thread needs it.
+        suspend_margin();
         Ok(Arena {
             stack: GuardedStack::new(DEFAULT_STACK_SIZE)?,
             occupant: None,
@@ -643,19 +678,27 @@ impl Arena {
         self.stack.guard()
     }
 
-    /// Copies the frames of a suspended occupant, `[sp_low, base)`, into `saved`.
+    /// Copies the frames of a suspended occupant into `saved`: the arena from
+    /// `sp` (recorded by its last [`suspend`]) less [`suspend_margin`] up to
+    /// the base. If that is not inside the arena (the occupant suspended
+    /// while running on another stack), the whole arena is saved.
     ///
     /// # Safety
-    /// The occupant must be suspended and `sp_low` must be the value recorded
-    /// by its last [`suspend`], so that the range lies inside the arena.
-    pub(crate) unsafe fn save(&self, sp_low: usize, saved: &mut Vec<u8>) {
+    /// The occupant must be suspended and nothing may run on the arena.
+    pub(crate) unsafe fn save(&self, sp: usize, saved: &mut Vec<u8>) {
         let base = self.stack.base().get();
-        debug_assert!(sp_low > self.stack.limit().get() && sp_low <= base);
+        // The guard page is never live: saving stops above it.
+        let floor = self.stack.limit().get() + page_size();
+        let low = sp.saturating_sub(suspend_margin());
+        let low = if (floor..=base).contains(&low) {
+            low
+        } else {
+            floor
+        };
         saved.clear();
-        // SAFETY: `[sp_low, base)` is readable arena memory (caller's contract).
-        saved.extend_from_slice(unsafe {
-            std::slice::from_raw_parts(sp_low as *const u8, base - sp_low)
-        });
+        // SAFETY: `[low, base)` is readable arena memory (`floor <= low`).
+        saved
+            .extend_from_slice(unsafe { std::slice::from_raw_parts(low as *const u8, base - low) });
     }
 
     /// Copies saved frames back to `[base - saved.len(), base)`.
@@ -670,5 +713,37 @@ impl Arena {
         unsafe {
             ptr::copy_nonoverlapping(saved.as_ptr(), (base - saved.len()) as *mut u8, saved.len());
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn suspend_margin_covers_the_switch() {
+        // The switch pushes at least three words below the recorded stack
+        // pointer; 64 bytes of allowance come on top.
+        let m = suspend_margin();
+        assert!((64 + 24..4096).contains(&m), "margin {m}");
+    }
+
+    #[test]
+    fn save_never_reads_the_guard_page() {
+        let arena = Arena::new().unwrap();
+        let base = arena.stack.base().get();
+        let floor = arena.stack.limit().get() + page_size();
+        let mut saved = Vec::new();
+        // A thread parked just above the guard page.
+        // SAFETY: no coroutine runs on the arena; `save` only reads it.
+        unsafe { arena.save(floor + 8, &mut saved) };
+        assert_eq!(saved.len(), base - floor);
+        // A thread parked while running on another stack.
+        // SAFETY: as above.
+        unsafe { arena.save(base + (1 << 20), &mut saved) };
+        assert_eq!(saved.len(), base - floor);
+        // SAFETY: as above.
+        unsafe { arena.save(base - 1000, &mut saved) };
+        assert_eq!(saved.len(), 1000 + suspend_margin());
     }
 }

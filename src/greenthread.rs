@@ -163,6 +163,11 @@ impl<T> GreenThread<T> {
             panic!("attempt to join a green thread from itself");
         }
         while !self.state.done.get() {
+            if h.is_closing() {
+                // The OS thread is exiting and its green threads are being
+                // unwound: this one will never finish.
+                return Err(Box::new(Killed));
+            }
             self.state.joiner.set(Some(h.local_unparker()));
             hub::park(None);
         }
@@ -306,7 +311,9 @@ impl Builder {
     /// (typically a few hundred bytes to a few KiB). Switching to it copies
     /// its frames back: the deeper its stack when it parks, the slower.
     /// Its stack is [`DEFAULT_STACK_SIZE`](crate::DEFAULT_STACK_SIZE);
-    /// [`Builder::stack_size`] does not apply.
+    /// [`Builder::stack_size`] does not apply. A green thread that parks
+    /// while running on a stack of its own making (stack-growing crates do
+    /// that) has its whole arena copied at each switch.
     ///
     /// # Safety
     /// While the green thread is parked, its stack memory holds another green
@@ -516,6 +523,9 @@ pub fn sleep(dur: Duration) {
         Some(deadline) => sleep_until(deadline),
         None => loop {
             hub::park(None);
+            if hub::hub().is_closing() {
+                return;
+            }
         },
     }
 }
@@ -537,7 +547,7 @@ pub fn sleep_until(deadline: Instant) {
         return yield_now();
     }
     while hub::park(Some(deadline)) != hub::Wake::TimedOut {
-        if Instant::now() >= deadline {
+        if Instant::now() >= deadline || hub::hub().is_closing() {
             return;
         }
     }

@@ -28,7 +28,11 @@
 //!
 //! Cancellation ([`GreenThread::kill`], [`Timeout`], [`with_timeout`]) is
 //! delivered where the target parks, by unwinding: destructors run and
-//! nothing is leaked. See `docs/architecture.md` for how the hub works.
+//! nothing is leaked. When an OS thread exits, its parked green threads are
+//! unwound the same way. This needs `panic = "unwind"` (the default): with
+//! `panic = "abort"`, a kill or an expiring `Timeout` aborts the process,
+//! and green threads still parked at thread exit are leaked, not unwound.
+//! See `docs/architecture.md` for how the hub works.
 #![deny(missing_docs, missing_debug_implementations, unsafe_op_in_unsafe_fn)]
 #![doc(test(attr(deny(warnings))))]
 

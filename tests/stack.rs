@@ -108,3 +108,15 @@ fn custom_size_stacks_are_not_pooled() -> io::Result<()> {
     assert_eq!(green::hub::stats().pooled_stacks, before);
     Ok(())
 }
+
+#[test]
+fn spawn_from_a_small_stack() -> io::Result<()> {
+    // Spawning must not need kilobytes of the spawner's stack, even when
+    // the hub's slot table grows.
+    let gt = green::Builder::new().stack_size(16 * 1024).spawn(|| {
+        let children: Vec<_> = (0..200).map(|i| green::spawn(move || i)).collect();
+        children.into_iter().map(|c| c.wait()).sum::<usize>()
+    })?;
+    assert_eq!(gt.wait(), 199 * 200 / 2);
+    Ok(())
+}

@@ -123,8 +123,8 @@ struct Seat {
     arena: usize,
     /// The body, until the first run creates the coroutine.
     start: Option<Start>,
-    /// Lowest stack address in use, recorded when it last suspended.
-    sp_low: usize,
+    /// Its stack pointer when it last suspended.
+    sp: usize,
     /// Its frames while evicted from the arena.
     saved: Vec<u8>,
     evicted: bool,
@@ -186,11 +186,24 @@ impl Slab {
 
     fn push(&mut self, slot: Slot) {
         if self.len == self.chunks.len() * CHUNK {
-            self.chunks
-                .push(Box::new(std::array::from_fn(|_| Slot::vacant())));
+            self.grow();
         }
         self.chunks[self.len / CHUNK][self.len % CHUNK] = slot;
         self.len += 1;
+    }
+
+    /// Adds a chunk of vacant slots, built on the heap: a chunk is about
+    /// 12 KiB, too much for the stack of a green thread that spawns.
+    #[cold]
+    #[inline(never)]
+    fn grow(&mut self) {
+        let mut v = Vec::with_capacity(CHUNK);
+        v.resize_with(CHUNK, Slot::vacant);
+        let chunk: Box<[Slot; CHUNK]> = v
+            .into_boxed_slice()
+            .try_into()
+            .unwrap_or_else(|_| unreachable!("the vector has CHUNK slots"));
+        self.chunks.push(chunk);
     }
 
     #[inline]
@@ -265,7 +278,7 @@ pub(crate) struct Hub {
     stacks: RefCell<StackPool>,
     arenas: RefCell<Vec<Arena>>,
     next_arena: Cell<usize>,
-    /// Lowest stack address of the green thread that suspended last.
+    /// Stack pointer of the green thread that suspended last.
     last_sp: Cell<usize>,
     green_count: Cell<usize>,
     /// Upper bound of the slots with a pending cancellation; zero means
@@ -294,6 +307,14 @@ impl Drop for HubOwner {
         // SAFETY: `p` came from Box::into_raw in `create` and is freed only
         // below, after it has been unset.
         let hub = unsafe { &*p };
+        if hub.current.get() != ROOT {
+            // The thread is exiting from inside a green thread (or the hub):
+            // `std::process::exit` runs thread-local destructors on the
+            // caller's stack. Unmapping green stacks now would pull the
+            // running stack away; the process is ending, so leave it all.
+            HUB.with(|h| h.set(std::ptr::null()));
+            return;
+        }
         hub.teardown();
         HUB.with(|h| h.set(std::ptr::null()));
         // SAFETY: as above; no green thread remains that could refer to it.
@@ -540,8 +561,14 @@ impl Hub {
         {
             let mut slots = self.slots.borrow_mut();
             let slot = &mut slots[key as usize];
-            if let Some(c) = take_pending(&self.pending_count, slot) {
-                return Wake::Cancel(c);
+            // A context that is already unwinding (a destructor parks) gets
+            // its cancellation at a park after the unwind: a second unwind
+            // from inside a destructor would abort the process.
+            let unwinding = std::thread::panicking();
+            if !unwinding {
+                if let Some(c) = take_pending(&self.pending_count, slot) {
+                    return Wake::Cancel(c);
+                }
             }
             if slot.notified {
                 slot.notified = false;
@@ -567,8 +594,14 @@ impl Hub {
         if let Some(t) = slot.timer.take() {
             self.timers.borrow_mut().cancel(t);
         }
-        if let Some(c) = take_pending(&self.pending_count, slot) {
-            return Wake::Cancel(c);
+        if slot.pending.is_some() {
+            if std::thread::panicking() {
+                // Woken by a cancellation it cannot take now: spurious.
+                return Wake::Woken;
+            }
+            if let Some(c) = take_pending(&self.pending_count, slot) {
+                return Wake::Cancel(c);
+            }
         }
         slot.reason
     }
@@ -599,7 +632,7 @@ impl Hub {
         let gen = {
             let mut slots = self.slots.borrow_mut();
             let slot = &mut slots[key as usize];
-            if self.pending_count.get() != 0 {
+            if self.pending_count.get() != 0 && !std::thread::panicking() {
                 if let Some(c) = take_pending(&self.pending_count, slot) {
                     drop(slots);
                     deliver(c);
@@ -610,7 +643,7 @@ impl Hub {
         };
         self.run_queue.borrow_mut().push_back((key, gen));
         self.switch_out(key);
-        if self.pending_count.get() != 0 {
+        if self.pending_count.get() != 0 && !std::thread::panicking() {
             let pending = take_pending(
                 &self.pending_count,
                 &mut self.slots.borrow_mut()[key as usize],
@@ -710,8 +743,9 @@ impl Hub {
         // The overflow handler keeps the last green thread's guard page
         // while the hub runs: the hub never runs on that stack.
         coro::set_running(Some(info));
-        // SAFETY: the coroutine lives in a Box owned by the slot, which is
-        // freed only by `reap` below, after the coroutine returned.
+        // SAFETY: the coroutine lives in its slot, which never moves (the
+        // slab's chunks are fixed) and is emptied only by `reap` below,
+        // after the coroutine returned.
         let done = unsafe { (*coro).resume() };
         self.current.set(HUB_CTX);
         if done {
@@ -723,7 +757,7 @@ impl Hub {
                 .as_mut()
                 .and_then(|g| g.seat.as_mut())
             {
-                seat.sp_low = self.last_sp.get();
+                seat.sp = self.last_sp.get();
             }
         }
     }
@@ -773,9 +807,9 @@ impl Hub {
                 .and_then(|g| g.seat.as_mut())
             {
                 // SAFETY: the occupant is suspended (only `key` is about to
-                // run, and nothing runs now: this is the hub) and `sp_low`
+                // run, and nothing runs now: this is the hub) and `sp`
                 // was recorded at its suspension.
-                unsafe { arena.save(seat.sp_low, &mut seat.saved) };
+                unsafe { arena.save(seat.sp, &mut seat.saved) };
                 seat.evicted = true;
             }
         }
@@ -900,7 +934,7 @@ impl Hub {
                 seat: Some(Box::new(Seat {
                     arena,
                     start: Some(Box::new(entry)),
-                    sp_low: 0,
+                    sp: 0,
                     saved: Vec::new(),
                     evicted: false,
                 })),
@@ -1054,7 +1088,13 @@ impl Hub {
                 guard_hi: green.guard.1,
                 id: green.id,
             }));
+            // Dropping a parked coroutine unwinds it. Without unwinding
+            // (panic = "abort") it is leaked instead: its frames are
+            // abandoned as if it stayed parked forever.
+            #[cfg(not(panic = "abort"))]
             drop(green.coro.take());
+            #[cfg(panic = "abort")]
+            std::mem::forget(green.coro.take());
             coro::set_running(None);
             if let Some(seat) = &green.seat {
                 let mut arenas = self.arenas.borrow_mut();

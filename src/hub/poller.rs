@@ -103,6 +103,8 @@ impl Poller {
             let e = io::Error::last_os_error();
             // A full counter still wakes the poller.
             if e.kind() != io::ErrorKind::WouldBlock {
+                // Nothing was written: let the next notify try again.
+                self.notified.store(false, Ordering::Release);
                 return Err(e);
             }
         }
