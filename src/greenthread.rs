@@ -236,7 +236,7 @@ impl<T> GreenThread<T> {
         }
         let h = hub();
         if h.is_current(self.key, self.gen) {
-            panic::resume_unwind(Box::new(Killed));
+            hub::deliver(hub::Cancel::Kill);
         }
         h.cancel(self.key, self.gen, hub::Cancel::Kill);
         if !h.in_hub() {

@@ -40,6 +40,7 @@ mod coro;
 mod greenthread;
 pub mod hub;
 mod timeout;
+mod wait;
 
 pub use coro::DEFAULT_STACK_SIZE;
 pub use greenthread::{

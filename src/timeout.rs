@@ -167,7 +167,10 @@ where
     let t = Timeout::new(dur);
     match panic::catch_unwind(AssertUnwindSafe(f)) {
         Ok(v) => Ok(v),
-        Err(p) if t.is_mine(&*p) => Err(Elapsed { id: t.id }),
+        Err(p) if t.is_mine(&*p) => {
+            crate::hub::end_cancel_unwind();
+            Err(Elapsed { id: t.id })
+        }
         Err(p) => panic::resume_unwind(p),
     }
 }

@@ -140,6 +140,10 @@ struct Slot {
     notified: bool,
     reason: Wake,
     pending: Option<Cancel>,
+    /// The context is unwinding because of a kill or timeout delivered by
+    /// [`deliver`]; cleared at its next park outside an unwind. Locks use it
+    /// to skip poisoning.
+    cancel_unwind: bool,
     /// The timer of the current park's deadline, or of `spawn_after`.
     timer: Option<TimerId>,
     /// Inline, so spawning allocates no box for it; the slab never moves
@@ -156,6 +160,7 @@ impl Slot {
             notified: false,
             reason: Wake::Woken,
             pending: None,
+            cancel_unwind: false,
             timer: None,
             green: None,
         }
@@ -566,6 +571,7 @@ impl Hub {
             // from inside a destructor would abort the process.
             let unwinding = std::thread::panicking();
             if !unwinding {
+                slot.cancel_unwind = false;
                 if let Some(c) = take_pending(&self.pending_count, slot) {
                     return Wake::Cancel(c);
                 }
@@ -874,6 +880,7 @@ impl Hub {
             slot.gen = slot.gen.wrapping_add(1);
             take_pending(&self.pending_count, slot);
             slot.notified = false;
+            slot.cancel_unwind = false;
             let timer = slot.timer.take();
             let (coro, seat) = match slot.green.as_mut() {
                 Some(g) => (g.coro.take(), g.seat.take()),
@@ -1142,6 +1149,12 @@ fn take_pending(count: &Cell<usize>, slot: &mut Slot) -> Option<Cancel> {
 
 /// Delivers a cancellation by unwinding from the current park point.
 pub(crate) fn deliver(c: Cancel) -> ! {
+    if let Some(h) = try_hub() {
+        let key = h.current.get();
+        if key != HUB_CTX {
+            h.slots.borrow_mut()[key as usize].cancel_unwind = true;
+        }
+    }
     match c {
         Cancel::Kill => std::panic::resume_unwind(Box::new(crate::Killed)),
         Cancel::Timeout(id) => std::panic::resume_unwind(Box::new(crate::Elapsed::new(id))),
@@ -1156,6 +1169,29 @@ pub(crate) fn park(deadline: Option<Instant>) -> Wake {
     match hub().park_raw(deadline) {
         Wake::Cancel(c) => deliver(c),
         w => w,
+    }
+}
+
+/// Whether the current context is unwinding because of a kill or a
+/// [`Timeout`](crate::Timeout), rather than a panic of its own.
+pub(crate) fn unwinding_from_cancel() -> bool {
+    if !std::thread::panicking() {
+        return false;
+    }
+    let Some(h) = try_hub() else {
+        return false;
+    };
+    let key = h.current.get();
+    key != HUB_CTX && h.slots.borrow()[key as usize].cancel_unwind
+}
+
+/// Marks the current context's cancellation unwind as caught.
+pub(crate) fn end_cancel_unwind() {
+    if let Some(h) = try_hub() {
+        let key = h.current.get();
+        if key != HUB_CTX {
+            h.slots.borrow_mut()[key as usize].cancel_unwind = false;
+        }
     }
 }
 
