@@ -37,14 +37,20 @@
 #![doc(test(attr(deny(warnings))))]
 
 mod coro;
+mod event;
 mod greenthread;
 pub mod hub;
+mod pool;
+mod semaphore;
 mod timeout;
 mod wait;
 
 pub use coro::DEFAULT_STACK_SIZE;
+pub use event::{AlreadySent, Event};
 pub use greenthread::{
     current_id, sleep, sleep_until, spawn, spawn_after, spawn_n, yield_now, Builder, GreenThread,
     Killed,
 };
+pub use pool::{Apply, GreenPile, GreenPool, Imap};
+pub use semaphore::{BoundedSemaphore, CappedSemaphore, ReleaseError, Semaphore, SemaphoreGuard};
 pub use timeout::{with_timeout, Elapsed, Timeout};

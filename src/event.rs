@@ -1,0 +1,190 @@
+//! [`Event`]: send a value once, to every waiter (eventlet's `Event`).
+
+use std::error::Error;
+use std::fmt;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use crate::wait::{self, lock, WaitList, Waited};
+
+/// A one-shot value that many contexts can wait for (eventlet's `Event`).
+///
+/// [`send`](Event::send) stores a value and wakes every waiter, each with its
+/// own clone; later waiters get a clone at once, until [`reset`]
+/// (Event::reset). Cloning an `Event` gives another handle to the same
+/// event, so it can be handed to green threads on this hub or on other OS
+/// threads. Waiting parks only the current green thread; a plain OS thread
+/// simply blocks.
+///
+/// # Examples
+/// ```
+/// let evt = green::Event::new();
+/// let waiters: Vec<_> = (0..3)
+///     .map(|_| {
+///         let evt = evt.clone();
+///         green::spawn(move || evt.wait() * 2)
+///     })
+///     .collect();
+/// evt.send(21).unwrap();
+/// for w in waiters {
+///     assert_eq!(w.wait(), 42);
+/// }
+/// ```
+pub struct Event<T = ()> {
+    inner: Arc<Mutex<State<T>>>,
+}
+
+struct State<T> {
+    value: Option<T>,
+    waiters: WaitList<T>,
+}
+
+impl<T> Clone for Event<T> {
+    fn clone(&self) -> Self {
+        Event {
+            inner: self.inner.clone(),
+        }
+    }
+}
+
+impl<T> Default for Event<T> {
+    fn default() -> Self {
+        Event::new()
+    }
+}
+
+impl<T> fmt::Debug for Event<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let s = lock(&self.inner);
+        f.debug_struct("Event")
+            .field("ready", &s.value.is_some())
+            .field("waiters", &s.waiters.len())
+            .finish()
+    }
+}
+
+/// The error of [`Event::send`] on an event that already holds a value; it
+/// gives the value back.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct AlreadySent<T>(pub T);
+
+impl<T> fmt::Debug for AlreadySent<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("AlreadySent { .. }")
+    }
+}
+
+impl<T> fmt::Display for AlreadySent<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("the event was already sent; reset it before sending again")
+    }
+}
+
+impl<T> Error for AlreadySent<T> {}
+
+impl<T> Event<T> {
+    /// Creates an event that has not been sent.
+    pub fn new() -> Event<T> {
+        Event {
+            inner: Arc::new(Mutex::new(State {
+                value: None,
+                waiters: WaitList::default(),
+            })),
+        }
+    }
+
+    /// Whether the event holds a value (it was sent and not reset).
+    pub fn ready(&self) -> bool {
+        lock(&self.inner).value.is_some()
+    }
+
+    /// Clears the value, so that the event can be sent again. Waiters
+    /// already woken keep the value they were given.
+    ///
+    /// # Examples
+    /// ```
+    /// let evt = green::Event::new();
+    /// evt.send(1).unwrap();
+    /// evt.reset();
+    /// assert!(!evt.ready());
+    /// evt.send(2).unwrap();
+    /// assert_eq!(evt.wait(), 2);
+    /// ```
+    pub fn reset(&self) {
+        let old = lock(&self.inner).value.take();
+        drop(old);
+    }
+}
+
+impl<T: Clone> Event<T> {
+    /// Stores `value` and wakes every waiter with a clone of it.
+    ///
+    /// # Errors
+    /// [`AlreadySent`], holding `value`, if the event already holds a
+    /// value: sending twice needs a [`reset`](Event::reset) in between
+    /// (eventlet raises an `AssertionError` there).
+    ///
+    /// # Examples
+    /// ```
+    /// let evt = green::Event::new();
+    /// assert!(evt.send("first").is_ok());
+    /// assert_eq!(evt.send("second").unwrap_err().0, "second");
+    /// assert_eq!(evt.wait(), "first");
+    /// ```
+    pub fn send(&self, value: T) -> Result<(), AlreadySent<T>> {
+        let mut s = lock(&self.inner);
+        if s.value.is_some() {
+            return Err(AlreadySent(value));
+        }
+        s.waiters.notify_all(|slot| *slot = Some(value.clone()));
+        s.value = Some(value);
+        Ok(())
+    }
+
+    /// Waits until the event is sent and returns a clone of its value.
+    ///
+    /// Returns at once if the event already holds a value.
+    pub fn wait(&self) -> T {
+        match self.wait_deadline(None) {
+            Some(v) => v,
+            None => unreachable!("a wait without deadline does not time out"),
+        }
+    }
+
+    /// Like [`wait`](Event::wait), but gives up after `timeout`: `None`
+    /// if the event was not sent by then.
+    ///
+    /// # Examples
+    /// ```
+    /// use std::time::Duration;
+    /// let evt: green::Event<u8> = green::Event::new();
+    /// assert_eq!(evt.wait_timeout(Duration::from_millis(10)), None);
+    /// ```
+    pub fn wait_timeout(&self, timeout: Duration) -> Option<T> {
+        self.wait_deadline(Some(Instant::now() + timeout))
+    }
+
+    /// The value if the event holds one, without waiting.
+    pub fn try_wait(&self) -> Option<T> {
+        lock(&self.inner).value.clone()
+    }
+
+    fn wait_deadline(&self, deadline: Option<Instant>) -> Option<T> {
+        let s = lock(&self.inner);
+        if let Some(v) = &s.value {
+            return Some(v.clone());
+        }
+        // A waiter unwound after being handed its clone just drops it.
+        match wait::wait(
+            &self.inner,
+            s,
+            |s| &mut s.waiters,
+            None,
+            deadline,
+            |_, _| {},
+        ) {
+            Waited::Notified(v) => v,
+            Waited::TimedOut(_) => None,
+        }
+    }
+}

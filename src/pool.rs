@@ -1,0 +1,443 @@
+//! [`GreenPool`] and [`GreenPile`]: bounded concurrency (eventlet's
+//! `greenpool` module).
+
+use std::collections::{HashSet, VecDeque};
+use std::fmt;
+use std::rc::Rc;
+use std::sync::Mutex;
+
+use crate::greenthread::{current_id, spawn, spawn_n, GreenThread};
+use crate::wait::{self, lock, WaitList};
+
+/// A pool that runs at most `size` green threads at once (eventlet's
+/// `GreenPool`).
+///
+/// [`spawn`](GreenPool::spawn) waits while the pool is full: that is the
+/// back-pressure that keeps a server from taking more work than it can do.
+/// A slot is freed when its green thread ends, however it ends (return,
+/// panic or kill). The pool spawns on the current OS thread's hub and is
+/// neither `Send` nor `Sync`; use one pool per hub.
+///
+/// # Examples
+/// ```
+/// use std::time::Duration;
+/// let pool = green::GreenPool::new(10);
+/// let squares: Vec<u64> = pool
+///     .imap(|x: u64| {
+///         green::sleep(Duration::from_millis(1));
+///         x * x
+///     }, 0..100)
+///     .collect();
+/// assert_eq!(squares[7], 49);
+/// assert_eq!(squares.len(), 100);
+/// ```
+pub struct GreenPool {
+    inner: Rc<Inner>,
+}
+
+struct Inner {
+    state: Mutex<State>,
+}
+
+struct State {
+    size: usize,
+    running: usize,
+    /// Ids of the green threads that hold a slot and have started.
+    ids: HashSet<u64>,
+    /// Spawners waiting for a slot; a finishing green thread hands its slot
+    /// to the first.
+    spawners: WaitList,
+    /// Contexts in `waitall`.
+    idle: WaitList,
+}
+
+impl State {
+    /// A slot comes back: to the first waiting spawner if the pool is not
+    /// over its size, else it is freed.
+    fn free_slot(&mut self) {
+        if self.running <= self.size && self.spawners.pop_notify(|_| {}) {
+            return;
+        }
+        self.running -= 1;
+        if self.running == 0 {
+            self.idle.notify_all(|_| {});
+        }
+    }
+}
+
+fn spawners(s: &mut State) -> &mut WaitList {
+    &mut s.spawners
+}
+
+fn idle(s: &mut State) -> &mut WaitList {
+    &mut s.idle
+}
+
+/// A spawner unwound after it was handed a slot gives the slot back.
+fn abandon_slot(s: &mut State, _: Option<()>) {
+    s.free_slot();
+}
+
+/// Holds a slot; moved into the green thread, it frees the slot when the
+/// green thread ends (or when the closure is dropped unrun).
+struct Slot {
+    pool: Rc<Inner>,
+    id: Option<u64>,
+}
+
+impl Slot {
+    fn started(&mut self) {
+        self.id = current_id();
+        if let Some(id) = self.id {
+            lock(&self.pool.state).ids.insert(id);
+        }
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let mut s = lock(&self.pool.state);
+        if let Some(id) = self.id {
+            s.ids.remove(&id);
+        }
+        s.free_slot();
+    }
+}
+
+impl GreenPool {
+    /// Creates a pool that runs at most `size` green threads at once.
+    ///
+    /// A pool of size 0 runs nothing: `spawn` waits until a
+    /// [`resize`](GreenPool::resize) makes room.
+    pub fn new(size: usize) -> GreenPool {
+        GreenPool {
+            inner: Rc::new(Inner {
+                state: Mutex::new(State {
+                    size,
+                    running: 0,
+                    ids: HashSet::new(),
+                    spawners: WaitList::default(),
+                    idle: WaitList::default(),
+                }),
+            }),
+        }
+    }
+
+    /// Takes a slot, waiting while the pool is full.
+    fn take_slot(&self) -> Slot {
+        let mut s = lock(&self.inner.state);
+        if s.running < s.size {
+            s.running += 1;
+        } else {
+            // A slot handed over stays counted in `running`.
+            wait::wait(&self.inner.state, s, spawners, None, None, abandon_slot);
+        }
+        Slot {
+            pool: self.inner.clone(),
+            id: None,
+        }
+    }
+
+    /// Spawns `f` in a green thread of the pool, first waiting for a free
+    /// slot if the pool is full.
+    ///
+    /// # Panics
+    /// As [`green::spawn`](crate::spawn), if no stack can be made.
+    ///
+    /// # Examples
+    /// ```
+    /// let pool = green::GreenPool::new(4);
+    /// let gt = pool.spawn(|| 6 * 7);
+    /// assert_eq!(gt.wait(), 42);
+    /// ```
+    pub fn spawn<F, T>(&self, f: F) -> GreenThread<T>
+    where
+        F: FnOnce() -> T + 'static,
+        T: 'static,
+    {
+        let mut slot = self.take_slot();
+        spawn(move || {
+            slot.started();
+            let v = f();
+            drop(slot);
+            v
+        })
+    }
+
+    /// Like [`spawn`](GreenPool::spawn), with no handle (eventlet's
+    /// `spawn_n`).
+    pub fn spawn_n<F>(&self, f: F)
+    where
+        F: FnOnce() + 'static,
+    {
+        let mut slot = self.take_slot();
+        spawn_n(move || {
+            slot.started();
+            f();
+            drop(slot);
+        });
+    }
+
+    /// Waits until every green thread of the pool has finished.
+    ///
+    /// # Panics
+    /// If called from one of the pool's own green threads: it would wait
+    /// for itself forever.
+    pub fn waitall(&self) {
+        let s = lock(&self.inner.state);
+        if let Some(id) = current_id() {
+            if s.ids.contains(&id) {
+                drop(s);
+                panic!(
+                    "GreenPool::waitall called from one of the pool's own green threads \
+                     (green thread {id}): it would wait for itself forever"
+                );
+            }
+        }
+        if s.running == 0 {
+            return;
+        }
+        wait::wait(&self.inner.state, s, idle, None, None, |_, _| {});
+    }
+
+    /// Free slots: how many green threads `spawn` could start now without
+    /// waiting.
+    pub fn free(&self) -> usize {
+        let s = lock(&self.inner.state);
+        s.size.saturating_sub(s.running)
+    }
+
+    /// Green threads of the pool that hold a slot (spawned, not finished).
+    pub fn running(&self) -> usize {
+        lock(&self.inner.state).running
+    }
+
+    /// Spawners waiting for a slot.
+    pub fn waiting(&self) -> usize {
+        lock(&self.inner.state).spawners.len()
+    }
+
+    /// The most green threads the pool runs at once.
+    pub fn size(&self) -> usize {
+        lock(&self.inner.state).size
+    }
+
+    /// Changes the size. Growing lets waiting spawners in at once;
+    /// shrinking kills nothing: the pool runs over its new size until
+    /// enough green threads finish.
+    pub fn resize(&self, size: usize) {
+        let mut s = lock(&self.inner.state);
+        s.size = size;
+        while s.running < s.size && !s.spawners.is_empty() {
+            s.running += 1;
+            s.spawners.pop_notify(|_| {});
+        }
+    }
+
+    /// Runs `f` on each item of `iter` in the pool's green threads and
+    /// yields the results in input order (eventlet's `imap`).
+    ///
+    /// Lazy: items are taken from `iter` as results are consumed, with at
+    /// most [`size`](GreenPool::size) of them in flight. A panic in `f`
+    /// resumes in the context that takes that result.
+    pub fn imap<F, I, A, R>(&self, f: F, iter: I) -> Imap<'_, F, I::IntoIter, R>
+    where
+        F: Fn(A) -> R + 'static,
+        I: IntoIterator<Item = A>,
+        A: 'static,
+        R: 'static,
+    {
+        Imap {
+            pool: self,
+            f: Rc::new(f),
+            iter: iter.into_iter(),
+            in_flight: VecDeque::new(),
+        }
+    }
+
+    /// Like [`imap`](GreenPool::imap) for a function of several arguments,
+    /// each item a tuple of them (eventlet's `starmap`).
+    ///
+    /// # Examples
+    /// ```
+    /// let pool = green::GreenPool::new(4);
+    /// let sums: Vec<i32> = pool.starmap(|a: i32, b: i32| a + b, vec![(1, 2), (3, 4)]).collect();
+    /// assert_eq!(sums, [3, 7]);
+    /// ```
+    pub fn starmap<F, I, A, R>(
+        &self,
+        f: F,
+        iter: I,
+    ) -> Imap<'_, impl Fn(A) -> R + 'static, I::IntoIter, R>
+    where
+        F: Apply<A, Output = R> + 'static,
+        I: IntoIterator<Item = A>,
+        A: 'static,
+        R: 'static,
+    {
+        self.imap(move |args| f.apply(args), iter)
+    }
+}
+
+impl Default for GreenPool {
+    /// A pool of 1000, eventlet's default size.
+    fn default() -> Self {
+        GreenPool::new(1000)
+    }
+}
+
+impl fmt::Debug for GreenPool {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let s = lock(&self.inner.state);
+        f.debug_struct("GreenPool")
+            .field("size", &s.size)
+            .field("running", &s.running)
+            .field("waiting", &s.spawners.len())
+            .finish()
+    }
+}
+
+/// A function called with the fields of a tuple as its arguments; what
+/// [`GreenPool::starmap`] maps with. Implemented for `Fn` of one to four
+/// arguments.
+pub trait Apply<Args> {
+    /// What the function returns.
+    type Output;
+    /// Calls the function with the tuple's fields.
+    fn apply(&self, args: Args) -> Self::Output;
+}
+
+macro_rules! apply_impl {
+    ($($a:ident),+) => {
+        impl<Func, Ret, $($a),+> Apply<($($a,)+)> for Func
+        where
+            Func: Fn($($a),+) -> Ret,
+        {
+            type Output = Ret;
+            #[allow(non_snake_case)]
+            fn apply(&self, ($($a,)+): ($($a,)+)) -> Ret {
+                self($($a),+)
+            }
+        }
+    };
+}
+
+apply_impl!(A);
+apply_impl!(A, B);
+apply_impl!(A, B, C);
+apply_impl!(A, B, C, D);
+
+/// The iterator of [`GreenPool::imap`] and [`GreenPool::starmap`].
+///
+/// Dropping it leaves the green threads already started to finish on their
+/// own.
+pub struct Imap<'p, F, I, R> {
+    pool: &'p GreenPool,
+    f: Rc<F>,
+    iter: I,
+    in_flight: VecDeque<GreenThread<R>>,
+}
+
+impl<F, I, A, R> Iterator for Imap<'_, F, I, R>
+where
+    F: Fn(A) -> R + 'static,
+    I: Iterator<Item = A>,
+    A: 'static,
+    R: 'static,
+{
+    type Item = R;
+
+    fn next(&mut self) -> Option<R> {
+        let size = self.pool.size().max(1);
+        while self.in_flight.len() < size {
+            let Some(a) = self.iter.next() else { break };
+            let f = self.f.clone();
+            self.in_flight.push_back(self.pool.spawn(move || f(a)));
+        }
+        self.in_flight.pop_front().map(GreenThread::wait)
+    }
+}
+
+impl<F, I, R> fmt::Debug for Imap<'_, F, I, R> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Imap")
+            .field("in_flight", &self.in_flight.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Spawns work into a pool and yields the results in spawn order
+/// (eventlet's `GreenPile`).
+///
+/// # Examples
+/// ```
+/// let mut pile = green::GreenPile::new(3);
+/// for word in ["green", "threads", "here"] {
+///     pile.spawn(move || word.len());
+/// }
+/// let lens: Vec<usize> = pile.collect();
+/// assert_eq!(lens, [5, 7, 4]);
+/// ```
+pub struct GreenPile<T> {
+    pool: GreenPool,
+    pending: VecDeque<GreenThread<T>>,
+}
+
+impl<T: 'static> GreenPile<T> {
+    /// Creates a pile with its own pool of `size`.
+    pub fn new(size: usize) -> GreenPile<T> {
+        GreenPile {
+            pool: GreenPool::new(size),
+            pending: VecDeque::new(),
+        }
+    }
+
+    /// Creates a pile that spawns into `pool`, sharing its slots with the
+    /// pool's other work.
+    pub fn with_pool(pool: &GreenPool) -> GreenPile<T> {
+        GreenPile {
+            pool: GreenPool {
+                inner: pool.inner.clone(),
+            },
+            pending: VecDeque::new(),
+        }
+    }
+
+    /// Spawns `f` in the pile's pool (waiting for a slot if it is full);
+    /// its result comes out of the pile after those spawned before it.
+    pub fn spawn<F>(&mut self, f: F)
+    where
+        F: FnOnce() -> T + 'static,
+    {
+        self.pending.push_back(self.pool.spawn(f));
+    }
+
+    /// Results not yet taken.
+    pub fn len(&self) -> usize {
+        self.pending.len()
+    }
+
+    /// Whether every result has been taken.
+    pub fn is_empty(&self) -> bool {
+        self.pending.is_empty()
+    }
+}
+
+impl<T: 'static> Iterator for GreenPile<T> {
+    type Item = T;
+
+    /// The next result in spawn order, waiting for it; a panic of its
+    /// green thread resumes here.
+    fn next(&mut self) -> Option<T> {
+        self.pending.pop_front().map(GreenThread::wait)
+    }
+}
+
+impl<T> fmt::Debug for GreenPile<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("GreenPile")
+            .field("pool", &self.pool)
+            .field("pending", &self.pending.len())
+            .finish()
+    }
+}
