@@ -36,9 +36,11 @@
 #![deny(missing_docs, missing_debug_implementations, unsafe_op_in_unsafe_fn)]
 #![doc(test(attr(deny(warnings))))]
 
+mod chan;
 mod coro;
 mod greenthread;
 pub mod hub;
+pub mod queue;
 mod timeout;
 mod wait;
 
