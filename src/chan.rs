@@ -30,7 +30,6 @@
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, VecDeque};
-use std::fmt;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -275,18 +274,6 @@ fn joiner_gone<T, St>(_: &mut State<T, St>, _: Option<()>) {}
 /// A channel: state behind one lock. Handles share it through an `Arc`.
 pub(crate) struct Chan<T, St> {
     state: Mutex<State<T, St>>,
-}
-
-impl<T, St: Store<T>> fmt::Debug for Chan<T, St> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let s = wait::lock(&self.state);
-        f.debug_struct("Chan")
-            .field("len", &s.store.len())
-            .field("maxsize", &s.maxsize)
-            .field("getting", &s.getters.len())
-            .field("putting", &s.putters.len())
-            .finish()
-    }
 }
 
 impl<T, St: Store<T>> Chan<T, St> {

@@ -41,6 +41,7 @@ mod coro;
 mod greenthread;
 pub mod hub;
 pub mod queue;
+pub mod sync;
 mod timeout;
 mod wait;
 
