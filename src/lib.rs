@@ -36,12 +36,15 @@
 #![deny(missing_docs, missing_debug_implementations, unsafe_op_in_unsafe_fn)]
 #![doc(test(attr(deny(warnings))))]
 
+mod chan;
 mod coro;
 mod event;
 mod greenthread;
 pub mod hub;
 mod pool;
+pub mod queue;
 mod semaphore;
+pub mod sync;
 mod timeout;
 mod wait;
 

@@ -1,0 +1,436 @@
+//! The channel core behind [`queue`](crate::queue) and
+//! [`sync::mpsc`](crate::sync::mpsc): Go-channel style direct handoff.
+//!
+//! A channel is an item store (FIFO, LIFO or priority) plus two
+//! [`WaitList`]s, all behind one internal lock:
+//!
+//! ```text
+//!   putters (each carries its item)       store            getters (empty slots)
+//!   [p3: c] [p2: b]  --- when room --->  [a ...]  --->  handed to [g1] [g2]
+//! ```
+//!
+//! - `get`: pop from the store, then move the first waiting putter's item
+//!   into the room just made; with an empty store take the item straight
+//!   from a waiting putter's slot (the rendezvous of a zero-sized channel);
+//!   else wait as a getter.
+//! - `put`: hand the item straight to the first waiting getter; else push it
+//!   if the store has room; else wait as a putter carrying the item.
+//!
+//! Two invariants make the order fair and the waits short:
+//!
+//! 1. putters wait only while the store is full (`len >= maxsize`);
+//! 2. getters wait only while the store is empty and no putter waits.
+//!
+//! A waiter that times out gets back what it brought. A waiter unwound by a
+//! kill or a [`Timeout`](crate::Timeout) after it was served hands what it
+//! was given back: a getter's item goes to the next getter, or to the front
+//! of the store (it is the next item out); a putter whose item was taken has
+//! nothing to give back. User code never runs under the lock, except a
+//! priority store's `Ord`, which must compare.
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, VecDeque};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use crate::wait::{self, WaitList, Waited};
+
+/// Where a channel keeps the items nobody has taken yet.
+pub(crate) trait Store<T>: Default {
+    /// How many items are stored.
+    fn len(&self) -> usize;
+    /// Stores an item.
+    fn push(&mut self, item: T);
+    /// Takes the next item out.
+    fn pop(&mut self) -> Option<T>;
+    /// Puts back an item taken by [`pop`](Store::pop) so that it is the
+    /// next one out again.
+    fn unpop(&mut self, item: T);
+}
+
+/// First in, first out.
+#[derive(Debug)]
+pub(crate) struct Fifo<T>(VecDeque<T>);
+
+impl<T> Default for Fifo<T> {
+    fn default() -> Self {
+        Fifo(VecDeque::new())
+    }
+}
+
+impl<T> Store<T> for Fifo<T> {
+    fn len(&self) -> usize {
+        self.0.len()
+    }
+    fn push(&mut self, item: T) {
+        self.0.push_back(item);
+    }
+    fn pop(&mut self) -> Option<T> {
+        self.0.pop_front()
+    }
+    fn unpop(&mut self, item: T) {
+        self.0.push_front(item);
+    }
+}
+
+/// Last in, first out.
+#[derive(Debug)]
+pub(crate) struct Lifo<T>(Vec<T>);
+
+impl<T> Default for Lifo<T> {
+    fn default() -> Self {
+        Lifo(Vec::new())
+    }
+}
+
+impl<T> Store<T> for Lifo<T> {
+    fn len(&self) -> usize {
+        self.0.len()
+    }
+    fn push(&mut self, item: T) {
+        self.0.push(item);
+    }
+    fn pop(&mut self) -> Option<T> {
+        self.0.pop()
+    }
+    fn unpop(&mut self, item: T) {
+        self.0.push(item);
+    }
+}
+
+/// Smallest first, as Python's and eventlet's `PriorityQueue`.
+#[derive(Debug)]
+pub(crate) struct Prio<T>(BinaryHeap<Reverse<T>>);
+
+impl<T: Ord> Default for Prio<T> {
+    fn default() -> Self {
+        Prio(BinaryHeap::new())
+    }
+}
+
+impl<T: Ord> Store<T> for Prio<T> {
+    fn len(&self) -> usize {
+        self.0.len()
+    }
+    fn push(&mut self, item: T) {
+        self.0.push(Reverse(item));
+    }
+    fn pop(&mut self) -> Option<T> {
+        self.0.pop().map(|Reverse(item)| item)
+    }
+    fn unpop(&mut self, item: T) {
+        self.0.push(Reverse(item));
+    }
+}
+
+/// How long an operation may wait.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Block {
+    /// Not at all.
+    No,
+    /// Until this instant.
+    Until(Instant),
+    /// As long as it takes.
+    Forever,
+}
+
+impl Block {
+    /// Waiting at most `timeout` from now.
+    pub(crate) fn timeout(timeout: Duration) -> Block {
+        match Instant::now().checked_add(timeout) {
+            Some(deadline) => Block::Until(deadline),
+            None => Block::Forever,
+        }
+    }
+}
+
+/// Why a `get` returned no item.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum GetFail {
+    /// Nothing to take, and it could not (or would no longer) wait.
+    Empty,
+    /// Nothing to take, and every putting side has closed.
+    Closed,
+}
+
+/// Why a `put` did not deliver its item; the item comes back.
+#[derive(Debug)]
+pub(crate) enum PutFail<T> {
+    /// No room, and it could not (or would no longer) wait.
+    Full(T),
+    /// The getting side has closed.
+    Closed(T),
+}
+
+struct State<T, St> {
+    store: St,
+    /// `None`: unbounded. `Some(0)`: rendezvous.
+    maxsize: Option<usize>,
+    /// Blocked getters; a slot receives the item handed over.
+    ///
+    /// # Invariant
+    /// Non-empty only while `store` is empty and `putters` is empty.
+    getters: WaitList<T>,
+    /// Blocked putters; a slot holds the putter's item until it is taken.
+    ///
+    /// # Invariant
+    /// Non-empty only while `store` is full (`len >= maxsize`), and every
+    /// queued slot holds an item.
+    putters: WaitList<T>,
+    /// Contexts blocked in `join`.
+    joiners: WaitList<()>,
+    /// Whether to count unfinished tasks.
+    track: bool,
+    /// Items accepted and not yet marked done (when `track`).
+    unfinished: usize,
+    /// Every putting side has gone: an empty channel stays empty.
+    putters_closed: bool,
+    /// The getting side has gone: puts fail.
+    getters_closed: bool,
+}
+
+impl<T, St: Store<T>> State<T, St> {
+    fn has_room(&self) -> bool {
+        self.maxsize.is_none_or(|max| self.store.len() < max)
+    }
+
+    /// An item has left its putter for good.
+    fn accepted(&mut self) {
+        if self.track {
+            self.unfinished += 1;
+        }
+    }
+
+    /// Takes the first waiting putter's item and wakes that putter.
+    fn take_from_putter(&mut self) -> Option<T> {
+        let item = self.putters.front_slot()?.take();
+        self.putters.pop_notify(|_| {});
+        if item.is_some() {
+            self.accepted();
+        }
+        item
+    }
+
+    /// Moves waiting putters' items into the store while it has room.
+    fn refill(&mut self) {
+        while !self.putters.is_empty() && self.has_room() {
+            // The putter is woken before its item reaches the store: should
+            // a priority store's `Ord` panic, no waiter is left stranded.
+            if let Some(item) = self.take_from_putter() {
+                self.store.push(item);
+            }
+        }
+    }
+
+    /// The next item: from the store (refilled from waiting putters), else
+    /// straight from a waiting putter.
+    fn next_item(&mut self) -> Option<T> {
+        match self.store.pop() {
+            Some(item) => {
+                self.refill();
+                Some(item)
+            }
+            None => self.take_from_putter(),
+        }
+    }
+}
+
+fn getters<T, St>(s: &mut State<T, St>) -> &mut WaitList<T> {
+    &mut s.getters
+}
+
+fn putters<T, St>(s: &mut State<T, St>) -> &mut WaitList<T> {
+    &mut s.putters
+}
+
+fn joiners<T, St>(s: &mut State<T, St>) -> &mut WaitList<()> {
+    &mut s.joiners
+}
+
+/// A getter unwound after it was handed `item`: the item goes to the next
+/// getter, else back to the front of the store (even past `maxsize`).
+fn getter_gone<T, St: Store<T>>(s: &mut State<T, St>, item: Option<T>) {
+    let Some(item) = item else { return };
+    let mut item = Some(item);
+    if !s.getters.pop_notify(|slot| *slot = item.take()) {
+        if let Some(item) = item {
+            s.store.unpop(item);
+        }
+    }
+}
+
+/// A putter unwound after it was notified. Its item was taken (nothing to
+/// do), or handed back because the getting side closed: then the item
+/// stays in the store, never to be taken, and is dropped with the channel
+/// (not here, under the lock).
+fn putter_gone<T, St: Store<T>>(s: &mut State<T, St>, item: Option<T>) {
+    if let Some(item) = item {
+        s.store.push(item);
+    }
+}
+
+fn joiner_gone<T, St>(_: &mut State<T, St>, _: Option<()>) {}
+
+/// A channel: state behind one lock. Handles share it through an `Arc`.
+pub(crate) struct Chan<T, St> {
+    state: Mutex<State<T, St>>,
+}
+
+impl<T, St: Store<T>> Chan<T, St> {
+    /// A channel holding at most `maxsize` items (`None`: no limit), which
+    /// counts unfinished tasks if `track`.
+    pub(crate) fn new(maxsize: Option<usize>, track: bool) -> Self {
+        Chan {
+            state: Mutex::new(State {
+                store: St::default(),
+                maxsize,
+                getters: WaitList::default(),
+                putters: WaitList::default(),
+                joiners: WaitList::default(),
+                track,
+                unfinished: 0,
+                putters_closed: false,
+                getters_closed: false,
+            }),
+        }
+    }
+
+    /// Delivers `item`, waiting for room as `block` allows.
+    pub(crate) fn put(&self, item: T, block: Block) -> Result<(), PutFail<T>> {
+        let mut item = item;
+        let mut s = wait::lock(&self.state);
+        loop {
+            if s.getters_closed {
+                return Err(PutFail::Closed(item));
+            }
+            let mut hand = Some(item);
+            if s.getters.pop_notify(|slot| *slot = hand.take()) {
+                s.accepted();
+                return Ok(());
+            }
+            item = hand.expect("no getter took the item");
+            if s.has_room() {
+                debug_assert!(s.putters.is_empty(), "putters wait only while full");
+                s.accepted();
+                s.store.push(item);
+                return Ok(());
+            }
+            let deadline = match block {
+                Block::No => return Err(PutFail::Full(item)),
+                Block::Until(d) => Some(d),
+                Block::Forever => None,
+            };
+            match wait::wait(&self.state, s, putters, Some(item), deadline, putter_gone) {
+                Waited::Notified(None) => return Ok(()),
+                // Handed back: the getting side closed; look again.
+                Waited::Notified(Some(back)) => item = back,
+                Waited::TimedOut(back) => {
+                    return Err(PutFail::Full(
+                        back.expect("a waiting putter keeps its item"),
+                    ))
+                }
+            }
+            s = wait::lock(&self.state);
+        }
+    }
+
+    /// Takes the next item, waiting for one as `block` allows.
+    pub(crate) fn get(&self, block: Block) -> Result<T, GetFail> {
+        let mut s = wait::lock(&self.state);
+        loop {
+            if let Some(item) = s.next_item() {
+                return Ok(item);
+            }
+            if s.putters_closed {
+                return Err(GetFail::Closed);
+            }
+            let deadline = match block {
+                Block::No => return Err(GetFail::Empty),
+                Block::Until(d) => Some(d),
+                Block::Forever => None,
+            };
+            match wait::wait(&self.state, s, getters, None, deadline, getter_gone) {
+                Waited::Notified(Some(item)) => return Ok(item),
+                // Woken empty-handed: the putting side closed; look again.
+                Waited::Notified(None) => {}
+                Waited::TimedOut(_) => return Err(GetFail::Empty),
+            }
+            s = wait::lock(&self.state);
+        }
+    }
+
+    /// How many items are stored (not counting those blocked putters carry).
+    pub(crate) fn len(&self) -> usize {
+        wait::lock(&self.state).store.len()
+    }
+
+    /// Whether a `put` now would have to wait (or fail without waiting).
+    pub(crate) fn is_full(&self) -> bool {
+        let s = wait::lock(&self.state);
+        !s.has_room()
+    }
+
+    pub(crate) fn maxsize(&self) -> Option<usize> {
+        wait::lock(&self.state).maxsize
+    }
+
+    /// Changes the limit; items that now fit move in from waiting putters.
+    pub(crate) fn resize(&self, maxsize: Option<usize>) {
+        let mut s = wait::lock(&self.state);
+        s.maxsize = maxsize;
+        s.refill();
+    }
+
+    /// How many contexts wait in `get`.
+    pub(crate) fn getting(&self) -> usize {
+        wait::lock(&self.state).getters.len()
+    }
+
+    /// How many contexts wait in `put`.
+    pub(crate) fn putting(&self) -> usize {
+        wait::lock(&self.state).putters.len()
+    }
+
+    /// Marks one accepted item as processed.
+    ///
+    /// # Panics
+    /// If every accepted item has been marked already.
+    pub(crate) fn task_done(&self) {
+        let mut s = wait::lock(&self.state);
+        if s.unfinished == 0 {
+            drop(s);
+            panic!("task_done() called more times than there were items");
+        }
+        s.unfinished -= 1;
+        if s.unfinished == 0 {
+            s.joiners.notify_all(|_| {});
+        }
+    }
+
+    /// Waits until every accepted item has been marked done.
+    pub(crate) fn join(&self) {
+        let mut s = wait::lock(&self.state);
+        while s.unfinished > 0 {
+            wait::wait(&self.state, s, joiners, None, None, joiner_gone);
+            s = wait::lock(&self.state);
+        }
+    }
+
+    /// The putting side has gone: waiting getters wake and find the
+    /// channel closed once it is empty.
+    pub(crate) fn close_putters(&self) {
+        let mut s = wait::lock(&self.state);
+        s.putters_closed = true;
+        s.getters.notify_all(|_| {});
+    }
+
+    /// The getting side has gone: waiting putters get their items back,
+    /// later puts fail. Returns the stored items, for the caller to drop
+    /// outside the lock.
+    pub(crate) fn close_getters(&self) -> St {
+        let mut s = wait::lock(&self.state);
+        s.getters_closed = true;
+        s.putters.notify_all(|_| {});
+        std::mem::take(&mut s.store)
+    }
+}
