@@ -10,11 +10,11 @@ use crate::wait::{self, lock, WaitList, Waited};
 /// A one-shot value that many contexts can wait for (eventlet's `Event`).
 ///
 /// [`send`](Event::send) stores a value and wakes every waiter, each with its
-/// own clone; later waiters get a clone at once, until [`reset`]
-/// (Event::reset). Cloning an `Event` gives another handle to the same
-/// event, so it can be handed to green threads on this hub or on other OS
-/// threads. Waiting parks only the current green thread; a plain OS thread
-/// simply blocks.
+/// own clone; later waiters get a clone at once, until
+/// [`reset`](Event::reset). Cloning an `Event` gives another handle to the
+/// same event, so it can be handed to green threads on this hub or on other
+/// OS threads. Waiting parks only the current green thread; a plain OS
+/// thread simply blocks.
 ///
 /// # Examples
 /// ```
@@ -29,6 +29,14 @@ use crate::wait::{self, lock, WaitList, Waited};
 /// for w in waiters {
 ///     assert_eq!(w.wait(), 42);
 /// }
+/// ```
+///
+/// Like [`Mutex<T>`](std::sync::Mutex), an `Event<T>` is `Send` and `Sync`
+/// when `T` is `Send`, and not otherwise:
+///
+/// ```compile_fail,E0277
+/// fn assert_send<T: Send>() {}
+/// assert_send::<green::Event<std::rc::Rc<u8>>>();
 /// ```
 pub struct Event<T = ()> {
     inner: Arc<Mutex<State<T>>>,
@@ -144,6 +152,14 @@ impl<T: Clone> Event<T> {
     /// Waits until the event is sent and returns a clone of its value.
     ///
     /// Returns at once if the event already holds a value.
+    ///
+    /// # Examples
+    /// ```
+    /// let evt = green::Event::new();
+    /// let sender = evt.clone();
+    /// std::thread::spawn(move || sender.send("from another thread").unwrap());
+    /// assert_eq!(evt.wait(), "from another thread");
+    /// ```
     pub fn wait(&self) -> T {
         match self.wait_deadline(None) {
             Some(v) => v,
@@ -161,10 +177,19 @@ impl<T: Clone> Event<T> {
     /// assert_eq!(evt.wait_timeout(Duration::from_millis(10)), None);
     /// ```
     pub fn wait_timeout(&self, timeout: Duration) -> Option<T> {
-        self.wait_deadline(Some(Instant::now() + timeout))
+        // A deadline past the end of time is no deadline.
+        self.wait_deadline(Instant::now().checked_add(timeout))
     }
 
     /// The value if the event holds one, without waiting.
+    ///
+    /// # Examples
+    /// ```
+    /// let evt = green::Event::new();
+    /// assert_eq!(evt.try_wait(), None);
+    /// evt.send(3).unwrap();
+    /// assert_eq!(evt.try_wait(), Some(3));
+    /// ```
     pub fn try_wait(&self) -> Option<T> {
         lock(&self.inner).value.clone()
     }

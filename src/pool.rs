@@ -31,6 +31,18 @@ use crate::wait::{self, lock, WaitList};
 /// assert_eq!(squares[7], 49);
 /// assert_eq!(squares.len(), 100);
 /// ```
+///
+/// A pool cannot be sent or shared with another OS thread:
+///
+/// ```compile_fail,E0277
+/// fn assert_send<T: Send>() {}
+/// assert_send::<green::GreenPool>();
+/// ```
+///
+/// ```compile_fail,E0277
+/// fn assert_sync<T: Sync>() {}
+/// assert_sync::<green::GreenPool>();
+/// ```
 pub struct GreenPool {
     inner: Rc<Inner>,
 }
@@ -166,6 +178,22 @@ impl GreenPool {
 
     /// Like [`spawn`](GreenPool::spawn), with no handle (eventlet's
     /// `spawn_n`).
+    ///
+    /// # Panics
+    /// As [`green::spawn`](crate::spawn), if no stack can be made.
+    ///
+    /// # Examples
+    /// ```
+    /// use std::{cell::Cell, rc::Rc};
+    /// let pool = green::GreenPool::new(2);
+    /// let done = Rc::new(Cell::new(0));
+    /// for _ in 0..5 {
+    ///     let done = done.clone();
+    ///     pool.spawn_n(move || done.set(done.get() + 1));
+    /// }
+    /// pool.waitall();
+    /// assert_eq!(done.get(), 5);
+    /// ```
     pub fn spawn_n<F>(&self, f: F)
     where
         F: FnOnce() + 'static,
@@ -183,6 +211,18 @@ impl GreenPool {
     /// # Panics
     /// If called from one of the pool's own green threads: it would wait
     /// for itself forever.
+    ///
+    /// # Examples
+    /// ```
+    /// use std::time::Duration;
+    /// let pool = green::GreenPool::new(4);
+    /// for ms in [3, 1, 2] {
+    ///     pool.spawn_n(move || green::sleep(Duration::from_millis(ms)));
+    /// }
+    /// assert_eq!(pool.running(), 3);
+    /// pool.waitall();
+    /// assert_eq!(pool.running(), 0);
+    /// ```
     pub fn waitall(&self) {
         let s = lock(&self.inner.state);
         if let Some(id) = current_id() {
@@ -202,6 +242,15 @@ impl GreenPool {
 
     /// Free slots: how many green threads `spawn` could start now without
     /// waiting.
+    ///
+    /// # Examples
+    /// ```
+    /// let pool = green::GreenPool::new(3);
+    /// let gt = pool.spawn(|| ());
+    /// assert_eq!((pool.free(), pool.running(), pool.size()), (2, 1, 3));
+    /// gt.wait();
+    /// assert_eq!(pool.free(), 3);
+    /// ```
     pub fn free(&self) -> usize {
         let s = lock(&self.inner.state);
         s.size.saturating_sub(s.running)
@@ -225,6 +274,16 @@ impl GreenPool {
     /// Changes the size. Growing lets waiting spawners in at once;
     /// shrinking kills nothing: the pool runs over its new size until
     /// enough green threads finish.
+    ///
+    /// # Examples
+    /// ```
+    /// let pool = green::GreenPool::new(2);
+    /// let gts: Vec<_> = (0..2).map(|i| pool.spawn(move || i)).collect();
+    /// pool.resize(1);
+    /// assert_eq!((pool.running(), pool.free()), (2, 0));
+    /// let sum: i32 = gts.into_iter().map(|gt| gt.wait()).sum();
+    /// assert_eq!((sum, pool.free()), (1, 1));
+    /// ```
     pub fn resize(&self, size: usize) {
         let mut s = lock(&self.inner.state);
         s.size = size;
@@ -238,8 +297,12 @@ impl GreenPool {
     /// yields the results in input order (eventlet's `imap`).
     ///
     /// Lazy: items are taken from `iter` as results are consumed, with at
-    /// most [`size`](GreenPool::size) of them in flight. A panic in `f`
-    /// resumes in the context that takes that result.
+    /// most [`size`](GreenPool::size) of them in flight.
+    ///
+    /// # Panics
+    /// A panic in `f` resumes in the context that takes that result from
+    /// the iterator; the iterator's `next` also panics as
+    /// [`spawn`](GreenPool::spawn) does.
     pub fn imap<F, I, A, R>(&self, f: F, iter: I) -> Imap<'_, F, I::IntoIter, R>
     where
         F: Fn(A) -> R + 'static,
@@ -377,6 +440,13 @@ impl<F, I, R> fmt::Debug for Imap<'_, F, I, R> {
 /// }
 /// let lens: Vec<usize> = pile.collect();
 /// assert_eq!(lens, [5, 7, 4]);
+/// ```
+///
+/// Like its pool, a pile stays on the OS thread that made it:
+///
+/// ```compile_fail,E0277
+/// fn assert_send<T: Send>() {}
+/// assert_send::<green::GreenPile<u32>>();
 /// ```
 pub struct GreenPile<T> {
     pool: GreenPool,

@@ -22,6 +22,13 @@ struct State {
     /// `BoundedSemaphore`: a release past this is an error.
     /// `CappedSemaphore`: a release past this waits.
     limit: Option<usize>,
+    /// Whether a release at the limit waits (`CappedSemaphore`).
+    capped: bool,
+    /// Permits of a `CappedSemaphore` given back at its limit by acquirers
+    /// unwound after a permit was handed to them; each goes into the count,
+    /// before any waiting release, once an acquire makes room (at a limit
+    /// of 0, straight to the next acquire).
+    owed: usize,
     acquirers: WaitList,
     /// Releases of a `CappedSemaphore` waiting for room.
     releasers: WaitList,
@@ -35,13 +42,24 @@ impl State {
         }
     }
 
-    /// One permit is taken from the count: a waiting capped release may
-    /// now fit.
-    fn took(&mut self) {
-        self.count -= 1;
-        if self.releasers.pop_notify(|_| {}) {
-            self.count += 1;
+    /// Takes a permit without waiting. Taking from the count makes room
+    /// for an owed permit or a waiting capped release, let in at once; at
+    /// a limit of 0 the count stays 0 and the acquire takes such a permit
+    /// directly.
+    fn take(&mut self) -> bool {
+        let let_in = if self.owed > 0 {
+            self.owed -= 1;
+            true
+        } else {
+            self.releasers.pop_notify(|_| {})
+        };
+        if self.count == 0 {
+            return let_in;
         }
+        if !let_in {
+            self.count -= 1;
+        }
+        true
     }
 }
 
@@ -53,20 +71,32 @@ fn releasers(s: &mut State) -> &mut WaitList {
     &mut s.releasers
 }
 
-/// What a waiter hands back when it is unwound holding a permit.
+/// What a waiter hands back when it is unwound holding a permit: what its
+/// guard would release. Other releases may have filled the count to its
+/// limit meanwhile; then a bounded semaphore drops the permit (as a guard
+/// drops its release past the bound) and a capped one owes it.
 fn abandon_acquire(s: &mut State, _: Option<()>) {
-    s.put_back();
+    match s.limit {
+        Some(limit) if s.acquirers.is_empty() && s.count >= limit => {
+            if s.capped {
+                s.owed += 1;
+            }
+        }
+        _ => s.put_back(),
+    }
 }
 
 /// A capped release that was let in, then unwound: its release stands.
 fn abandon_release(_: &mut State, _: Option<()>) {}
 
 impl Core {
-    fn new(count: usize, limit: Option<usize>) -> Arc<Core> {
+    fn new(count: usize, limit: Option<usize>, capped: bool) -> Arc<Core> {
         Arc::new(Core {
             state: Mutex::new(State {
                 count,
                 limit,
+                capped,
+                owed: 0,
                 acquirers: WaitList::default(),
                 releasers: WaitList::default(),
             }),
@@ -74,19 +104,12 @@ impl Core {
     }
 
     fn try_acquire(&self) -> bool {
-        let mut s = lock(&self.state);
-        if s.count > 0 {
-            s.took();
-            true
-        } else {
-            false
-        }
+        lock(&self.state).take()
     }
 
     fn acquire(&self, deadline: Option<Instant>) -> bool {
         let mut s = lock(&self.state);
-        if s.count > 0 {
-            s.took();
+        if s.take() {
             return true;
         }
         match wait::wait(&self.state, s, acquirers, None, deadline, abandon_acquire) {
@@ -205,7 +228,8 @@ macro_rules! acquire_methods {
         /// free by then.
         pub fn acquire_timeout(&self, timeout: Duration) -> Option<SemaphoreGuard<'_>> {
             self.core
-                .acquire(Some(Instant::now() + timeout))
+                // A deadline past the end of time is no deadline.
+                .acquire(Instant::now().checked_add(timeout))
                 .then(|| self.guard())
         }
 
@@ -276,7 +300,7 @@ impl Semaphore {
     /// Creates a semaphore with `count` free permits.
     pub fn new(count: usize) -> Semaphore {
         Semaphore {
-            core: Core::new(count, None),
+            core: Core::new(count, None, false),
         }
     }
 
@@ -315,7 +339,7 @@ impl BoundedSemaphore {
     /// most it may hold.
     pub fn new(count: usize) -> BoundedSemaphore {
         BoundedSemaphore {
-            core: Core::new(count, Some(count)),
+            core: Core::new(count, Some(count), false),
         }
     }
 
@@ -367,6 +391,9 @@ impl CappedSemaphore {
     /// Creates a semaphore with `count` free permits and a `limit` on the
     /// count.
     ///
+    /// With a limit of 0 no permit is ever free: each release waits for an
+    /// acquire and hands its permit straight to it (a rendezvous).
+    ///
     /// # Panics
     /// If `count > limit`.
     pub fn new(count: usize, limit: usize) -> CappedSemaphore {
@@ -375,7 +402,7 @@ impl CappedSemaphore {
             "CappedSemaphore::new: the count ({count}) must not exceed the limit ({limit})"
         );
         CappedSemaphore {
-            core: Core::new(count, Some(limit)),
+            core: Core::new(count, Some(limit), true),
         }
     }
 
