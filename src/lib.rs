@@ -39,6 +39,7 @@
 mod coro;
 mod greenthread;
 pub mod hub;
+pub mod sync;
 mod timeout;
 mod wait;
 

@@ -1,0 +1,55 @@
+//! Cooperative mirrors of [`std::sync`]: locks, condition variables,
+//! barriers and one-time initialization that park the current green thread
+//! instead of blocking its OS thread.
+//!
+//! A user swaps `use std::sync::...` for `use green::sync::...` and the
+//! program behaves the same, only cooperatively: while one green thread
+//! waits for a [`Mutex`], the other green threads of its hub run — among
+//! them, perhaps, the one that holds it. With the std types, a green thread
+//! that waits blocks its whole OS thread, and if the holder is a green
+//! thread of that same OS thread it can never run to release the lock.
+//!
+//! Every type here works between green threads of one hub, between green
+//! threads of different hubs (OS threads), and with plain OS threads, which
+//! simply block. The types have std's names, signatures, `Send`/`Sync`
+//! bounds and poisoning, with one difference: a green thread unwound by
+//! [`GreenThread::kill`](crate::GreenThread::kill) or by an expiring
+//! [`Timeout`](crate::Timeout) does not poison what it held (see each
+//! type's docs). What does not block — [`Arc`], [`Weak`], [`atomic`] and the
+//! poisoning types — is std's own, re-exported.
+//!
+//! ```
+//! use std::sync::Arc;
+//! use std::time::Duration;
+//! use green::sync::{Condvar, Mutex};
+//!
+//! let pair = Arc::new((Mutex::new(false), Condvar::new()));
+//! let pair2 = Arc::clone(&pair);
+//! green::spawn(move || {
+//!     green::sleep(Duration::from_millis(1));
+//!     let (lock, cvar) = &*pair2;
+//!     *lock.lock().unwrap() = true;
+//!     cvar.notify_one();
+//! });
+//! // The root parks here, so the spawned green thread runs.
+//! let (lock, cvar) = &*pair;
+//! let started = cvar.wait_while(lock.lock().unwrap(), |started| !*started).unwrap();
+//! assert!(*started);
+//! ```
+
+mod condvar;
+mod mutex;
+mod poison;
+
+pub use std::sync::{atomic, Arc, LockResult, PoisonError, TryLockError, TryLockResult, Weak};
+
+pub use condvar::{Condvar, WaitTimeoutResult};
+pub use mutex::{Mutex, MutexGuard};
+
+/// What a wait without a deadline does when the hub cannot park the current
+/// context any more: its OS thread is exiting, and a destructor of a green
+/// thread being unwound tried to wait.
+#[cold]
+fn cannot_wait(what: &str) -> ! {
+    panic!("{what}: cannot wait while this OS thread exits and its hub unwinds its green threads")
+}
