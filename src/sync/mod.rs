@@ -40,11 +40,13 @@
 mod condvar;
 mod mutex;
 mod poison;
+mod rwlock;
 
 pub use std::sync::{atomic, Arc, LockResult, PoisonError, TryLockError, TryLockResult, Weak};
 
 pub use condvar::{Condvar, WaitTimeoutResult};
 pub use mutex::{Mutex, MutexGuard};
+pub use rwlock::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 /// What a wait without a deadline does when the hub cannot park the current
 /// context any more: its OS thread is exiting, and a destructor of a green
