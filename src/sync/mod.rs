@@ -37,6 +37,7 @@
 //! assert!(*started);
 //! ```
 
+mod barrier;
 mod condvar;
 mod mutex;
 mod poison;
@@ -44,6 +45,7 @@ mod rwlock;
 
 pub use std::sync::{atomic, Arc, LockResult, PoisonError, TryLockError, TryLockResult, Weak};
 
+pub use barrier::{Barrier, BarrierWaitResult};
 pub use condvar::{Condvar, WaitTimeoutResult};
 pub use mutex::{Mutex, MutexGuard};
 pub use rwlock::{RwLock, RwLockReadGuard, RwLockWriteGuard};
