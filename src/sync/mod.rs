@@ -40,6 +40,7 @@
 mod barrier;
 mod condvar;
 mod mutex;
+mod once;
 mod poison;
 mod rwlock;
 
@@ -48,6 +49,7 @@ pub use std::sync::{atomic, Arc, LockResult, PoisonError, TryLockError, TryLockR
 pub use barrier::{Barrier, BarrierWaitResult};
 pub use condvar::{Condvar, WaitTimeoutResult};
 pub use mutex::{Mutex, MutexGuard};
+pub use once::{LazyLock, Once, OnceLock, OnceState};
 pub use rwlock::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 /// What a wait without a deadline does when the hub cannot park the current
