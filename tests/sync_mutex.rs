@@ -289,6 +289,23 @@ fn timeout_while_holding_does_not_poison() {
 }
 
 #[test]
+fn os_thread_exit_unwinding_a_holder_does_not_poison() {
+    let m = Arc::new(Mutex::new(0));
+    let m2 = m.clone();
+    std::thread::spawn(move || {
+        green::spawn_n(move || {
+            let _g = m2.lock().unwrap();
+            green::sleep(Duration::from_secs(3600));
+        });
+        green::yield_now(); // it locks and sleeps; then the thread exits
+    })
+    .join()
+    .unwrap();
+    assert!(!m.is_poisoned());
+    assert!(m.try_lock().is_ok());
+}
+
+#[test]
 fn killed_waiter_leaves_the_queue() {
     let m = Rc::new(Mutex::new(Vec::new()));
     let guard = m.lock().unwrap();

@@ -14,8 +14,8 @@
 //! simply block. The types have std's names, signatures, `Send`/`Sync`
 //! bounds and poisoning, with one difference: a green thread unwound by
 //! [`GreenThread::kill`](crate::GreenThread::kill) or by an expiring
-//! [`Timeout`](crate::Timeout) does not poison what it held (see each
-//! type's docs). What does not block — [`Arc`], [`Weak`], [`atomic`] and the
+//! [`Timeout`](crate::Timeout), or because its OS thread exits, does not
+//! poison what it held (see each type's docs). What does not block — [`Arc`], [`Weak`], [`atomic`] and the
 //! poisoning types — is std's own, re-exported.
 //!
 //! ```

@@ -203,11 +203,12 @@ impl RawMutex {
 ///
 /// # Poisoning
 /// As with std, a panic while a guard is held poisons the mutex: later
-/// `lock` and `try_lock` calls return the guard inside a [`PoisonError`](std::sync::PoisonError).
-/// A green thread unwound by [`GreenThread::kill`](crate::GreenThread::kill)
-/// or an expiring [`Timeout`](crate::Timeout) while holding the guard does
-/// **not** poison it: the unwind is a cancellation, not a failure of the
-/// code that held the lock.
+/// `lock` and `try_lock` calls return the guard inside a
+/// [`PoisonError`](std::sync::PoisonError). A green thread unwound while
+/// holding the guard by [`GreenThread::kill`](crate::GreenThread::kill), by
+/// an expiring [`Timeout`](crate::Timeout), or because its OS thread exits,
+/// does **not** poison it: the unwind is a cancellation, not a failure of
+/// the code that held the lock.
 ///
 /// # Examples
 /// ```
@@ -318,15 +319,17 @@ impl<T: ?Sized> Mutex<T> {
     ///
     /// Returns an RAII guard; the lock is released when it is dropped. A
     /// green thread parked here can be killed or timed out: it then leaves
-    /// the queue without taking the lock.
+    /// the queue without taking the lock. Locking a mutex the current
+    /// context already holds waits forever, as with std.
     ///
     /// # Errors
     /// If the mutex is poisoned (a holder panicked), the guard is returned
-    /// inside a [`PoisonError`](std::sync::PoisonError); the lock is held either way.
+    /// inside a [`PoisonError`](std::sync::PoisonError); the lock is held
+    /// either way.
     ///
     /// # Panics
-    /// Panics when called from the hub itself (a timer callback). Locking a
-    /// mutex the current context already holds never returns.
+    /// Panics when it must wait and is called from the hub itself (a timer
+    /// callback).
     ///
     /// # Examples
     /// ```

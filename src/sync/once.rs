@@ -46,8 +46,9 @@ const POISONED_MSG: &str = "Once instance has previously been poisoned";
 /// [`call_once`](Once::call_once) calls panic, and
 /// [`call_once_force`](Once::call_once_force) runs its initializer with
 /// [`OnceState::is_poisoned`] returning `true`. An initializer unwound by
-/// [`GreenThread::kill`](crate::GreenThread::kill) or an expiring
-/// [`Timeout`](crate::Timeout) does **not** poison it: the `Once` returns
+/// [`GreenThread::kill`](crate::GreenThread::kill), by an expiring
+/// [`Timeout`](crate::Timeout) or because its OS thread exits does **not**
+/// poison it: the `Once` returns
 /// to its incomplete state and the next caller (perhaps one already
 /// waiting) runs its own initializer.
 ///
@@ -155,13 +156,13 @@ impl Once {
     /// If another context is running an initializer, this parks until it
     /// completes. When this returns, some initializer has run and completed
     /// (it may not be the closure given here), and its effects are visible.
+    /// Calling it again from inside `f` waits forever.
     ///
     /// # Panics
     /// Panics with "Once instance has previously been poisoned" if an
     /// earlier initializer panicked, and propagates a panic of `f` (which
     /// poisons the `Once`). Panics when it must wait and is called from the
-    /// hub itself (a timer callback). Calling it again from inside `f` never
-    /// returns.
+    /// hub itself (a timer callback).
     ///
     /// # Examples
     /// ```
@@ -507,13 +508,13 @@ impl<T> OnceLock<T> {
     ///
     /// Many contexts may call it at once with different initializers: only
     /// one runs, the others park until it is done, then all return its
-    /// value. `f` may park.
+    /// value. `f` may park. Calling it on the same cell from inside `f`
+    /// waits forever.
     ///
     /// # Panics
     /// If `f` panics, the panic is propagated to the caller and the cell
-    /// stays uninitialized. Calling it on the same cell from inside `f`
-    /// never returns. Panics when it must wait and is called from the hub
-    /// itself (a timer callback).
+    /// stays uninitialized. Panics when it must wait and is called from the
+    /// hub itself (a timer callback).
     ///
     /// # Examples
     /// ```

@@ -2,8 +2,9 @@
 //!
 //! A lock is poisoned when a guard is dropped by a panic that began while
 //! the guard was held. An unwind caused by
-//! [`GreenThread::kill`](crate::GreenThread::kill) or an expiring
-//! [`Timeout`](crate::Timeout) is not a failure of the code that held the
+//! [`GreenThread::kill`](crate::GreenThread::kill), an expiring
+//! [`Timeout`](crate::Timeout) or the exit of the OS thread (which unwinds
+//! its parked green threads) is not a failure of the code that held the
 //! lock, so it does not poison.
 
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -83,9 +83,9 @@ fn release(s: &mut State, granted: Option<Access>) {
 ///
 /// # Poisoning
 /// As with std, a panic while a *write* guard is held poisons the lock;
-/// read guards never poison. A green thread unwound by
-/// [`GreenThread::kill`](crate::GreenThread::kill) or an expiring
-/// [`Timeout`](crate::Timeout) while holding a write guard does **not**
+/// read guards never poison. A green thread unwound while holding a write
+/// guard by [`GreenThread::kill`](crate::GreenThread::kill), by an expiring
+/// [`Timeout`](crate::Timeout) or because its OS thread exits does **not**
 /// poison it.
 ///
 /// # Examples
@@ -225,16 +225,17 @@ impl<T: ?Sized> RwLock<T> {
     /// green thread until it can be acquired.
     ///
     /// Many readers may hold the lock at once. A reader waits while a
-    /// writer holds the lock or while anyone is queued before it.
+    /// writer holds the lock or while anyone is queued before it — so a
+    /// context that already reads and reads again behind a queued writer
+    /// waits forever, as it may with std.
     ///
     /// # Errors
     /// If the lock is poisoned, the guard is returned inside a
     /// [`PoisonError`](std::sync::PoisonError); the lock is held either way.
     ///
     /// # Panics
-    /// Panics when called from the hub itself (a timer callback). Taking a
-    /// read lock while the current context holds the write lock never
-    /// returns.
+    /// Panics when it must wait and is called from the hub itself (a timer
+    /// callback).
     ///
     /// # Examples
     /// ```
@@ -289,14 +290,16 @@ impl<T: ?Sized> RwLock<T> {
     /// Locks this `RwLock` with exclusive write access, parking the current
     /// green thread until it can be acquired.
     ///
+    /// Taking the write lock while the current context holds the lock in
+    /// either mode waits forever, as with std.
+    ///
     /// # Errors
     /// If the lock is poisoned, the guard is returned inside a
     /// [`PoisonError`](std::sync::PoisonError); the lock is held either way.
     ///
     /// # Panics
-    /// Panics when called from the hub itself (a timer callback). Taking
-    /// the write lock while the current context holds the lock in either
-    /// mode never returns.
+    /// Panics when it must wait and is called from the hub itself (a timer
+    /// callback).
     ///
     /// # Examples
     /// ```
