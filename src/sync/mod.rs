@@ -11,12 +11,17 @@
 //!
 //! Every type here works between green threads of one hub, between green
 //! threads of different hubs (OS threads), and with plain OS threads, which
-//! simply block. The types have std's names, signatures, `Send`/`Sync`
-//! bounds and poisoning, with one difference: a green thread unwound by
-//! [`GreenThread::kill`](crate::GreenThread::kill) or by an expiring
-//! [`Timeout`](crate::Timeout), or because its OS thread exits, does not
-//! poison what it held (see each type's docs). What does not block — [`Arc`], [`Weak`], [`atomic`] and the
-//! poisoning types — is std's own, re-exported.
+//! simply block. Waiters are served in arrival order. The types have std's
+//! names, signatures, `Send`/`Sync` bounds and poisoning, with one
+//! difference: a green thread unwound by
+//! [`GreenThread::kill`](crate::GreenThread::kill), by an expiring
+//! [`Timeout`](crate::Timeout) or because its OS thread exits does not
+//! poison what it held (see each type's docs). A green thread parked in any
+//! of their waits can be killed or timed out; it leaves the wait without
+//! losing a hand-off or a notification meant for others.
+//!
+//! What does not block — [`Arc`], [`Weak`], [`atomic`] and the poisoning
+//! types — is std's own, re-exported.
 //!
 //! ```
 //! use std::sync::Arc;

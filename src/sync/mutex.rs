@@ -264,7 +264,7 @@ impl<T: ?Sized> RefUnwindSafe for Mutex<T> {}
 /// [`Mutex::lock`] and [`Mutex::try_lock`]. Like std's guard it is not
 /// `Send`:
 ///
-/// ```compile_fail
+/// ```compile_fail,E0277
 /// fn assert_send<T: Send>() {}
 /// assert_send::<green::sync::MutexGuard<'static, u32>>();
 /// ```

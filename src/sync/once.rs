@@ -110,9 +110,10 @@ struct Running<'a> {
 }
 
 impl Running<'_> {
-    fn finish(self, to: u8) {
+    /// The initializer returned: the `Once` is complete.
+    fn complete(self) {
         let mut w = wait::lock(&self.once.waiters);
-        self.once.state.store(to, Ordering::Release);
+        self.once.state.store(COMPLETE, Ordering::Release);
         w.notify_all(|_| {});
         drop(w);
         std::mem::forget(self);
@@ -314,7 +315,7 @@ impl Once {
                     f(&OnceState {
                         poisoned: state == POISONED,
                     });
-                    running.finish(COMPLETE);
+                    running.complete();
                     return;
                 }
             }
@@ -367,6 +368,13 @@ impl fmt::Debug for Once {
 /// If the initializer panics, the panic propagates and the cell stays
 /// empty; the next caller runs its own initializer (as with std). The same
 /// holds when the initializing green thread is killed or timed out.
+///
+/// Like std's, it is `Sync` only when `T` is both `Send` and `Sync`:
+///
+/// ```compile_fail,E0277
+/// fn assert_sync<T: Sync>() {}
+/// assert_sync::<green::sync::OnceLock<std::cell::Cell<u32>>>();
+/// ```
 ///
 /// # Examples
 /// ```

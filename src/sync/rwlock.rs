@@ -81,6 +81,14 @@ fn release(s: &mut State, granted: Option<Access>) {
 /// arriving after it wait behind it; readers queued next to each other are
 /// admitted together.
 ///
+/// Like std's, it is `Sync` only when `T` is both `Send` and `Sync`, since
+/// readers on several threads share `&T`:
+///
+/// ```compile_fail,E0277
+/// fn assert_sync<T: Sync>() {}
+/// assert_sync::<green::sync::RwLock<std::cell::Cell<u32>>>();
+/// ```
+///
 /// # Poisoning
 /// As with std, a panic while a *write* guard is held poisons the lock;
 /// read guards never poison. A green thread unwound while holding a write
@@ -125,7 +133,7 @@ impl<T: ?Sized> RefUnwindSafe for RwLock<T> {}
 /// Made by [`RwLock::read`] and [`RwLock::try_read`]. Like std's guard it is
 /// not `Send`:
 ///
-/// ```compile_fail
+/// ```compile_fail,E0277
 /// fn assert_send<T: Send>() {}
 /// assert_send::<green::sync::RwLockReadGuard<'static, u32>>();
 /// ```
@@ -144,7 +152,7 @@ unsafe impl<T: ?Sized + Sync> Sync for RwLockReadGuard<'_, T> {}
 /// Made by [`RwLock::write`] and [`RwLock::try_write`]. Like std's guard it
 /// is not `Send`:
 ///
-/// ```compile_fail
+/// ```compile_fail,E0277
 /// fn assert_send<T: Send>() {}
 /// assert_send::<green::sync::RwLockWriteGuard<'static, u32>>();
 /// ```
