@@ -121,6 +121,11 @@ impl<T> fmt::Debug for WaitList<T> {
 }
 
 impl<T> WaitList<T> {
+    /// An empty list; `const`, for primitives with `const` constructors.
+    pub(crate) const fn new() -> Self {
+        WaitList { q: VecDeque::new() }
+    }
+
     /// How many contexts wait.
     pub(crate) fn len(&self) -> usize {
         self.q.len()

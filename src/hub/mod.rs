@@ -1077,6 +1077,8 @@ impl Hub {
                     .find(|(_, s)| s.green.is_some());
                 found.map(|(k, s)| {
                     s.state = State::Running;
+                    // Unwound like a kill: what it holds is not poisoned.
+                    s.cancel_unwind = true;
                     let g = s.green.as_ref().expect("checked above");
                     (k as u32, g.seat.is_some() && g.coro.is_some())
                 })

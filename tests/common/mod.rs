@@ -1,4 +1,6 @@
 //! Helpers shared by the integration tests.
+// Not every test binary uses every helper.
+#![allow(dead_code)]
 
 use std::time::{Duration, Instant};
 
@@ -43,6 +45,33 @@ pub fn wait_until_asleep_in_poller(tid: libc::pid_t) {
         assert!(
             Instant::now() < deadline,
             "thread {tid} did not go to sleep in its poller"
+        );
+        std::thread::yield_now();
+    }
+}
+
+/// Blocks the caller until OS thread `tid` of this process sleeps in the
+/// kernel (state `S`). A thread that announces it is about to wait for a
+/// primitive and then sleeps is parked in that wait: synchronisation on
+/// observable kernel state, not a guess at a delay.
+///
+/// # Panics
+/// If `tid` does not go to sleep within 10 s.
+pub fn wait_until_sleeping(tid: libc::pid_t) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let stat =
+            std::fs::read_to_string(format!("/proc/self/task/{tid}/stat")).unwrap_or_default();
+        let state = stat
+            .rsplit(')')
+            .next()
+            .and_then(|s| s.trim_start().chars().next());
+        if state == Some('S') {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "thread {tid} did not go to sleep"
         );
         std::thread::yield_now();
     }

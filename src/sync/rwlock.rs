@@ -1,0 +1,553 @@
+//! [`RwLock`]: a reader-writer lock whose waiters park, served in order.
+//!
+//! The state (how many readers hold the lock, whether a writer does) and
+//! one FIFO queue of waiting readers and writers live under a short
+//! internal lock. A request is granted at once only if it is compatible
+//! with the holders *and nobody is queued*; otherwise it queues. Whenever
+//! the lock is released, [`grant`] admits from the front of the queue:
+//! one writer, or every reader up to the next queued writer. So a waiting
+//! writer holds back readers that come after it (no writer starvation),
+//! and readers queued together are admitted together.
+
+use std::cell::UnsafeCell;
+use std::fmt;
+use std::marker::PhantomData;
+use std::ops::{Deref, DerefMut};
+use std::panic::{RefUnwindSafe, UnwindSafe};
+use std::sync::{LockResult, TryLockError, TryLockResult};
+
+use super::{cannot_wait, poison};
+use crate::wait::{self, WaitList, Waited};
+
+/// What a queued context asks for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Access {
+    Read,
+    Write,
+}
+
+struct State {
+    readers: usize,
+    writer: bool,
+    /// Each waiter's slot holds the [`Access`] it asks for.
+    queue: WaitList<Access>,
+}
+
+fn queue(s: &mut State) -> &mut WaitList<Access> {
+    &mut s.queue
+}
+
+/// Admits waiters from the front of the queue while they are compatible
+/// with the holders.
+fn grant(s: &mut State) {
+    while let Some(slot) = s.queue.front_slot() {
+        match *slot {
+            Some(Access::Write) => {
+                if s.readers == 0 && !s.writer {
+                    s.writer = true;
+                    s.queue.pop_notify(|_| {});
+                }
+                return;
+            }
+            Some(Access::Read) => {
+                if s.writer {
+                    return;
+                }
+                s.readers += 1;
+                s.queue.pop_notify(|_| {});
+            }
+            None => unreachable!("a queued waiter names its access"),
+        }
+    }
+}
+
+/// A waiter that was granted the lock and then unwound: releases it.
+fn release(s: &mut State, granted: Option<Access>) {
+    match granted {
+        Some(Access::Read) => s.readers -= 1,
+        Some(Access::Write) => s.writer = false,
+        None => unreachable!("a granted waiter keeps its access"),
+    }
+    grant(s);
+}
+
+/// A reader-writer lock: many readers or one writer at a time; a context
+/// that waits for it parks, letting other green threads run.
+///
+/// The mirror of [`std::sync::RwLock`], with the same methods, signatures,
+/// `Send`/`Sync` bounds and poisoning. Waiting parks only the current green
+/// thread (a plain OS thread blocks). Requests are served in arrival order:
+/// a queued writer is not starved by a stream of readers, since readers
+/// arriving after it wait behind it; readers queued next to each other are
+/// admitted together.
+///
+/// Like std's, it is `Sync` only when `T` is both `Send` and `Sync`, since
+/// readers on several threads share `&T`:
+///
+/// ```compile_fail,E0277
+/// fn assert_sync<T: Sync>() {}
+/// assert_sync::<green::sync::RwLock<std::cell::Cell<u32>>>();
+/// ```
+///
+/// # Poisoning
+/// As with std, a panic while a *write* guard is held poisons the lock;
+/// read guards never poison. A green thread unwound while holding a write
+/// guard by [`GreenThread::kill`](crate::GreenThread::kill), by an expiring
+/// [`Timeout`](crate::Timeout) or because its OS thread exits does **not**
+/// poison it.
+///
+/// # Examples
+/// ```
+/// use green::sync::RwLock;
+///
+/// let lock = RwLock::new(5);
+/// {
+///     let r1 = lock.read().unwrap();
+///     let r2 = lock.read().unwrap();
+///     assert_eq!(*r1 + *r2, 10);
+/// }
+/// {
+///     let mut w = lock.write().unwrap();
+///     *w += 1;
+///     assert_eq!(*w, 6);
+/// }
+/// ```
+pub struct RwLock<T: ?Sized> {
+    state: std::sync::Mutex<State>,
+    poison: poison::Flag,
+    data: UnsafeCell<T>,
+}
+
+// SAFETY: the lock moves a `T` between threads only with `T: Send`.
+unsafe impl<T: ?Sized + Send> Send for RwLock<T> {}
+// SAFETY: readers on several threads share `&T` (`T: Sync`); a writer gets
+// `&mut T` on whichever thread it runs (`T: Send`). Same bounds as std.
+unsafe impl<T: ?Sized + Send + Sync> Sync for RwLock<T> {}
+
+impl<T: ?Sized> UnwindSafe for RwLock<T> {}
+impl<T: ?Sized> RefUnwindSafe for RwLock<T> {}
+
+/// An RAII guard of shared read access to an [`RwLock`]; released when
+/// dropped.
+///
+/// Made by [`RwLock::read`] and [`RwLock::try_read`]. Like std's guard it is
+/// not `Send`:
+///
+/// ```compile_fail,E0277
+/// fn assert_send<T: Send>() {}
+/// assert_send::<green::sync::RwLockReadGuard<'static, u32>>();
+/// ```
+#[must_use = "if unused the RwLock will immediately unlock"]
+pub struct RwLockReadGuard<'a, T: ?Sized + 'a> {
+    lock: &'a RwLock<T>,
+    _not_send: PhantomData<*const ()>,
+}
+
+// SAFETY: a shared guard only gives `&T`, shareable when `T: Sync`.
+unsafe impl<T: ?Sized + Sync> Sync for RwLockReadGuard<'_, T> {}
+
+/// An RAII guard of exclusive write access to an [`RwLock`]; released when
+/// dropped.
+///
+/// Made by [`RwLock::write`] and [`RwLock::try_write`]. Like std's guard it
+/// is not `Send`:
+///
+/// ```compile_fail,E0277
+/// fn assert_send<T: Send>() {}
+/// assert_send::<green::sync::RwLockWriteGuard<'static, u32>>();
+/// ```
+#[must_use = "if unused the RwLock will immediately unlock"]
+pub struct RwLockWriteGuard<'a, T: ?Sized + 'a> {
+    lock: &'a RwLock<T>,
+    poison: poison::Guard,
+    _not_send: PhantomData<*const ()>,
+}
+
+// SAFETY: a shared guard only gives `&T`, shareable when `T: Sync`.
+unsafe impl<T: ?Sized + Sync> Sync for RwLockWriteGuard<'_, T> {}
+
+impl<T> RwLock<T> {
+    /// Creates a new instance of an `RwLock<T>` which is unlocked.
+    ///
+    /// # Examples
+    /// ```
+    /// use green::sync::RwLock;
+    ///
+    /// static CONFIG: RwLock<u32> = RwLock::new(5);
+    /// assert_eq!(*CONFIG.read().unwrap(), 5);
+    /// ```
+    #[inline]
+    pub const fn new(t: T) -> RwLock<T> {
+        RwLock {
+            state: std::sync::Mutex::new(State {
+                readers: 0,
+                writer: false,
+                queue: WaitList::new(),
+            }),
+            poison: poison::Flag::new(),
+            data: UnsafeCell::new(t),
+        }
+    }
+
+    /// Consumes this `RwLock`, returning the underlying data.
+    ///
+    /// # Errors
+    /// If the lock is poisoned, the data is returned inside a
+    /// [`PoisonError`](std::sync::PoisonError).
+    ///
+    /// # Examples
+    /// ```
+    /// let lock = green::sync::RwLock::new(String::from("hello"));
+    /// assert_eq!(lock.into_inner().unwrap(), "hello");
+    /// ```
+    pub fn into_inner(self) -> LockResult<T> {
+        let poisoned = self.poison.borrow();
+        let data = self.data.into_inner();
+        poison::map_result(poisoned, |()| data)
+    }
+}
+
+impl<T: ?Sized> RwLock<T> {
+    /// Waits in the queue for `access`; on return it has been granted.
+    #[cold]
+    fn wait_for(&self, s: std::sync::MutexGuard<'_, State>, access: Access) {
+        /// Re-runs [`grant`] if the waiter is unwound while queued: the
+        /// waiter it leaves may have been holding back readers behind it.
+        struct Regrant<'a>(&'a std::sync::Mutex<State>);
+        impl Drop for Regrant<'_> {
+            fn drop(&mut self) {
+                grant(&mut wait::lock(self.0));
+            }
+        }
+        let regrant = Regrant(&self.state);
+        match wait::wait(&self.state, s, queue, Some(access), None, release) {
+            Waited::Notified(_) => std::mem::forget(regrant),
+            Waited::TimedOut(_) => match access {
+                Access::Read => cannot_wait("green::sync::RwLock::read"),
+                Access::Write => cannot_wait("green::sync::RwLock::write"),
+            },
+        }
+    }
+
+    /// Locks this `RwLock` with shared read access, parking the current
+    /// green thread until it can be acquired.
+    ///
+    /// Many readers may hold the lock at once. A reader waits while a
+    /// writer holds the lock or while anyone is queued before it — so a
+    /// context that already reads and reads again behind a queued writer
+    /// waits forever, as it may with std.
+    ///
+    /// # Errors
+    /// If the lock is poisoned, the guard is returned inside a
+    /// [`PoisonError`](std::sync::PoisonError); the lock is held either way.
+    ///
+    /// # Panics
+    /// Panics when it must wait and is called from the hub itself (a timer
+    /// callback).
+    ///
+    /// # Examples
+    /// ```
+    /// use std::sync::Arc;
+    /// use green::sync::RwLock;
+    ///
+    /// let lock = Arc::new(RwLock::new(1));
+    /// let c = Arc::clone(&lock);
+    /// let n = green::spawn(move || *c.read().unwrap()).wait();
+    /// assert_eq!(n, 1);
+    /// ```
+    pub fn read(&self) -> LockResult<RwLockReadGuard<'_, T>> {
+        let mut s = wait::lock(&self.state);
+        if !s.writer && s.queue.is_empty() {
+            s.readers += 1;
+        } else {
+            self.wait_for(s, Access::Read);
+        }
+        // SAFETY: read access was just granted.
+        unsafe { RwLockReadGuard::new(self) }
+    }
+
+    /// Attempts to acquire this `RwLock` with shared read access without
+    /// waiting.
+    ///
+    /// # Errors
+    /// [`TryLockError::WouldBlock`] if a writer holds the lock or anyone is
+    /// queued for it; [`TryLockError::Poisoned`] (holding the guard) if it
+    /// was acquired but is poisoned.
+    ///
+    /// # Examples
+    /// ```
+    /// use green::sync::RwLock;
+    ///
+    /// let lock = RwLock::new(1);
+    /// let r = lock.try_read().unwrap();
+    /// assert_eq!(*r, 1);
+    /// assert!(lock.try_write().is_err());
+    /// ```
+    pub fn try_read(&self) -> TryLockResult<RwLockReadGuard<'_, T>> {
+        let mut s = wait::lock(&self.state);
+        if !s.writer && s.queue.is_empty() {
+            s.readers += 1;
+            drop(s);
+            // SAFETY: read access was just granted.
+            Ok(unsafe { RwLockReadGuard::new(self) }?)
+        } else {
+            Err(TryLockError::WouldBlock)
+        }
+    }
+
+    /// Locks this `RwLock` with exclusive write access, parking the current
+    /// green thread until it can be acquired.
+    ///
+    /// Taking the write lock while the current context holds the lock in
+    /// either mode waits forever, as with std.
+    ///
+    /// # Errors
+    /// If the lock is poisoned, the guard is returned inside a
+    /// [`PoisonError`](std::sync::PoisonError); the lock is held either way.
+    ///
+    /// # Panics
+    /// Panics when it must wait and is called from the hub itself (a timer
+    /// callback).
+    ///
+    /// # Examples
+    /// ```
+    /// let lock = green::sync::RwLock::new(1);
+    /// *lock.write().unwrap() += 1;
+    /// assert_eq!(*lock.read().unwrap(), 2);
+    /// ```
+    pub fn write(&self) -> LockResult<RwLockWriteGuard<'_, T>> {
+        let mut s = wait::lock(&self.state);
+        if !s.writer && s.readers == 0 && s.queue.is_empty() {
+            s.writer = true;
+        } else {
+            self.wait_for(s, Access::Write);
+        }
+        // SAFETY: write access was just granted.
+        unsafe { RwLockWriteGuard::new(self) }
+    }
+
+    /// Attempts to acquire this `RwLock` with exclusive write access
+    /// without waiting.
+    ///
+    /// # Errors
+    /// [`TryLockError::WouldBlock`] if the lock is held or anyone is queued
+    /// for it; [`TryLockError::Poisoned`] (holding the guard) if it was
+    /// acquired but is poisoned.
+    ///
+    /// # Examples
+    /// ```
+    /// use green::sync::RwLock;
+    ///
+    /// let lock = RwLock::new(1);
+    /// let r = lock.read().unwrap();
+    /// assert!(lock.try_write().is_err());
+    /// drop(r);
+    /// assert!(lock.try_write().is_ok());
+    /// ```
+    pub fn try_write(&self) -> TryLockResult<RwLockWriteGuard<'_, T>> {
+        let mut s = wait::lock(&self.state);
+        if !s.writer && s.readers == 0 && s.queue.is_empty() {
+            s.writer = true;
+            drop(s);
+            // SAFETY: write access was just granted.
+            Ok(unsafe { RwLockWriteGuard::new(self) }?)
+        } else {
+            Err(TryLockError::WouldBlock)
+        }
+    }
+
+    /// Determines whether the lock is poisoned.
+    ///
+    /// # Examples
+    /// ```
+    /// use std::sync::Arc;
+    /// use green::sync::RwLock;
+    ///
+    /// let lock = Arc::new(RwLock::new(0));
+    /// let c = Arc::clone(&lock);
+    /// let _ = std::thread::spawn(move || {
+    ///     let _w = c.write().unwrap();
+    ///     panic!(); // the lock gets poisoned
+    /// })
+    /// .join();
+    /// assert!(lock.is_poisoned());
+    /// ```
+    #[inline]
+    pub fn is_poisoned(&self) -> bool {
+        self.poison.get()
+    }
+
+    /// Clears the poisoned state from the lock.
+    ///
+    /// # Examples
+    /// ```
+    /// use std::sync::Arc;
+    /// use green::sync::RwLock;
+    ///
+    /// let lock = Arc::new(RwLock::new(0));
+    /// let c = Arc::clone(&lock);
+    /// let _ = std::thread::spawn(move || {
+    ///     let _w = c.write().unwrap();
+    ///     panic!();
+    /// })
+    /// .join();
+    /// lock.clear_poison();
+    /// assert!(!lock.is_poisoned());
+    /// ```
+    #[inline]
+    pub fn clear_poison(&self) {
+        self.poison.clear();
+    }
+
+    /// Returns a mutable reference to the underlying data; no locking is
+    /// needed, since the borrow is exclusive.
+    ///
+    /// # Errors
+    /// If the lock is poisoned, the reference is returned inside a
+    /// [`PoisonError`](std::sync::PoisonError).
+    ///
+    /// # Examples
+    /// ```
+    /// let mut lock = green::sync::RwLock::new(0);
+    /// *lock.get_mut().unwrap() = 10;
+    /// assert_eq!(*lock.read().unwrap(), 10);
+    /// ```
+    pub fn get_mut(&mut self) -> LockResult<&mut T> {
+        let poisoned = self.poison.borrow();
+        let data = self.data.get_mut();
+        poison::map_result(poisoned, |()| data)
+    }
+
+    fn unlock_read(&self) {
+        let mut s = wait::lock(&self.state);
+        s.readers -= 1;
+        if s.readers == 0 {
+            grant(&mut s);
+        }
+    }
+
+    fn unlock_write(&self) {
+        let mut s = wait::lock(&self.state);
+        s.writer = false;
+        grant(&mut s);
+    }
+}
+
+impl<T> From<T> for RwLock<T> {
+    /// Creates a new instance of an `RwLock<T>` which is unlocked; same as
+    /// [`RwLock::new`].
+    fn from(t: T) -> Self {
+        RwLock::new(t)
+    }
+}
+
+impl<T: Default> Default for RwLock<T> {
+    /// Creates a new `RwLock<T>`, with the `Default` value for T.
+    fn default() -> RwLock<T> {
+        RwLock::new(T::default())
+    }
+}
+
+impl<T: ?Sized + fmt::Debug> fmt::Debug for RwLock<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut d = f.debug_struct("RwLock");
+        match self.try_read() {
+            Ok(guard) => {
+                d.field("data", &&*guard);
+            }
+            Err(TryLockError::Poisoned(err)) => {
+                d.field("data", &&**err.get_ref());
+            }
+            Err(TryLockError::WouldBlock) => {
+                d.field("data", &format_args!("<locked>"));
+            }
+        }
+        d.field("poisoned", &self.poison.get());
+        d.finish_non_exhaustive()
+    }
+}
+
+impl<'a, T: ?Sized> RwLockReadGuard<'a, T> {
+    /// # Safety
+    /// The current context was granted read access to `lock`.
+    unsafe fn new(lock: &'a RwLock<T>) -> LockResult<RwLockReadGuard<'a, T>> {
+        poison::map_result(lock.poison.borrow(), |()| RwLockReadGuard {
+            lock,
+            _not_send: PhantomData,
+        })
+    }
+}
+
+impl<'a, T: ?Sized> RwLockWriteGuard<'a, T> {
+    /// # Safety
+    /// The current context was granted write access to `lock`.
+    unsafe fn new(lock: &'a RwLock<T>) -> LockResult<RwLockWriteGuard<'a, T>> {
+        poison::map_result(lock.poison.guard(), |poison| RwLockWriteGuard {
+            lock,
+            poison,
+            _not_send: PhantomData,
+        })
+    }
+}
+
+impl<T: ?Sized> Deref for RwLockReadGuard<'_, T> {
+    type Target = T;
+
+    fn deref(&self) -> &T {
+        // SAFETY: read access is held: no writer reaches the data.
+        unsafe { &*self.lock.data.get() }
+    }
+}
+
+impl<T: ?Sized> Deref for RwLockWriteGuard<'_, T> {
+    type Target = T;
+
+    fn deref(&self) -> &T {
+        // SAFETY: write access is held: nobody else reaches the data.
+        unsafe { &*self.lock.data.get() }
+    }
+}
+
+impl<T: ?Sized> DerefMut for RwLockWriteGuard<'_, T> {
+    fn deref_mut(&mut self) -> &mut T {
+        // SAFETY: write access is held: nobody else reaches the data.
+        unsafe { &mut *self.lock.data.get() }
+    }
+}
+
+impl<T: ?Sized> Drop for RwLockReadGuard<'_, T> {
+    fn drop(&mut self) {
+        self.lock.unlock_read();
+    }
+}
+
+impl<T: ?Sized> Drop for RwLockWriteGuard<'_, T> {
+    fn drop(&mut self) {
+        self.lock.poison.done(&self.poison);
+        self.lock.unlock_write();
+    }
+}
+
+impl<T: ?Sized + fmt::Debug> fmt::Debug for RwLockReadGuard<'_, T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        (**self).fmt(f)
+    }
+}
+
+impl<T: ?Sized + fmt::Display> fmt::Display for RwLockReadGuard<'_, T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        (**self).fmt(f)
+    }
+}
+
+impl<T: ?Sized + fmt::Debug> fmt::Debug for RwLockWriteGuard<'_, T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        (**self).fmt(f)
+    }
+}
+
+impl<T: ?Sized + fmt::Display> fmt::Display for RwLockWriteGuard<'_, T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        (**self).fmt(f)
+    }
+}
