@@ -65,6 +65,14 @@ impl Wakeup {
         }
     }
 
+    /// Makes the wakeup name the current context, reusing what it can.
+    fn refresh(&mut self) {
+        match (self, hub::try_hub()) {
+            (Wakeup::Hub(u), Some(h)) => h.refresh_unparker(u),
+            (w, _) => *w = Wakeup::current(),
+        }
+    }
+
     fn wake(&self) {
         match self {
             Wakeup::Hub(u) => u.unpark(),
@@ -93,6 +101,16 @@ unsafe impl<T: Send> Send for Waiter<T> {}
 // SAFETY: as above.
 unsafe impl<T: Send> Sync for Waiter<T> {}
 
+impl<T> Waiter<T> {
+    fn new(value: Option<T>) -> Arc<Waiter<T>> {
+        Arc::new(Waiter {
+            notified: AtomicBool::new(false),
+            wakeup: Wakeup::current(),
+            slot: UnsafeCell::new(value),
+        })
+    }
+}
+
 impl<T> fmt::Debug for Waiter<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Waiter")
@@ -104,11 +122,15 @@ impl<T> fmt::Debug for Waiter<T> {
 /// A FIFO list of blocked contexts, kept inside a primitive's locked state.
 pub(crate) struct WaitList<T = ()> {
     q: VecDeque<Arc<Waiter<T>>>,
+    /// The node of the last waiter notified, kept to be reused by the next
+    /// `push` once its waiter has let go of it: a ping-pong of two contexts
+    /// then allocates nothing.
+    spare: Option<Arc<Waiter<T>>>,
 }
 
 impl<T> Default for WaitList<T> {
     fn default() -> Self {
-        WaitList { q: VecDeque::new() }
+        WaitList::new()
     }
 }
 
@@ -123,7 +145,10 @@ impl<T> fmt::Debug for WaitList<T> {
 impl<T> WaitList<T> {
     /// An empty list; `const`, for primitives with `const` constructors.
     pub(crate) const fn new() -> Self {
-        WaitList { q: VecDeque::new() }
+        WaitList {
+            q: VecDeque::new(),
+            spare: None,
+        }
     }
 
     /// How many contexts wait.
@@ -137,11 +162,20 @@ impl<T> WaitList<T> {
 
     /// Appends a node for the current context, carrying `value`.
     fn push(&mut self, value: Option<T>) -> Arc<Waiter<T>> {
-        let w = Arc::new(Waiter {
-            notified: AtomicBool::new(false),
-            wakeup: Wakeup::current(),
-            slot: UnsafeCell::new(value),
-        });
+        let w = match self.spare.take() {
+            // Reusable only once nobody else holds it (its last waiter has
+            // returned from `wait`).
+            Some(mut node) if Arc::strong_count(&node) == 1 => match Arc::get_mut(&mut node) {
+                Some(n) => {
+                    *n.notified.get_mut() = false;
+                    n.wakeup.refresh();
+                    *n.slot.get_mut() = value;
+                    node
+                }
+                None => Waiter::new(value),
+            },
+            _ => Waiter::new(value),
+        };
         self.q.push_back(w.clone());
         w
     }
@@ -164,6 +198,7 @@ impl<T> WaitList<T> {
         f(unsafe { &mut *w.slot.get() });
         w.notified.store(true, Ordering::Release);
         w.wakeup.wake();
+        self.spare = Some(w);
         true
     }
 

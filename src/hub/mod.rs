@@ -452,6 +452,16 @@ impl Hub {
         }
     }
 
+    /// Makes `u` an unparker for the current context, keeping its
+    /// reference to the shared part if it is this hub's.
+    pub(crate) fn refresh_unparker(&self, u: &mut Unparker) {
+        if Arc::ptr_eq(&u.shared, &self.shared) {
+            u.token = self.local_unparker();
+        } else {
+            *u = self.unparker();
+        }
+    }
+
     /// The token of an [`Unparker`] for the current context, for wakers on
     /// this hub's own thread (no reference count to take).
     pub(crate) fn local_unparker(&self) -> Token {

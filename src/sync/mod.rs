@@ -43,8 +43,8 @@
 //! ```
 
 mod barrier;
-pub mod mpsc;
 mod condvar;
+pub mod mpsc;
 mod mutex;
 mod once;
 mod poison;
