@@ -456,6 +456,38 @@ where
         .unwrap_or_else(|e| panic!("failed to spawn green thread: {e}"))
 }
 
+/// Runs `f` in the current context now and returns a finished handle
+/// holding its result (eventlet's `GreenPool.spawn` from a pool thread
+/// of a full pool). A kill or timeout aimed at the current context goes
+/// on unwinding; any other panic is kept in the handle.
+pub(crate) fn run_inline<F, T>(f: F) -> GreenThread<T>
+where
+    F: FnOnce() -> T,
+{
+    let result = panic::catch_unwind(AssertUnwindSafe(f));
+    if let Err(p) = &result {
+        if p.is::<Killed>() || p.is::<crate::Elapsed>() {
+            if let Err(p) = result {
+                panic::resume_unwind(p);
+            }
+        }
+    }
+    GreenThread {
+        state: Rc::new(JoinState {
+            result: RefCell::new(Some(result)),
+            done: Cell::new(true),
+            started: Cell::new(true),
+            joiner: Cell::new(None),
+            links: RefCell::new(Vec::new()),
+        }),
+        // No slot: the handle is finished, so nothing looks it up.
+        key: u32::MAX,
+        gen: 0,
+        id: current_id().unwrap_or(0),
+        _not_send: PhantomData,
+    }
+}
+
 /// Spawns a green thread with no handle (eventlet's `spawn_n`).
 ///
 /// # Panics

@@ -6,7 +6,7 @@ use std::fmt;
 use std::rc::Rc;
 use std::sync::Mutex;
 
-use crate::greenthread::{current_id, spawn, spawn_n, GreenThread};
+use crate::greenthread::{current_id, run_inline, spawn, spawn_n, GreenThread};
 use crate::wait::{self, lock, WaitList};
 
 /// A pool that runs at most `size` green threads at once (eventlet's
@@ -135,23 +135,32 @@ impl GreenPool {
         }
     }
 
-    /// Takes a slot, waiting while the pool is full.
-    fn take_slot(&self) -> Slot {
+    /// Takes a slot, waiting while the pool is full; `None` if the caller
+    /// is one of the pool's own green threads and the pool is full, where
+    /// waiting could deadlock: the caller then runs the function itself.
+    fn take_slot(&self) -> Option<Slot> {
         let mut s = lock(&self.inner.state);
         if s.running < s.size {
             s.running += 1;
+        } else if current_id().is_some_and(|id| s.ids.contains(&id)) {
+            return None;
         } else {
             // A slot handed over stays counted in `running`.
             wait::wait(&self.inner.state, s, spawners, None, None, abandon_slot);
         }
-        Slot {
+        Some(Slot {
             pool: self.inner.clone(),
             id: None,
-        }
+        })
     }
 
     /// Spawns `f` in a green thread of the pool, first waiting for a free
     /// slot if the pool is full.
+    ///
+    /// Called from one of the pool's own green threads while the pool is
+    /// full, it runs `f` at once in the caller instead, as eventlet does (a
+    /// pool whose threads all waited for a slot would never get one), and
+    /// returns a finished handle with `f`'s result or panic.
     ///
     /// # Panics
     /// As [`green::spawn`](crate::spawn), if no stack can be made.
@@ -167,7 +176,9 @@ impl GreenPool {
         F: FnOnce() -> T + 'static,
         T: 'static,
     {
-        let mut slot = self.take_slot();
+        let Some(mut slot) = self.take_slot() else {
+            return run_inline(f);
+        };
         spawn(move || {
             slot.started();
             let v = f();
@@ -198,7 +209,12 @@ impl GreenPool {
     where
         F: FnOnce() + 'static,
     {
-        let mut slot = self.take_slot();
+        let Some(mut slot) = self.take_slot() else {
+            // As in `spawn`; a panic is reported as a green thread's would
+            // be, and goes no further.
+            drop(run_inline(f));
+            return;
+        };
         spawn_n(move || {
             slot.started();
             f();

@@ -521,3 +521,25 @@ fn pools_on_two_hubs_run_independently() {
     let here: u32 = pool.imap(|i: u32| i * 2, 0..5).sum();
     assert_eq!((here, other.join().unwrap()), (20, 15));
 }
+
+/// A pool thread that spawns into its own full pool would wait for a slot
+/// only it can free; the function runs inline instead, as in eventlet.
+#[test]
+fn spawn_from_a_pool_thread_of_a_full_pool_runs_inline() {
+    let pool = std::rc::Rc::new(green::GreenPool::new(1));
+    let p = pool.clone();
+    let outer = pool.spawn(move || {
+        let me = green::current_id();
+        let inner = p.spawn(green::current_id);
+        assert_eq!(p.running(), 1);
+        let ran_in = inner.wait();
+        let bad = p.spawn(|| -> u8 { panic!("kept in the handle") });
+        let err = bad.join().unwrap_err();
+        assert_eq!(*err.downcast_ref::<&str>().unwrap(), "kept in the handle");
+        (me, ran_in)
+    });
+    let (me, ran_in) = outer.wait();
+    assert_eq!(me, ran_in);
+    pool.waitall();
+    assert_eq!(pool.running(), 0);
+}
