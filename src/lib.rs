@@ -36,12 +36,15 @@
 #![deny(missing_docs, missing_debug_implementations, unsafe_op_in_unsafe_fn)]
 #![doc(test(attr(deny(warnings))))]
 
+mod block_on;
 mod coro;
 mod greenthread;
 pub mod hub;
 mod timeout;
+pub mod tpool;
 mod wait;
 
+pub use block_on::block_on;
 pub use coro::DEFAULT_STACK_SIZE;
 pub use greenthread::{
     current_id, sleep, sleep_until, spawn, spawn_after, spawn_n, yield_now, Builder, GreenThread,
