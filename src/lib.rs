@@ -36,6 +36,7 @@
 #![deny(missing_docs, missing_debug_implementations, unsafe_op_in_unsafe_fn)]
 #![doc(test(attr(deny(warnings))))]
 
+mod block_on;
 mod chan;
 mod coro;
 mod event;
@@ -46,8 +47,10 @@ pub mod queue;
 mod semaphore;
 pub mod sync;
 mod timeout;
+pub mod tpool;
 mod wait;
 
+pub use block_on::block_on;
 pub use coro::DEFAULT_STACK_SIZE;
 pub use event::{AlreadySent, Event};
 pub use greenthread::{
