@@ -31,7 +31,9 @@
 //! nothing is leaked. When an OS thread exits, its parked green threads are
 //! unwound the same way. This needs `panic = "unwind"` (the default): with
 //! `panic = "abort"`, a kill or an expiring `Timeout` aborts the process,
-//! and green threads still parked at thread exit are leaked, not unwound.
+//! and green threads still parked at thread exit are leaked, not unwound:
+//! their stacks stay mapped, and a wait they were in keeps its place, so a
+//! lock, permit or item later handed to one of them is lost.
 //! See `docs/architecture.md` for how the hub works.
 #![deny(missing_docs, missing_debug_implementations, unsafe_op_in_unsafe_fn)]
 #![doc(test(attr(deny(warnings))))]

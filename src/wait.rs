@@ -245,13 +245,10 @@ pub(crate) fn wait<'a, S, T>(
     deadline: Option<Instant>,
     abandon: fn(&mut S, Option<T>),
 ) -> Waited<T> {
-    let w = list(&mut guard).push(value);
-    drop(guard);
-
     /// Leaves the list (or hands back) on every exit but a notified one.
     struct Leave<'a, S, T> {
         lock: &'a Mutex<S>,
-        w: &'a Arc<Waiter<T>>,
+        w: Arc<Waiter<T>>,
         list: fn(&mut S) -> &mut WaitList<T>,
         abandon: fn(&mut S, Option<T>),
         armed: bool,
@@ -262,7 +259,7 @@ pub(crate) fn wait<'a, S, T>(
                 return;
             }
             let mut g = lock(self.lock);
-            if !(self.list)(&mut g).remove(self.w) {
+            if !(self.list)(&mut g).remove(&self.w) {
                 // SAFETY: notified, and the lock is held: nobody else
                 // touches the slot any more.
                 let v = unsafe { (*self.w.slot.get()).take() };
@@ -272,55 +269,96 @@ pub(crate) fn wait<'a, S, T>(
     }
     let mut leave = Leave {
         lock: lock_ref,
-        w: &w,
+        w: list(&mut guard).push(value),
         list,
         abandon,
         armed: true,
     };
+    drop(guard);
 
-    if block(&w, deadline) {
-        leave.armed = false;
-        // SAFETY: `notified` was seen with Acquire; the notifier is done
-        // with the slot.
-        return Waited::Notified(unsafe { (*w.slot.get()).take() });
-    }
-    // Timed out: decide under the lock whether a notification raced in.
-    leave.armed = false;
-    let mut g = lock(lock_ref);
-    let queued = list(&mut g).remove(&w);
-    drop(g);
-    // SAFETY: either removed (nobody else can reach the node) or notified
-    // (the notifier finished under the lock just taken).
-    let v = unsafe { (*w.slot.get()).take() };
-    if queued {
-        Waited::TimedOut(v)
-    } else {
-        Waited::Notified(v)
+    loop {
+        match block(&leave.w, deadline) {
+            Blocked::Notified => {
+                leave.armed = false;
+                // SAFETY: `notified` was seen with Acquire; the notifier is
+                // done with the slot.
+                return Waited::Notified(unsafe { (*leave.w.slot.get()).take() });
+            }
+            Blocked::TimedOut => {
+                // Decide under the lock whether a notification raced in.
+                leave.armed = false;
+                let mut g = lock(lock_ref);
+                let queued = list(&mut g).remove(&leave.w);
+                drop(g);
+                // SAFETY: either removed (nobody else can reach the node)
+                // or notified (the notifier finished under the lock just
+                // taken).
+                let v = unsafe { (*leave.w.slot.get()).take() };
+                return if queued {
+                    Waited::TimedOut(v)
+                } else {
+                    Waited::Notified(v)
+                };
+            }
+            Blocked::HubClosing => {
+                // The OS thread is exiting and this context is being unwound
+                // (a destructor waits): the hub can no longer park it, so
+                // the wait goes on blocking the OS thread instead.
+                let mut g = lock(lock_ref);
+                if list(&mut g).remove(&leave.w) {
+                    // SAFETY: removed under the lock: nobody else reaches
+                    // the node.
+                    let v = unsafe { (*leave.w.slot.get()).take() };
+                    let w = Arc::new(Waiter {
+                        notified: AtomicBool::new(false),
+                        wakeup: Wakeup::Thread(std::thread::current()),
+                        slot: UnsafeCell::new(v),
+                    });
+                    list(&mut g).q.push_back(w.clone());
+                    leave.w = w;
+                }
+                // Else it was notified meanwhile: the next `block` sees it.
+            }
+        }
     }
 }
 
-/// Parks until `w` is notified or `deadline` passes; returns whether it was
-/// notified. Kills and timeouts unwind from here.
-fn block<T>(w: &Waiter<T>, deadline: Option<Instant>) -> bool {
+/// How [`block`] ended.
+enum Blocked {
+    Notified,
+    TimedOut,
+    /// The hub is tearing down while the context unwinds: it cannot park.
+    HubClosing,
+}
+
+/// Parks until `w` is notified or `deadline` passes. Kills and timeouts
+/// unwind from here.
+fn block<T>(w: &Waiter<T>, deadline: Option<Instant>) -> Blocked {
     loop {
         if w.notified.load(Ordering::Acquire) {
-            return true;
+            return Blocked::Notified;
         }
         match &w.wakeup {
             Wakeup::Hub(_) => match hub::park(deadline) {
                 Wake::Woken => {}
-                // Deadline passed, or the hub is closing while this context
-                // is already unwinding: stop waiting either way.
-                _ => return w.notified.load(Ordering::Acquire),
+                Wake::Closed if !w.notified.load(Ordering::Acquire) => return Blocked::HubClosing,
+                _ => {
+                    if !w.notified.load(Ordering::Acquire) {
+                        return Blocked::TimedOut;
+                    }
+                }
             },
             Wakeup::Thread(_) => match deadline {
                 None => std::thread::park(),
                 Some(d) => {
                     let now = Instant::now();
                     if now >= d {
-                        return w.notified.load(Ordering::Acquire);
+                        if !w.notified.load(Ordering::Acquire) {
+                            return Blocked::TimedOut;
+                        }
+                    } else {
+                        std::thread::park_timeout(d - now);
                     }
-                    std::thread::park_timeout(d - now);
                 }
             },
         }

@@ -350,3 +350,73 @@ fn wait_reports_a_mutex_poisoned_meanwhile() {
         "the wait returned Ok from a poisoned mutex"
     );
 }
+
+/// A waiter woken by notify_one and killed while it re-takes the mutex
+/// loses the notification: the other waiter is never woken.
+#[test]
+fn condvar_notification_passed_on_when_killed_during_relock() {
+    use green::sync::{Condvar, Mutex};
+    use std::rc::Rc;
+    let pair = Rc::new((Mutex::new(0u32), Condvar::new()));
+    let consumer = |pair: Rc<(Mutex<u32>, Condvar)>| {
+        move || {
+            let (l, c) = &*pair;
+            let mut g = c.wait_while(l.lock().unwrap(), |n| *n == 0).unwrap();
+            *g -= 1;
+        }
+    };
+    let c1 = green::spawn(consumer(pair.clone()));
+    let c2 = green::spawn(consumer(pair.clone()));
+    green::yield_now(); // both wait on the condvar, c1 first
+    let (l, c) = &*pair;
+    let mut g = l.lock().unwrap();
+    *g = 1;
+    c.notify_one(); // c1 is notified
+    green::yield_now(); // c1 leaves the condvar and parks on the mutex
+    c1.kill();
+    green::yield_now(); // c1 unwinds
+    drop(g);
+    // c2 must now see the item.
+    let r = green::with_timeout(Duration::from_secs(2), || c2.wait());
+    assert!(
+        r.is_ok(),
+        "notification lost: c2 still waits with the item available"
+    );
+    let _ = c1.join();
+}
+
+/// Same with a Timeout firing during the re-lock.
+#[test]
+fn condvar_notification_passed_on_when_timed_out_during_relock() {
+    use green::sync::{Condvar, Mutex};
+    use std::rc::Rc;
+    let pair = Rc::new((Mutex::new(0u32), Condvar::new()));
+    let p1 = pair.clone();
+    let c1 = green::spawn(move || {
+        let (l, c) = &*p1;
+        green::with_timeout(Duration::from_millis(50), || {
+            let mut g = c.wait_while(l.lock().unwrap(), |n| *n == 0).unwrap();
+            *g -= 1;
+        })
+    });
+    let p2 = pair.clone();
+    let c2 = green::spawn(move || {
+        let (l, c) = &*p2;
+        let mut g = c.wait_while(l.lock().unwrap(), |n| *n == 0).unwrap();
+        *g -= 1;
+    });
+    green::yield_now(); // both wait, c1 first
+    let (l, c) = &*pair;
+    let mut g = l.lock().unwrap();
+    *g = 1;
+    c.notify_one(); // c1 is notified, then blocks on the mutex
+                    // Hold the mutex until c1's timeout has fired.
+    green::sleep(Duration::from_millis(100));
+    drop(g);
+    assert!(c1.wait().is_err(), "c1 timed out");
+    let r = green::with_timeout(Duration::from_secs(2), || c2.wait());
+    assert!(
+        r.is_ok(),
+        "notification lost: c2 still waits with the item available"
+    );
+}

@@ -442,3 +442,39 @@ fn uncontended_lock_from_a_thread_without_a_hub() {
     .unwrap();
     assert!(done.load(Ordering::SeqCst));
 }
+
+/// Regression: after a Timeout caught with plain `catch_unwind`, a real
+/// panic while holding a lock did not poison it (the context still counted
+/// as unwinding from a cancellation).
+#[test]
+fn real_panic_after_caught_timeout_poisons_mutex() {
+    let m = green::sync::Mutex::new(0);
+    let t = green::Timeout::new(Duration::from_millis(1));
+    let r = std::panic::catch_unwind(|| green::sleep(Duration::from_secs(5)));
+    assert!(t.is_mine(&*r.unwrap_err()));
+    drop(t);
+    let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let _g = m.lock().unwrap();
+        panic!("real bug while holding the lock");
+    }));
+    assert!(m.is_poisoned(), "a real panic must poison");
+}
+
+/// Same, in a green thread that catches its own kill.
+#[test]
+fn real_panic_after_caught_kill_poisons_mutex() {
+    let m = Arc::new(green::sync::Mutex::new(0));
+    let m2 = m.clone();
+    let gt = green::spawn(move || {
+        let r = std::panic::catch_unwind(|| green::sleep(Duration::from_secs(5)));
+        assert!(r.unwrap_err().is::<green::Killed>());
+        let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let _g = m2.lock().unwrap();
+            panic!("real bug while holding the lock");
+        }));
+    });
+    green::yield_now();
+    gt.kill();
+    let _ = gt.join();
+    assert!(m.is_poisoned(), "a real panic must poison");
+}

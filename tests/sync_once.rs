@@ -450,3 +450,20 @@ fn lazylock_and_once_debug_like_std() {
     std::sync::Once::new().call_once_force(|s| *std_state.borrow_mut() = format!("{s:?}"));
     assert_eq!(*state.borrow(), *std_state.borrow());
 }
+
+/// Regression: as for the mutex, a real panic in an initializer after a
+/// caught Timeout reset the `Once` instead of poisoning it.
+#[test]
+fn real_panic_after_caught_timeout_poisons_once() {
+    let once = green::sync::Once::new();
+    let t = green::Timeout::new(Duration::from_millis(1));
+    let r = std::panic::catch_unwind(|| green::sleep(Duration::from_secs(5)));
+    assert!(t.is_mine(&*r.unwrap_err()));
+    drop(t);
+    let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        once.call_once(|| panic!("real bug in initializer"));
+    }));
+    // A panicking initializer must poison: call_once must now panic.
+    let again = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| once.call_once(|| {})));
+    assert!(again.is_err(), "Once was not poisoned by a real panic");
+}

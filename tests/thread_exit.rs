@@ -157,3 +157,61 @@ fn exit_from_green_thread_exits_cleanly() -> std::io::Result<()> {
     assert_eq!(out.status.code(), Some(7), "{:?}", out);
     Ok(())
 }
+
+/// Runs `wait` in the destructor of a green thread that is unwound when its
+/// OS thread exits, while `main` holds what it waits for; `main` lets go
+/// once the destructor has started.
+fn destructor_waits_at_exit<F: FnOnce() + Send + 'static>(wait: F, let_go: impl FnOnce()) {
+    struct OnDrop<F: FnOnce()>(Option<F>, Arc<AtomicUsize>);
+    impl<F: FnOnce()> Drop for OnDrop<F> {
+        fn drop(&mut self) {
+            self.1.store(1, Ordering::SeqCst);
+            (self.0.take().expect("runs once"))();
+            self.1.store(2, Ordering::SeqCst);
+        }
+    }
+    let stage = Arc::new(AtomicUsize::new(0));
+    let st = stage.clone();
+    let t = std::thread::spawn(move || {
+        green::spawn(move || {
+            let _d = OnDrop(Some(wait), st);
+            green::sleep(Duration::from_secs(3600));
+        });
+        green::yield_now(); // it parks in its sleep; the thread then exits
+    });
+    while stage.load(Ordering::SeqCst) == 0 {
+        std::thread::yield_now();
+    }
+    let_go();
+    t.join()
+        .expect("the exiting thread finishes its destructor");
+    assert_eq!(stage.load(Ordering::SeqCst), 2);
+}
+
+/// Regression: a destructor run at thread exit that acquired a contended
+/// semaphore got a guard without a permit, and its drop minted one.
+#[test]
+fn semaphore_acquired_in_a_destructor_at_exit_is_a_real_permit() {
+    let sem = green::Semaphore::new(1);
+    let held = sem.acquire();
+    let s = sem.clone();
+    destructor_waits_at_exit(
+        move || {
+            let _permit = s.acquire();
+        },
+        move || drop(held),
+    );
+    assert_eq!(sem.count(), 1);
+}
+
+/// Regression: a destructor run at thread exit that locked a contended
+/// `green::sync::Mutex` aborted the process (a panic during the unwind).
+#[test]
+fn mutex_locked_in_a_destructor_at_exit_waits_for_its_holder() {
+    let m = Arc::new(green::sync::Mutex::new(0));
+    let held = m.lock().unwrap();
+    let m2 = m.clone();
+    destructor_waits_at_exit(move || *m2.lock().unwrap() += 1, move || drop(held));
+    assert_eq!(*m.lock().unwrap(), 1);
+    assert!(!m.is_poisoned());
+}

@@ -55,7 +55,7 @@ pub(crate) mod timer;
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 use std::fmt;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -581,7 +581,7 @@ impl Hub {
             // from inside a destructor would abort the process.
             let unwinding = std::thread::panicking();
             if !unwinding {
-                slot.cancel_unwind = false;
+                set_cancel_unwind(slot, false);
                 if let Some(c) = take_pending(&self.pending_count, slot) {
                     return Wake::Cancel(c);
                 }
@@ -890,7 +890,7 @@ impl Hub {
             slot.gen = slot.gen.wrapping_add(1);
             take_pending(&self.pending_count, slot);
             slot.notified = false;
-            slot.cancel_unwind = false;
+            set_cancel_unwind(slot, false);
             let timer = slot.timer.take();
             let (coro, seat) = match slot.green.as_mut() {
                 Some(g) => (g.coro.take(), g.seat.take()),
@@ -1078,6 +1078,8 @@ impl Hub {
     /// that are parked, so their destructors run).
     fn teardown(&self) {
         self.closing.set(true);
+        #[cfg(panic = "abort")]
+        let mut leaked = false;
         loop {
             let next = {
                 let mut slots = self.slots.borrow_mut();
@@ -1088,7 +1090,7 @@ impl Hub {
                 found.map(|(k, s)| {
                     s.state = State::Running;
                     // Unwound like a kill: what it holds is not poisoned.
-                    s.cancel_unwind = true;
+                    set_cancel_unwind(s, true);
                     let g = s.green.as_ref().expect("checked above");
                     (k as u32, g.seat.is_some() && g.coro.is_some())
                 })
@@ -1113,7 +1115,10 @@ impl Hub {
             #[cfg(not(panic = "abort"))]
             drop(green.coro.take());
             #[cfg(panic = "abort")]
-            std::mem::forget(green.coro.take());
+            if let Some(c) = green.coro.take() {
+                std::mem::forget(c);
+                leaked = true;
+            }
             coro::set_running(None);
             if let Some(seat) = &green.seat {
                 let mut arenas = self.arenas.borrow_mut();
@@ -1124,6 +1129,14 @@ impl Hub {
             self.green_count.set(self.green_count.get() - 1);
         }
         self.current.set(ROOT);
+        // A leaked coroutine's stack may sit in a pooled chunk or an arena,
+        // and may still be written (a tpool job borrowing from it): leave
+        // all green stack memory mapped.
+        #[cfg(panic = "abort")]
+        if leaked {
+            std::mem::forget(std::mem::take(&mut *self.stacks.borrow_mut()));
+            std::mem::forget(std::mem::take(&mut *self.arenas.borrow_mut()));
+        }
         if let Some(a) = self.altstack.take() {
             coro::free_altstack(a);
         }
@@ -1164,7 +1177,7 @@ pub(crate) fn deliver(c: Cancel) -> ! {
     if let Some(h) = try_hub() {
         let key = h.current.get();
         if key != HUB_CTX {
-            h.slots.borrow_mut()[key as usize].cancel_unwind = true;
+            set_cancel_unwind(&mut h.slots.borrow_mut()[key as usize], true);
         }
     }
     match c {
@@ -1197,12 +1210,38 @@ pub(crate) fn unwinding_from_cancel() -> bool {
     key != HUB_CTX && h.slots.borrow()[key as usize].cancel_unwind
 }
 
+/// How many contexts, on all hubs, have their `cancel_unwind` flag set:
+/// while none has, [`note_not_unwinding`] costs one load.
+static CANCEL_UNWINDS: AtomicUsize = AtomicUsize::new(0);
+
+/// Sets a slot's `cancel_unwind` flag, keeping [`CANCEL_UNWINDS`] in step.
+fn set_cancel_unwind(slot: &mut Slot, v: bool) {
+    if slot.cancel_unwind != v {
+        slot.cancel_unwind = v;
+        if v {
+            CANCEL_UNWINDS.fetch_add(1, Ordering::Relaxed);
+        } else {
+            CANCEL_UNWINDS.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+}
+
+/// Called where a context takes a lock or starts an initializer: if it is
+/// not unwinding, a cancellation unwind it went through earlier was caught
+/// (by `catch_unwind`), so a later real panic must poison again.
+#[inline]
+pub(crate) fn note_not_unwinding() {
+    if CANCEL_UNWINDS.load(Ordering::Relaxed) != 0 && !std::thread::panicking() {
+        end_cancel_unwind();
+    }
+}
+
 /// Marks the current context's cancellation unwind as caught.
 pub(crate) fn end_cancel_unwind() {
     if let Some(h) = try_hub() {
         let key = h.current.get();
         if key != HUB_CTX {
-            h.slots.borrow_mut()[key as usize].cancel_unwind = false;
+            set_cancel_unwind(&mut h.slots.borrow_mut()[key as usize], false);
         }
     }
 }

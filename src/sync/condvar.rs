@@ -122,7 +122,19 @@ impl Condvar {
             Waited::TimedOut(_) if deadline.is_some() => true,
             Waited::TimedOut(_) => cannot_wait("green::sync::Condvar::wait"),
         };
+        // A notified waiter unwound (kill, timeout) while it re-takes the
+        // mutex passes its notification on, as it does while in the list.
+        struct PassOn<'c>(Option<&'c Condvar>);
+        impl Drop for PassOn<'_> {
+            fn drop(&mut self) {
+                if let Some(c) = self.0 {
+                    c.notify_one();
+                }
+            }
+        }
+        let pass = PassOn((!timed_out).then_some(self));
         mutex.raw().lock();
+        std::mem::forget(pass);
         // SAFETY: the lock was just re-acquired.
         let guard = unsafe { MutexGuard::from_parts(mutex, poison) };
         if mutex.poison_flag().get() {

@@ -58,10 +58,9 @@ pub use mutex::{Mutex, MutexGuard};
 pub use once::{LazyLock, Once, OnceLock, OnceState};
 pub use rwlock::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 
-/// What a wait without a deadline does when the hub cannot park the current
-/// context any more: its OS thread is exiting, and a destructor of a green
-/// thread being unwound tried to wait.
+/// A wait without a deadline ended without being served, which the wait
+/// core rules out (at thread exit it blocks the OS thread instead).
 #[cold]
 fn cannot_wait(what: &str) -> ! {
-    panic!("{what}: cannot wait while this OS thread exits and its hub unwinds its green threads")
+    unreachable!("{what}: a wait without a deadline returned unserved")
 }

@@ -311,6 +311,7 @@ impl Once {
                 state => {
                     self.state.store(RUNNING, Ordering::Relaxed);
                     drop(w);
+                    crate::hub::note_not_unwinding();
                     let running = Running { once: self };
                     f(&OnceState {
                         poisoned: state == POISONED,

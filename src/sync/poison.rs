@@ -25,6 +25,7 @@ impl Flag {
 
     /// `Ok(guard)` or, if poisoned, the same guard as the error.
     pub(crate) fn guard(&self) -> LockResult<Guard> {
+        crate::hub::note_not_unwinding();
         let g = Guard {
             panicking: thread::panicking(),
         };
