@@ -25,7 +25,9 @@
 //! thread killed (or hit by a [`Timeout`](crate::Timeout)) while it waits
 //! leaves the queue as if it had never waited: an item it had already been
 //! handed goes to the next getter, or back to the head of the queue. A
-//! putter killed before its item was taken takes the item down with it.
+//! putter killed before its item was taken takes the item down with it; one
+//! killed after it was taken (a rendezvous or a full queue), but before it
+//! ran again, unwinds although its item was delivered.
 //!
 //! # Examples
 //! ```

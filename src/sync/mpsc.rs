@@ -19,8 +19,12 @@
 //! are dropped.
 //!
 //! The channel shares its core with [`green::queue`](crate::queue); a green
-//! thread killed while it waits in `recv` or `send` leaves the channel as
-//! if it had never waited (see there).
+//! thread killed while it waits in `recv` leaves the channel as if it had
+//! never waited: a message it had already been handed goes to the next
+//! receive. A sender killed while it waits in `send` takes its message down
+//! with it if the message was not taken yet; if it was, the message is
+//! delivered although the kill (or [`Timeout`](crate::Timeout)) unwinds
+//! the sender, as an `Ok` from `send` never meant it was received.
 //!
 //! # Examples
 //! ```
