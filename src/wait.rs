@@ -161,21 +161,17 @@ impl<T> WaitList<T> {
     }
 
     /// Appends a node for the current context, carrying `value`.
-    fn push(&mut self, value: Option<T>) -> Arc<Waiter<T>> {
-        let w = match self.spare.take() {
-            // Reusable only once nobody else holds it (its last waiter has
-            // returned from `wait`).
-            Some(mut node) if Arc::strong_count(&node) == 1 => match Arc::get_mut(&mut node) {
-                Some(n) => {
-                    *n.notified.get_mut() = false;
-                    n.wakeup.refresh();
-                    *n.slot.get_mut() = value;
-                    node
-                }
-                None => Waiter::new(value),
-            },
-            _ => Waiter::new(value),
-        };
+    fn push(&mut self, mut value: Option<T>) -> Arc<Waiter<T>> {
+        // The spare is reusable only once nobody else holds it (its last
+        // waiter has returned from `wait`).
+        let reused = self.spare.take().and_then(|mut node| {
+            let n = Arc::get_mut(&mut node)?;
+            *n.notified.get_mut() = false;
+            n.wakeup.refresh();
+            *n.slot.get_mut() = value.take();
+            Some(node)
+        });
+        let w = reused.unwrap_or_else(|| Waiter::new(value));
         self.q.push_back(w.clone());
         w
     }

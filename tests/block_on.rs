@@ -154,7 +154,7 @@ fn green_thread_is_woken_from_another_os_thread_while_others_run() {
     let waiter = green::spawn(move || green::block_on(rx));
     let worker = green::spawn(move || {
         for i in 0..3 {
-            green::sleep(Duration::from_millis(1));
+            green::yield_now();
             progress_tx.send(i).unwrap();
         }
     });
@@ -226,7 +226,7 @@ fn green_thread_awaits_a_future_completed_by_another_green_thread() {
 fn root_awaits_a_future_completed_by_a_green_thread() {
     let (tx, rx) = oneshot();
     let completer = green::spawn(move || {
-        green::sleep(Duration::from_millis(1));
+        green::yield_now();
         tx.send(9);
     });
     assert_eq!(green::block_on(rx), 9);
@@ -266,7 +266,7 @@ fn block_on_inside_an_async_block_on_a_green_thread() {
     // `block_on` parks the same green thread.
     let (tx, rx) = oneshot();
     let completer = green::spawn(move || {
-        green::sleep(Duration::from_millis(1));
+        green::yield_now();
         tx.send(3);
     });
     let outer = green::spawn(move || green::block_on(async move { green::block_on(rx) * 2 }));

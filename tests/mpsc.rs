@@ -12,7 +12,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc as std_mpsc;
 use std::sync::Arc;
 use std::thread;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
+
+use common::{stress_seed, Rng};
 
 use green::sync::mpsc::{
     channel, sync_channel, Receiver, RecvError, RecvTimeoutError, SendError, Sender, SyncSender,
@@ -458,42 +460,6 @@ fn debug_hides_messages_like_std() {
         format!("{:?}", rx.try_iter()),
         "TryIter { rx: Receiver { .. } }"
     );
-}
-
-/// xorshift64: a tiny reproducible PRNG for the stress test.
-struct Rng(u64);
-
-impl Rng {
-    fn new(seed: u64) -> Rng {
-        Rng(seed.max(1))
-    }
-
-    fn next(&mut self) -> u64 {
-        let mut x = self.0;
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        self.0 = x;
-        x
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
-
-/// The seed: `GREEN_STRESS_SEED` if set (to replay a failure), else the clock.
-fn stress_seed() -> u64 {
-    let seed = std::env::var("GREEN_STRESS_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| {
-            SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map_or(1, |d| d.as_nanos() as u64)
-        });
-    println!("stress seed {seed}: replay with GREEN_STRESS_SEED={seed}");
-    seed
 }
 
 const PRODUCERS: u32 = 6;

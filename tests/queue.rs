@@ -4,12 +4,16 @@
 //! waiter that is killed or timed out leaves the queue without losing an
 //! item. Ends with a seeded randomised stress test.
 
+mod common;
+
 use std::cell::Cell;
 use std::collections::HashMap;
 use std::rc::Rc;
 use std::sync::mpsc as std_mpsc;
 use std::thread;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
+
+use common::{stress_seed, Rng};
 
 use green::queue::{Empty, Full, LifoQueue, LightQueue, PriorityQueue, Queue};
 
@@ -629,7 +633,7 @@ fn root_blocked_in_get_runs_green_threads() {
     let q = Queue::unbounded();
     let q2 = q.clone();
     green::spawn(move || {
-        green::sleep(Duration::from_millis(1));
+        green::yield_now();
         q2.put("late");
     });
     assert_eq!(q.get(), "late");
@@ -645,42 +649,6 @@ fn full_error_hides_item_in_debug_and_reports_in_display() {
     fn assert_error<E: std::error::Error + Send + Sync + 'static>() {}
     assert_error::<Full<u32>>();
     assert_error::<Empty>();
-}
-
-/// xorshift64: a tiny reproducible PRNG for the stress test.
-struct Rng(u64);
-
-impl Rng {
-    fn new(seed: u64) -> Rng {
-        Rng(seed.max(1))
-    }
-
-    fn next(&mut self) -> u64 {
-        let mut x = self.0;
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        self.0 = x;
-        x
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
-
-/// The seed: `GREEN_STRESS_SEED` if set (to replay a failure), else the clock.
-fn stress_seed() -> u64 {
-    let seed = std::env::var("GREEN_STRESS_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| {
-            SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map_or(1, |d| d.as_nanos() as u64)
-        });
-    println!("stress seed {seed}: replay with GREEN_STRESS_SEED={seed}");
-    seed
 }
 
 type Msg = Option<(u32, u32)>;

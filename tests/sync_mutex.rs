@@ -158,16 +158,14 @@ fn green_threads_on_two_hubs_share_a_mutex() {
 fn green_holder_on_one_hub_wakes_green_waiter_on_another() {
     let m = Arc::new(Mutex::new(0));
     let (locked_tx, locked_rx) = mpsc::channel();
-    let (release_tx, release_rx) = mpsc::channel::<()>();
+    let (release_tx, release_rx) = green::sync::mpsc::channel::<()>();
     let m2 = m.clone();
     let holder_thread = std::thread::spawn(move || {
         let gt = green::spawn(move || {
             let mut g = m2.lock().unwrap();
             locked_tx.send(()).unwrap();
             // Wait, green, until the other hub's waiter is queued.
-            while release_rx.try_recv().is_err() {
-                green::sleep(Duration::from_millis(1));
-            }
+            release_rx.recv().unwrap();
             *g = 7;
         });
         join_within(gt);

@@ -153,22 +153,16 @@ fn timed_out_initializer_does_not_poison_once() {
 #[test]
 fn killed_waiter_does_not_disturb_the_initializer() {
     let once = Rc::new(Once::new());
-    let (go, o) = (Rc::new(Cell::new(false)), once.clone());
+    let (go, o) = (green::Event::new(), once.clone());
     let g = go.clone();
-    let initializer = green::spawn(move || {
-        o.call_once(|| {
-            while !g.get() {
-                green::yield_now();
-            }
-        })
-    });
+    let initializer = green::spawn(move || o.call_once(|| g.wait()));
     green::yield_now(); // it starts initializing
     let o = once.clone();
     let waiter = green::spawn(move || o.call_once(|| unreachable!("being initialized")));
     green::yield_now(); // it parks
     waiter.kill();
     assert!(waiter.join().unwrap_err().is::<green::Killed>());
-    go.set(true);
+    go.send(()).unwrap();
     join_within(initializer);
     assert!(once.is_completed());
 }
@@ -176,16 +170,11 @@ fn killed_waiter_does_not_disturb_the_initializer() {
 #[test]
 fn once_waiters_on_another_hub_and_a_plain_os_thread_wait_for_a_green_initializer() {
     let once = Arc::new(Once::new());
-    let (go, done) = (
-        Arc::new(AtomicBool::new(false)),
-        Arc::new(AtomicBool::new(false)),
-    );
+    let (go, done) = (green::Event::new(), Arc::new(AtomicBool::new(false)));
     let (o, g, d) = (once.clone(), go.clone(), done.clone());
     let initializer = green::spawn(move || {
         o.call_once(|| {
-            while !g.load(Ordering::SeqCst) {
-                green::sleep(Duration::from_millis(1));
-            }
+            g.wait();
             d.store(true, Ordering::SeqCst);
         })
     });
@@ -211,7 +200,7 @@ fn once_waiters_on_another_hub_and_a_plain_os_thread_wait_for_a_green_initialize
     let (t1, t2) = (tid_rx.recv().unwrap(), tid_rx.recv().unwrap());
     common::wait_until_sleeping(t1);
     common::wait_until_sleeping(t2);
-    go.store(true, Ordering::SeqCst);
+    go.send(()).unwrap();
     join_within(initializer);
     plain.join().unwrap();
     other_hub.join().unwrap();

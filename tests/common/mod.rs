@@ -76,3 +76,39 @@ pub fn wait_until_sleeping(tid: libc::pid_t) {
         std::thread::yield_now();
     }
 }
+
+/// xorshift64: a tiny reproducible PRNG for the stress tests.
+pub struct Rng(u64);
+
+impl Rng {
+    pub fn new(seed: u64) -> Rng {
+        Rng(seed.max(1))
+    }
+
+    pub fn next(&mut self) -> u64 {
+        let mut x = self.0;
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        self.0 = x;
+        x
+    }
+
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
+
+/// The seed: `GREEN_STRESS_SEED` if set (to replay a failure), else the clock.
+pub fn stress_seed() -> u64 {
+    let seed = std::env::var("GREEN_STRESS_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(1, |d| d.as_nanos() as u64)
+        });
+    println!("stress seed {seed}: replay with GREEN_STRESS_SEED={seed}");
+    seed
+}
