@@ -12,6 +12,8 @@
 use std::collections::VecDeque;
 use std::io;
 use std::os::fd::RawFd;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use super::{hub, Hub, Token, Wake};
@@ -25,10 +27,59 @@ pub enum Interest {
     Write,
 }
 
+/// Process-wide close counts per fd number, so that a hub notices when an
+/// fd it registered was closed elsewhere (on another OS thread, whose hub
+/// [`notify_close`] told) and the number now names another file.
+///
+/// Two levels of lazily allocated chunks: reading a generation is one or two
+/// loads and never locks.
+struct FdGenerations {
+    chunks: [OnceLock<Box<[AtomicU32]>>; GEN_CHUNKS],
+}
+
+const GEN_CHUNK: usize = 4096;
+const GEN_CHUNKS: usize = 1024;
+
+static FD_GENERATIONS: FdGenerations = FdGenerations {
+    chunks: [const { OnceLock::new() }; GEN_CHUNKS],
+};
+
+impl FdGenerations {
+    /// The slot of `fd`; `None` past the table (4M fds), whose fds are not
+    /// tracked.
+    fn slot(&self, fd: RawFd, create: bool) -> Option<&AtomicU32> {
+        let i = usize::try_from(fd).ok()?;
+        let chunk = self.chunks.get(i / GEN_CHUNK)?;
+        let c = if create {
+            chunk.get_or_init(|| (0..GEN_CHUNK).map(|_| AtomicU32::new(0)).collect())
+        } else {
+            chunk.get()?
+        };
+        Some(&c[i % GEN_CHUNK])
+    }
+
+    fn get(&self, fd: RawFd) -> u32 {
+        self.slot(fd, false)
+            .map_or(0, |g| g.load(Ordering::Acquire))
+    }
+
+    fn bump(&self, fd: RawFd) {
+        if let Some(g) = self.slot(fd, true) {
+            g.fetch_add(1, Ordering::AcqRel);
+        }
+    }
+}
+
 #[derive(Debug, Default)]
 struct FdEntry {
+    /// The fd's close count when it was registered: a different count
+    /// means the number was closed and reused since.
+    gen: u32,
     readable: bool,
     writable: bool,
+    /// A hang-up or error was seen: readiness is final, so a cleared bit
+    /// must not be trusted.
+    hangup: bool,
     readers: VecDeque<Token>,
     writers: VecDeque<Token>,
 }
@@ -95,9 +146,22 @@ impl Hub {
                 format!("cannot wait on fd {fd}: not a file descriptor"),
             ));
         }
+        let gen = FD_GENERATIONS.get(fd);
         let mut io = self.io.borrow_mut();
-        if io.get(fd).is_some() {
-            return Ok(false);
+        let stale = match io.get(fd) {
+            Some(e) if e.gen == gen => return Ok(false),
+            Some(_) => true,
+            None => false,
+        };
+        if stale {
+            // The number was closed on another thread and now names another
+            // file: forget the old entry and wake whoever still waited on it.
+            let old = io.entries[fd as usize].take().expect("entry seen above");
+            io.registered -= 1;
+            io.waiters -= old.readers.len() + old.writers.len();
+            for t in old.readers.into_iter().chain(old.writers) {
+                self.wake(t, Wake::Closed);
+            }
         }
         match self.shared.poller.register(fd, false) {
             Ok(()) => {}
@@ -121,13 +185,16 @@ impl Hub {
         if io.entries.len() <= i {
             io.entries.resize_with(i + 1, || None);
         }
-        io.entries[i] = Some(FdEntry::default());
+        io.entries[i] = Some(FdEntry {
+            gen,
+            ..FdEntry::default()
+        });
         io.registered += 1;
         Ok(true)
     }
 
     /// Handles one poller event: caches readiness and wakes the waiters.
-    pub(super) fn dispatch_fd(&self, fd: RawFd, readable: bool, writable: bool) {
+    pub(super) fn dispatch_fd(&self, fd: RawFd, readable: bool, writable: bool, hangup: bool) {
         let mut io = self.io.borrow_mut();
         let FdTable {
             entries, waiters, ..
@@ -135,6 +202,7 @@ impl Hub {
         let Some(Some(e)) = entries.get_mut(fd as usize) else {
             return;
         };
+        e.hangup |= hangup;
         // Waking touches the slots and the run queue, never the fd table.
         if readable {
             e.readable = true;
@@ -268,21 +336,76 @@ pub fn wait_io<T, F>(
     fd: RawFd,
     interest: Interest,
     timeout: Option<Duration>,
-    mut op: F,
+    op: F,
 ) -> io::Result<T>
 where
     F: FnMut() -> io::Result<T>,
 {
+    io_loop(fd, interest, timeout, op, |_| false)
+}
+
+/// [`wait_io`] that also learns from each success: when `drained` says the
+/// result emptied the fd for `interest` (a read shorter than its buffer),
+/// the hub's cached readiness is cleared, and the next operation on the fd
+/// parks until the next edge without first trying a syscall that would
+/// fail with `EAGAIN`. That saves one syscall per message on a busy socket.
+///
+/// Safe because edges are dispatched only by the hub loop, which cannot run
+/// between the operation and the clearing: any data that arrives after the
+/// operation raises a new edge. A hang-up or error seen on the fd disables
+/// the shortcut (no later edge would repeat it).
+pub(crate) fn io_loop<T, F, D>(
+    fd: RawFd,
+    interest: Interest,
+    timeout: Option<Duration>,
+    mut op: F,
+    drained: D,
+) -> io::Result<T>
+where
+    F: FnMut() -> io::Result<T>,
+    D: Fn(&T) -> bool,
+{
+    let hub = hub();
     let mut deadline = None;
+    let mut try_first = !hub.known_unready(fd, interest);
     loop {
-        match op() {
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-            other => return other,
+        if try_first {
+            match op() {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Ok(v) => {
+                    if drained(&v) {
+                        hub.clear_ready(fd, interest);
+                    }
+                    return Ok(v);
+                }
+                Err(e) => return Err(e),
+            }
         }
+        try_first = true;
         if deadline.is_none() {
             deadline = timeout.and_then(|t| Instant::now().checked_add(t));
         }
         wait_ready(fd, interest, deadline)?;
+    }
+}
+
+impl Hub {
+    /// Whether the hub knows `fd` has nothing for `interest` since its last
+    /// readiness edge (and no hang-up was seen).
+    fn known_unready(&self, fd: RawFd, interest: Interest) -> bool {
+        let gen = FD_GENERATIONS.get(fd);
+        let mut io = self.io.borrow_mut();
+        match io.get(fd) {
+            Some(e) => e.gen == gen && !e.hangup && !*e.ready(interest),
+            None => false,
+        }
+    }
+
+    fn clear_ready(&self, fd: RawFd, interest: Interest) {
+        let mut io = self.io.borrow_mut();
+        if let Some(e) = io.get(fd) {
+            *e.ready(interest) = false;
+        }
     }
 }
 
@@ -384,6 +507,9 @@ pub fn trampoline(fd: RawFd, interest: Interest, timeout: Option<Duration>) -> i
 /// # Ok::<(), std::io::Error>(())
 /// ```
 pub fn notify_close(fd: RawFd) {
+    // Other hubs that registered the number see the new count and drop their
+    // entry before they use the number again.
+    FD_GENERATIONS.bump(fd);
     let Some(hub) = super::try_hub() else { return };
     let entry = {
         let mut io = hub.io.borrow_mut();

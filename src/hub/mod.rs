@@ -62,6 +62,7 @@ use std::time::{Duration, Instant};
 use crate::coro::{self, Arena, Coro, GreenStack, RunningInfo, StackPool, Yielder};
 use timer::{Action, TimerId, Timers};
 
+pub(crate) use io::io_loop;
 pub(crate) use io::FdTable;
 pub use io::{notify_close, trampoline, wait_io, Interest};
 
@@ -1070,7 +1071,7 @@ impl Hub {
             panic!("green: the hub's poller failed: {e}");
         }
         for ev in out.iter() {
-            self.dispatch_fd(ev.fd, ev.readable, ev.writable);
+            self.dispatch_fd(ev.fd, ev.readable, ev.writable, ev.hangup);
         }
     }
 

@@ -20,6 +20,9 @@ pub(crate) struct Event {
     pub(crate) fd: RawFd,
     pub(crate) readable: bool,
     pub(crate) writable: bool,
+    /// Hang-up, peer shutdown or error: readiness that no later edge
+    /// repeats, so the hub must stop trusting a cleared readiness bit.
+    pub(crate) hangup: bool,
 }
 
 /// An epoll instance with an eventfd to interrupt its wait.
@@ -138,6 +141,7 @@ impl Poller {
                 fd: key as RawFd,
                 readable: bits & (readable | both) as u32 != 0,
                 writable: bits & (writable | both) as u32 != 0,
+                hangup: bits & (libc::EPOLLRDHUP | both) as u32 != 0,
             });
         }
         Ok(())
