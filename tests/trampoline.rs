@@ -374,3 +374,39 @@ fn root_yield_loop_lets_fd_waiter_wake() -> io::Result<()> {
     notify_close(fd);
     Ok(())
 }
+
+/// Regression: an fd number registered by one hub, then closed and reused
+/// on another OS thread (which told its own hub), must be watched again by
+/// the first hub instead of being taken for the old, forgotten file.
+#[test]
+fn fd_number_reused_on_another_thread_is_registered_again() -> io::Result<()> {
+    let (a, _a_peer) = UnixStream::pair()?;
+    let num = a.as_raw_fd();
+    // This hub registers `num` (the socket is writable at once).
+    trampoline(num, Interest::Write, Some(Duration::from_secs(5)))?;
+    let (fresh, mut fresh_peer) = UnixStream::pair()?;
+    // Another thread closes `num` and puts another socket under the same
+    // number, atomically (dup2), so no other test can take the number.
+    std::thread::spawn(move || -> io::Result<()> {
+        notify_close(num);
+        // SAFETY: dup2 onto the number `a` owns; `a` is forgotten below, so
+        // the number is closed only once, by `reused`.
+        let rc = unsafe { libc::dup2(fresh.as_raw_fd(), num) };
+        if rc < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        std::mem::forget(a);
+        Ok(())
+    })
+    .join()
+    .unwrap()?;
+    // SAFETY: `num` now names a dup of `fresh`, owned by nobody else.
+    let reused = unsafe { <UnixStream as std::os::fd::FromRawFd>::from_raw_fd(num) };
+    fresh_peer.write_all(b"x")?;
+    trampoline(reused.as_raw_fd(), Interest::Read, Some(Duration::from_secs(10)))?;
+    let mut buf = [0u8; 1];
+    (&reused).read_exact(&mut buf)?;
+    assert_eq!(&buf, b"x");
+    notify_close(num);
+    Ok(())
+}
