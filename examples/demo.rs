@@ -12,11 +12,9 @@
 //! Run it with `cargo run --release --example demo`.
 
 use std::io::{self, Read, Write};
-use std::net::{TcpListener, TcpStream};
-use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant};
 
-use green::hub::{wait_io, Interest};
+use green::net::{TcpListener, TcpStream};
 
 const SLEEPERS: u64 = 10_000;
 const CLIENTS: usize = 100;
@@ -44,78 +42,32 @@ fn sleepers() {
     );
 }
 
-/// Reads exactly `buf.len()` bytes, parking on `EAGAIN`.
-fn read_exact(s: &mut TcpStream, buf: &mut [u8]) -> io::Result<()> {
-    let fd = s.as_raw_fd();
-    let mut got = 0;
-    while got < buf.len() {
-        let n = wait_io(fd, Interest::Read, None, || s.read(&mut buf[got..]))?;
-        if n == 0 {
-            return Err(io::ErrorKind::UnexpectedEof.into());
-        }
-        got += n;
-    }
-    Ok(())
-}
-
-/// Writes all of `buf`, parking on `EAGAIN`.
-fn write_all(s: &mut TcpStream, buf: &[u8]) -> io::Result<()> {
-    let fd = s.as_raw_fd();
-    let mut sent = 0;
-    while sent < buf.len() {
-        sent += wait_io(fd, Interest::Write, None, || s.write(&buf[sent..]))?;
-    }
-    Ok(())
-}
-
-/// A non-blocking stream that tells the hub before its fd is closed.
-struct Conn(TcpStream);
-
-impl Conn {
-    fn new(s: TcpStream) -> io::Result<Conn> {
-        s.set_nonblocking(true)?;
-        Ok(Conn(s))
-    }
-}
-
-impl Drop for Conn {
-    fn drop(&mut self) {
-        green::hub::notify_close(self.0.as_raw_fd());
-    }
-}
-
-fn handle(s: TcpStream) -> io::Result<()> {
-    let mut conn = Conn::new(s)?;
-    let s = &mut conn.0;
+fn handle(mut s: TcpStream) -> io::Result<()> {
     let mut buf = [0u8; MSG];
     loop {
-        match read_exact(s, &mut buf) {
+        match s.read_exact(&mut buf) {
             Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(()),
             r => r?,
         }
-        write_all(s, &buf)?;
+        s.write_all(&buf)?;
     }
 }
 
 fn echo() -> io::Result<()> {
     let listener = TcpListener::bind("127.0.0.1:0")?;
-    listener.set_nonblocking(true)?;
     let addr = listener.local_addr()?;
     let server = green::spawn(move || -> io::Result<()> {
         for _ in 0..CLIENTS {
-            let fd = listener.as_raw_fd();
-            let (s, _) = wait_io(fd, Interest::Read, None, || listener.accept())?;
+            let (s, _) = listener.accept()?;
             green::spawn_n(move || handle(s).expect("echo handler failed"));
         }
-        green::hub::notify_close(listener.as_raw_fd());
         Ok(())
     });
     let start = Instant::now();
     let clients: Vec<_> = (0..CLIENTS)
         .map(|c| {
             green::spawn(move || -> io::Result<u64> {
-                let mut conn = Conn::new(TcpStream::connect(addr)?)?;
-                let s = &mut conn.0;
+                let mut s = TcpStream::connect(addr)?;
                 let mut msg = [0u8; MSG];
                 let mut back = [0u8; MSG];
                 let mut checksum = 0u64;
@@ -123,8 +75,8 @@ fn echo() -> io::Result<()> {
                     for (i, b) in msg.iter_mut().enumerate() {
                         *b = (c * 31 + r * 7 + i) as u8;
                     }
-                    write_all(s, &msg)?;
-                    read_exact(s, &mut back)?;
+                    s.write_all(&msg)?;
+                    s.read_exact(&mut back)?;
                     assert_eq!(msg, back, "echo changed the bytes");
                     checksum += back.iter().map(|&b| b as u64).sum::<u64>();
                 }
