@@ -403,7 +403,11 @@ fn fd_number_reused_on_another_thread_is_registered_again() -> io::Result<()> {
     // SAFETY: `num` now names a dup of `fresh`, owned by nobody else.
     let reused = unsafe { <UnixStream as std::os::fd::FromRawFd>::from_raw_fd(num) };
     fresh_peer.write_all(b"x")?;
-    trampoline(reused.as_raw_fd(), Interest::Read, Some(Duration::from_secs(10)))?;
+    trampoline(
+        reused.as_raw_fd(),
+        Interest::Read,
+        Some(Duration::from_secs(10)),
+    )?;
     let mut buf = [0u8; 1];
     (&reused).read_exact(&mut buf)?;
     assert_eq!(&buf, b"x");
