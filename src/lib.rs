@@ -47,6 +47,8 @@ mod greenthread;
 pub mod hub;
 pub mod net;
 mod pool;
+pub mod process;
+mod process_ext;
 pub mod queue;
 mod semaphore;
 pub mod sync;
