@@ -50,6 +50,8 @@ mod pool;
 pub mod queue;
 mod semaphore;
 pub mod sync;
+pub mod thread;
+pub mod time;
 mod timeout;
 pub mod tpool;
 mod wait;
