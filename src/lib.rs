@@ -52,6 +52,8 @@ mod process_ext;
 pub mod queue;
 mod semaphore;
 pub mod sync;
+pub mod thread;
+pub mod time;
 mod timeout;
 pub mod tpool;
 mod wait;

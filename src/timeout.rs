@@ -38,6 +38,11 @@ impl Elapsed {
     pub(crate) fn new(id: u64) -> Elapsed {
         Elapsed { id }
     }
+
+    /// The id of the [`Timeout`] that expired.
+    pub(crate) fn id(self) -> u64 {
+        self.id
+    }
 }
 
 impl fmt::Display for Elapsed {

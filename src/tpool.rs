@@ -397,7 +397,7 @@ fn wait_done(h: &Hub, signal: &Signal) -> Option<Cancel> {
 
 /// Of two cancellations, the one to deliver: a kill beats a timeout, and
 /// the outer timeout (made first) beats an inner one, as the hub decides.
-fn stronger(a: Option<Cancel>, b: Cancel) -> Cancel {
+pub(crate) fn stronger(a: Option<Cancel>, b: Cancel) -> Cancel {
     match (a, b) {
         (Some(Cancel::Kill), _) | (_, Cancel::Kill) => Cancel::Kill,
         (Some(Cancel::Timeout(x)), Cancel::Timeout(y)) => Cancel::Timeout(x.min(y)),

@@ -360,11 +360,6 @@ fn thread_exit_unwinds_a_caller_only_after_its_job() {
     let hub_thread = thread::spawn(move || {
         // SAFETY: gettid has no preconditions.
         tid_tx.send(unsafe { libc::gettid() }).unwrap();
-        // Unwound first when the thread exits: tells the test it started.
-        green::spawn_n(move || {
-            let _g = SendOnDrop(teardown_tx);
-            green::sleep(Duration::from_secs(3600));
-        });
         green::spawn_n(move || {
             let job_finished = AtomicBool::new(false);
             let _g = RecordOnDrop {
@@ -376,6 +371,12 @@ fn thread_exit_unwinds_a_caller_only_after_its_job() {
                 release_rx.recv_timeout(HANG).unwrap();
                 finished.store(true, Ordering::SeqCst);
             });
+        });
+        // Unwound first when the thread exits (the newest green thread
+        // goes first): tells the test that teardown started.
+        green::spawn_n(move || {
+            let _g = SendOnDrop(teardown_tx);
+            green::sleep(Duration::from_secs(3600));
         });
         green::yield_now(); // both park; then the thread exits
     });

@@ -150,6 +150,11 @@ struct Slot {
     /// Inline, so spawning allocates no box for it; the slab never moves
     /// a slot, so a running coroutine stays put.
     green: Option<GreenCtx>,
+    /// The context's [`crate::thread::Thread`], once made (by
+    /// `thread::current` or `thread::Builder::spawn`); dropped when its
+    /// green thread is reaped. Kept in the slot, not in `green`, so that a
+    /// destructor run while teardown unwinds the green thread still finds it.
+    thread: Option<crate::thread::Thread>,
 }
 
 impl Slot {
@@ -164,6 +169,7 @@ impl Slot {
             cancel_unwind: false,
             timer: None,
             green: None,
+            thread: None,
         }
     }
 }
@@ -482,6 +488,58 @@ impl Hub {
             .green
             .as_ref()
             .map(|g| g.id)
+    }
+
+    /// An [`Unparker`] for green thread `(key, gen)`: it wakes whichever
+    /// park that green thread is in, or makes its next one return.
+    pub(crate) fn unparker_of(&self, key: u32, gen: u32) -> Unparker {
+        Unparker {
+            shared: self.shared.clone(),
+            token: Token {
+                key,
+                gen,
+                seq: ANY_PARK,
+            },
+        }
+    }
+
+    /// The [`crate::thread::Thread`] of the running context, made by
+    /// `make(unparker, green_id)` and kept in its slot on first use.
+    /// `green_id` is `None` for the root.
+    ///
+    /// # Panics
+    /// Panics when called from the hub itself.
+    pub(crate) fn current_thread(
+        &self,
+        make: impl FnOnce(Unparker, Option<u64>) -> crate::thread::Thread,
+    ) -> crate::thread::Thread {
+        let Token { key, gen, .. } = self.token();
+        let id = {
+            let slots = self.slots.borrow();
+            let slot = &slots[key as usize];
+            if let Some(t) = &slot.thread {
+                return t.clone();
+            }
+            // A green thread being unwound at teardown is out of its slot.
+            (key != ROOT).then(|| {
+                slot.green
+                    .as_ref()
+                    .map_or_else(crate::greenthread::next_id, |g| g.id)
+            })
+        };
+        let t = make(self.unparker_of(key, gen), id);
+        self.slots.borrow_mut()[key as usize].thread = Some(t.clone());
+        t
+    }
+
+    /// Gives green thread `(key, gen)` its [`crate::thread::Thread`].
+    pub(crate) fn set_thread(&self, key: u32, gen: u32, t: crate::thread::Thread) {
+        let mut slots = self.slots.borrow_mut();
+        if let Some(slot) = slots.get_mut(key as usize) {
+            if slot.gen == gen && slot.green.is_some() {
+                slot.thread = Some(t);
+            }
+        }
     }
 
     /// Wakes a context parked with `token`, on this hub's own thread.
@@ -898,6 +956,7 @@ impl Hub {
                 None => (None, None),
             };
             slot.green = None;
+            slot.thread = None;
             (coro, seat, timer)
         };
         if let Some(t) = timer {
@@ -1084,10 +1143,14 @@ impl Hub {
         loop {
             let next = {
                 let mut slots = self.slots.borrow_mut();
+                // Newest first: a green thread goes before the one that
+                // spawned it, whose frames it may borrow from (a scoped
+                // thread of `thread::scope`), while they are still intact.
                 let found = slots
                     .iter_mut()
                     .enumerate()
-                    .find(|(_, s)| s.green.is_some());
+                    .filter(|(_, s)| s.green.is_some())
+                    .max_by_key(|(_, s)| s.green.as_ref().map(|g| g.id));
                 found.map(|(k, s)| {
                     s.state = State::Running;
                     // Unwound like a kill: what it holds is not poisoned.
