@@ -8,11 +8,18 @@
 //! ```
 //!
 //! and every `std::` path in the crate resolves here: this crate re-exports
-//! all of std and overrides only what blocks. Today that is
-//! `thread::sleep` and `thread::yield_now`, which park the current green
-//! thread instead of the OS thread, and `sync`, whose locks, condition
-//! variables, barriers, one-time cells and `mpsc` channels are
-//! [`green::sync`]'s; everything else is the real std.
+//! all of std and overrides only what blocks:
+//!
+//! | module | green version |
+//! |---|---|
+//! | `std::thread` | [`green::thread`]: threads are green threads |
+//! | `std::net` | [`green::net`] |
+//! | `std::process` | [`green::process`] |
+//! | `std::sync` | [`green::sync`]: locks, condition variables, barriers, one-time cells, `mpsc` |
+//! | `std::time` | [`green::time`] (std's types, plus a green `sleep`) |
+//!
+//! Everything else is the real std: the prelude, macros, collections, `fs`
+//! (regular files are always ready), `env`, and the rest.
 //!
 //! ```
 //! use std::time::{Duration, Instant};
@@ -28,11 +35,39 @@
 
 pub use std::*;
 
-/// `std::thread`, with green `sleep` and `yield_now`.
+/// `std::thread`, whose threads are green threads: [`green::thread`].
+///
+/// `spawn`, `Builder`, `scope`, `current`, `park`, `sleep` and the rest have
+/// std's signatures; a spawned "thread" runs on the current hub, and every
+/// blocking call parks only it.
 pub mod thread {
     pub use std::thread::*;
 
-    pub use green::{sleep, yield_now};
+    pub use green::thread::{
+        current, panicking, park, park_timeout, scope, sleep, spawn, yield_now, Builder,
+        JoinHandle, Scope, ScopedJoinHandle, Thread, ThreadId,
+    };
+}
+
+/// `std::net`, with [`green::net`]'s sockets; host names resolve on the
+/// tpool.
+pub mod net {
+    pub use std::net::*;
+
+    pub use green::net::{Incoming, TcpListener, TcpStream, ToSocketAddrs};
+}
+
+/// `std::process`, with [`green::process`]'s `Command` and `Child`: waiting
+/// for a child and reading its pipes park only the green thread.
+pub mod process {
+    pub use std::process::*;
+
+    pub use green::process::{Child, ChildStderr, ChildStdin, ChildStdout, Command};
+}
+
+/// `std::time`, plus [`green::time::sleep`].
+pub mod time {
+    pub use green::time::*;
 }
 
 /// `std::sync`, with [`green::sync`]'s blocking types: `Mutex`, `RwLock`,
