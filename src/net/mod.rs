@@ -56,3 +56,5 @@ pub use std::net::{
     AddrParseError, IpAddr, Ipv4Addr, Ipv6Addr, Shutdown, SocketAddr, SocketAddrV4, SocketAddrV6,
 };
 pub use tcp::{Incoming, TcpListener, TcpStream};
+
+pub(crate) use tcp::fd_traits;

@@ -554,10 +554,10 @@ macro_rules! fd_traits {
             /// Takes ownership of `fd` and switches it to non-blocking mode.
             ///
             /// # Safety
-            /// `fd` must be an open socket of the right kind that nothing
-            /// else owns.
+            /// `fd` must be an open fd of the kind this type wraps, which
+            /// nothing else owns.
             unsafe fn from_raw_fd(fd: RawFd) -> $t {
-                // SAFETY: the caller passes ownership of an open socket.
+                // SAFETY: the caller passes ownership of an open fd.
                 $t::from(unsafe { OwnedFd::from_raw_fd(fd) })
             }
         }
@@ -585,6 +585,8 @@ macro_rules! fd_traits {
         }
     };
 }
+
+pub(crate) use fd_traits;
 
 fd_traits!(TcpStream, std::net::TcpStream);
 fd_traits!(TcpListener, std::net::TcpListener);
