@@ -17,6 +17,9 @@
 //! | `std::process` | [`green::process`] |
 //! | `std::sync` | [`green::sync`]: locks, condition variables, barriers, one-time cells, `mpsc` |
 //! | `std::time` | [`green::time`] (std's types, plus a green `sleep`) |
+//! | `std::io` | [`green::io`]: `pipe()` gives green pipe ends |
+//! | `std::os::unix::net` | [`green::os::unix::net`] |
+//! | `std::os::unix::process` | `CommandExt` for green's `Command` |
 //!
 //! Everything else is the real std: the prelude, macros, collections, `fs`
 //! (regular files are always ready), `env`, and the rest.
@@ -63,6 +66,17 @@ pub mod process {
     pub use std::process::*;
 
     pub use green::process::{Child, ChildStderr, ChildStdin, ChildStdout, Command};
+}
+
+/// `std::io`, with [`green::io`]'s `pipe`, `PipeReader` and `PipeWriter`.
+pub mod io {
+    pub use green::io::*;
+}
+
+/// `std::os`, with [`green::os::unix::net`]'s Unix sockets and a
+/// `CommandExt` for green's `Command` in `os::unix::process`.
+pub mod os {
+    pub use green::os::*;
 }
 
 /// `std::time`, plus [`green::time::sleep`].
