@@ -589,3 +589,4 @@ macro_rules! fd_traits {
 fd_traits!(TcpStream, std::net::TcpStream);
 fd_traits!(TcpListener, std::net::TcpListener);
 
+pub(crate) use fd_traits;
