@@ -67,6 +67,7 @@ pub use greenthread::{
     current_id, sleep, sleep_until, spawn, spawn_after, spawn_n, yield_now, Builder, GreenThread,
     Killed,
 };
+pub use net::serve::{connect, listen, serve, Server, ServerHandle, StopServe};
 pub use pool::{Apply, GreenPile, GreenPool, Imap};
 pub use semaphore::{BoundedSemaphore, CappedSemaphore, ReleaseError, Semaphore, SemaphoreGuard};
 pub use timeout::{with_timeout, Elapsed, Timeout};

@@ -11,6 +11,13 @@
 //! Host names resolve on the [`tpool`](crate::tpool), so DNS never blocks the
 //! hub.
 //!
+//! Beyond std: [`TcpSocket`] sets options such as `SO_REUSEPORT` before a
+//! socket listens or connects, so that one listener per OS thread (each
+//! with its own hub) can share a port; and at the crate root, eventlet's
+//! [`listen`](crate::listen), [`connect`](crate::connect) and
+//! [`serve`](crate::serve) (with [`Server`](crate::Server) to stop it)
+//! cover the common server.
+//!
 //! # Examples
 //! ```
 //! use std::io::{BufRead, BufReader, Write};
@@ -48,13 +55,18 @@
 //! ```
 
 mod addr;
+pub(crate) mod serve;
+mod socket;
 pub(crate) mod sys;
 mod tcp;
+mod udp;
 
 pub use addr::ToSocketAddrs;
+pub use socket::TcpSocket;
 pub use std::net::{
     AddrParseError, IpAddr, Ipv4Addr, Ipv6Addr, Shutdown, SocketAddr, SocketAddrV4, SocketAddrV6,
 };
 pub use tcp::{Incoming, TcpListener, TcpStream};
+pub use udp::UdpSocket;
 
 pub(crate) use tcp::fd_traits;

@@ -105,6 +105,12 @@ pub(crate) fn socket(addr: &SocketAddr, ty: libc::c_int) -> io::Result<OwnedFd> 
         SocketAddr::V4(_) => libc::AF_INET,
         SocketAddr::V6(_) => libc::AF_INET6,
     };
+    socket_in(family, ty)
+}
+
+/// A new non-blocking, close-on-exec socket of `family` (`AF_INET` or
+/// `AF_INET6`) and type `ty`.
+pub(crate) fn socket_in(family: libc::c_int, ty: libc::c_int) -> io::Result<OwnedFd> {
     // SAFETY: a plain syscall; the returned fd is owned at once.
     let fd =
         cvt(unsafe { libc::socket(family, ty | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC, 0) })?;
@@ -174,6 +180,11 @@ pub(crate) fn listen(fd: &OwnedFd, backlog: libc::c_int) -> io::Result<()> {
 
 /// Connects the non-blocking socket `fd` to `addr`, parking the caller
 /// until the connection is made, refused, or `timeout` passes.
+///
+/// If the connection fails, or the wait is cancelled (kill, `Timeout`), the
+/// hub forgets the fd before this returns or unwinds, so the caller may
+/// close it: the hub registered it while waiting, and a later socket that
+/// reuses the number must not be taken for it.
 pub(crate) fn connect(
     fd: &OwnedFd,
     addr: &SocketAddr,
@@ -193,6 +204,26 @@ pub(crate) fn connect(
         Some(libc::EINTR) => {}
         _ => return Err(e),
     }
+    let forget = ForgetUnlessConnected(raw);
+    let r = wait_connected(raw, timeout);
+    if r.is_ok() {
+        mem::forget(forget);
+    }
+    r
+}
+
+/// Calls [`hub::notify_close`] for a socket whose connect did not succeed,
+/// on the error path and on unwinding alike.
+struct ForgetUnlessConnected(RawFd);
+
+impl Drop for ForgetUnlessConnected {
+    fn drop(&mut self) {
+        hub::notify_close(self.0);
+    }
+}
+
+/// Waits for the pending connect of `raw` to finish; its outcome.
+fn wait_connected(raw: RawFd, timeout: Option<Duration>) -> io::Result<()> {
     match hub::trampoline(raw, Interest::Write, timeout) {
         Ok(()) => {}
         Err(e) if e.kind() == io::ErrorKind::TimedOut => {
