@@ -57,7 +57,7 @@ pub mod thread {
 pub mod net {
     pub use std::net::*;
 
-    pub use green::net::{Incoming, TcpListener, TcpStream, ToSocketAddrs};
+    pub use green::net::{Incoming, TcpListener, TcpStream, ToSocketAddrs, UdpSocket};
 }
 
 /// `std::process`, with [`green::process`]'s `Command` and `Child`: waiting
