@@ -323,3 +323,27 @@ fn thread_exit_unwinds_parked_green_threads() {
     .expect("thread exit with parked green threads is clean");
     assert!(dropped.load(Ordering::SeqCst));
 }
+
+/// Regression: a kill sent from a destructor while the sender unwinds (from
+/// a `Timeout` here) reached a target that could not take it then, since
+/// `panicking()` is per OS thread; it stayed parked until its sleep ended.
+/// It is now delivered once the sender's unwind is over.
+#[test]
+fn kill_from_a_destructor_during_an_unwind_is_delivered() {
+    struct KillOnDrop(green::GreenThread<()>);
+    impl Drop for KillOnDrop {
+        fn drop(&mut self) {
+            self.0.kill();
+        }
+    }
+    let target = green::spawn(|| green::sleep(Duration::from_secs(3600)));
+    green::yield_now(); // the target parks in its hour-long sleep
+    let r = green::with_timeout(Duration::from_millis(10), || {
+        let _k = KillOnDrop(target);
+        green::sleep(Duration::from_secs(3600));
+    });
+    assert!(r.is_err(), "the timeout fired");
+    // One pass of the hub delivers the deferred kill.
+    green::yield_now();
+    assert_eq!(hub::stats().green_threads, 0);
+}

@@ -296,6 +296,11 @@ pub(crate) struct Hub {
     /// Upper bound of the slots with a pending cancellation; zero means
     /// none, so the switch path can skip looking.
     pending_count: Cell<usize>,
+    /// Contexts left parked with a pending cancellation because the OS
+    /// thread was unwinding when they could have taken it (`panicking()` is
+    /// per OS thread, so another context's unwind hides it). The loop makes
+    /// them runnable again once no unwind is in progress.
+    deferred: RefCell<Vec<(u32, u32)>>,
     closing: Cell<bool>,
     ticks: Cell<u32>,
     altstack: Cell<Option<(usize, usize)>>,
@@ -396,6 +401,7 @@ fn create() -> &'static Hub {
         last_sp: Cell::new(0),
         green_count: Cell::new(0),
         pending_count: Cell::new(0),
+        deferred: RefCell::new(Vec::new()),
         closing: Cell::new(false),
         ticks: Cell::new(0),
         altstack: Cell::new(altstack),
@@ -644,6 +650,8 @@ impl Hub {
                 if let Some(c) = take_pending(&self.pending_count, slot) {
                     return Wake::Cancel(c);
                 }
+            } else if slot.pending.is_some() {
+                self.deferred.borrow_mut().push((key, slot.gen));
             }
             if slot.notified {
                 slot.notified = false;
@@ -671,7 +679,12 @@ impl Hub {
         }
         if slot.pending.is_some() {
             if std::thread::panicking() {
-                // Woken by a cancellation it cannot take now: spurious.
+                // Woken by a cancellation it cannot take now: spurious. If
+                // another context's unwind is what hides it, the loop
+                // retries once that unwind is over.
+                let gen = slot.gen;
+                drop(slots);
+                self.deferred.borrow_mut().push((key, gen));
                 return Wake::Woken;
             }
             if let Some(c) = take_pending(&self.pending_count, slot) {
@@ -736,6 +749,9 @@ impl Hub {
             if self.shared.has_remote.load(Ordering::Acquire) {
                 self.drain_remote();
             }
+            if !self.deferred.borrow().is_empty() && !std::thread::panicking() {
+                self.retry_deferred();
+            }
             let mut root_ready = false;
             let n = self.run_queue.borrow().len();
             for _ in 0..n {
@@ -771,6 +787,25 @@ impl Hub {
                 self.slots.borrow_mut()[ROOT as usize].state = State::Running;
                 self.current.set(ROOT);
                 return;
+            }
+        }
+    }
+
+    /// Makes the contexts whose cancellation was deferred by an unwind
+    /// runnable again, so that their park delivers it.
+    #[cold]
+    fn retry_deferred(&self) {
+        let deferred = std::mem::take(&mut *self.deferred.borrow_mut());
+        let mut slots = self.slots.borrow_mut();
+        for (key, gen) in deferred {
+            let Some(slot) = slots.get_mut(key as usize) else {
+                continue;
+            };
+            if slot.gen == gen && slot.state == State::Parked && slot.pending.is_some() {
+                slot.state = State::Runnable;
+                slot.seq = next_seq(slot.seq);
+                // First, as `cancel` queues a kill: the cancellation is late.
+                self.run_queue.borrow_mut().push_front((key, gen));
             }
         }
     }

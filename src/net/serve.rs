@@ -31,7 +31,7 @@ use std::time::Duration;
 
 use super::addr::{each_addr, ToSocketAddrs};
 use super::tcp::{TcpListener, TcpStream};
-use crate::greenthread::{sleep, spawn, spawn_n, GreenThread, Killed};
+use crate::greenthread::{sleep, spawn, GreenThread, Killed};
 use crate::pool::GreenPool;
 use crate::sync::mpsc;
 use crate::Event;
@@ -294,14 +294,9 @@ struct KillOnDrop(Option<GreenThread<io::Error>>);
 
 impl Drop for KillOnDrop {
     fn drop(&mut self) {
-        let Some(gt) = self.0.take() else { return };
-        if std::thread::panicking() {
-            // While this OS thread unwinds, a green thread resumed by the
-            // hub cannot take a kill (a second unwind would abort), so the
-            // kill is left to a green thread that runs once the unwind is
-            // over: the next time this context blocks or yields.
-            spawn_n(move || gt.kill());
-        } else {
+        // During an unwind the hub delivers the kill once the unwind is
+        // over (a second unwind would abort): the next time the hub runs.
+        if let Some(gt) = self.0.take() {
             gt.kill();
         }
     }
