@@ -235,6 +235,13 @@ impl<S: AsFd + fmt::Debug> fmt::Debug for GreenFd<S> {
     }
 }
 
+/// The room `readv` gets from `bufs`: std passes it at most `UIO_MAXIOV`
+/// slices, so a read that fills those is not short.
+pub(crate) fn iov_len(bufs: &[std::io::IoSliceMut<'_>]) -> usize {
+    let max = usize::try_from(libc::UIO_MAXIOV).unwrap_or(usize::MAX);
+    bufs.iter().take(max).map(|b| b.len()).sum()
+}
+
 /// Whether a read of `n` bytes into a buffer of `len` bytes emptied the fd:
 /// a short read, but not end of file (0), which no later edge would repeat.
 pub(crate) fn short_read(n: usize, len: usize) -> bool {

@@ -29,7 +29,7 @@ use std::mem::MaybeUninit;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, IntoRawFd, OwnedFd, RawFd};
 use std::process::Stdio;
 
-use crate::fdio::{set_nonblocking_fd, short_read, GreenFd};
+use crate::fdio::{iov_len, set_nonblocking_fd, short_read, GreenFd};
 use crate::net::fd_traits;
 use crate::net::sys::cvt;
 
@@ -283,7 +283,7 @@ impl Read for &PipeReader {
     }
 
     fn read_vectored(&mut self, bufs: &mut [IoSliceMut<'_>]) -> Result<usize> {
-        let len = bufs.iter().map(|b| b.len()).sum();
+        let len = iov_len(bufs);
         self.fd
             .read_with(|mut r| r.read_vectored(bufs), |&n| short_read(n, len))
     }

@@ -89,7 +89,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, OnceLock};
 use std::thread;
 
-use crate::fdio::{set_nonblocking_fd, short_read, GreenFd};
+use crate::fdio::{iov_len, set_nonblocking_fd, short_read, GreenFd};
 use crate::hub::{self, Interest};
 use crate::GreenThread;
 
@@ -911,7 +911,7 @@ fn read_pipe(fd: &GreenFd<PipeReader>, buf: &mut [u8]) -> io::Result<usize> {
 }
 
 fn read_pipe_vectored(fd: &GreenFd<PipeReader>, bufs: &mut [IoSliceMut<'_>]) -> io::Result<usize> {
-    let len = bufs.iter().map(|b| b.len()).sum();
+    let len = iov_len(bufs);
     fd.read_with(|mut r| r.read_vectored(bufs), |&n| short_read(n, len))
 }
 

@@ -347,3 +347,42 @@ fn kill_from_a_destructor_during_an_unwind_is_delivered() {
     green::yield_now();
     assert_eq!(hub::stats().green_threads, 0);
 }
+
+/// Regression: a kill hidden by a green thread's unwind (its destructor
+/// kills and then parks) was retried only at the top of the hub loop; when
+/// that unwind ended and nothing else was runnable, the hub slept in its
+/// poller until the target's own timer, instead of delivering the kill.
+#[test]
+fn kill_hidden_by_a_green_unwind_is_delivered_when_it_ends() {
+    struct KillAndYield(Option<green::GreenThread<()>>);
+    impl Drop for KillAndYield {
+        fn drop(&mut self) {
+            if let Some(t) = self.0.take() {
+                t.kill();
+            }
+            green::yield_now(); // the target runs while this unwinds
+        }
+    }
+    struct Mark(Rc<green::Event<()>>);
+    impl Drop for Mark {
+        fn drop(&mut self) {
+            let _ = self.0.send(());
+        }
+    }
+    let target_ended = Rc::new(green::Event::new());
+    let mark = Mark(target_ended.clone());
+    let target = green::spawn(move || {
+        let _m = mark;
+        green::sleep(Duration::from_secs(3600));
+    });
+    let killer = green::spawn(move || {
+        let _k = KillAndYield(Some(target));
+        green::sleep(Duration::from_secs(3600));
+    });
+    green::yield_now(); // both park in their hour-long sleeps
+    killer.kill();
+    // Margin: the kill is due at once; 5 s only bounds a regression.
+    // No timer of the root's but this one: only the kill ends the wait.
+    let r = green::with_timeout(Duration::from_secs(5), || target_ended.wait());
+    assert!(r.is_ok(), "the deferred kill reached the target");
+}

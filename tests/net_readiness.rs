@@ -2,8 +2,10 @@
 //! read parks without a syscall, which must never hide data, end of file or
 //! an error that arrives later.
 
-use std::io::{self, Read, Write};
+use std::io::{self, IoSliceMut, Read, Write};
 use std::net::Shutdown;
+use std::os::fd::AsRawFd;
+use std::time::Duration;
 
 use green::net::{TcpListener, TcpStream};
 
@@ -88,5 +90,58 @@ fn reset_after_short_read_is_reported() -> io::Result<()> {
     drop(s);
     let err = reader.wait().unwrap_err();
     assert_eq!(err.kind(), io::ErrorKind::ConnectionReset);
+    Ok(())
+}
+
+/// Regression: a read stops at TCP's urgent mark, short, with data still
+/// queued after the mark and no new edge to come; the next read must still
+/// get that data.
+#[test]
+fn short_read_at_urgent_mark_does_not_hide_the_rest() -> io::Result<()> {
+    let (mut c, s) = pair()?;
+    s.set_nodelay(true)?;
+    // Fails with WouldBlock instead of hanging if the data stays hidden.
+    c.set_read_timeout(Some(Duration::from_secs(5)))?;
+    let reader = green::spawn(move || -> io::Result<(Vec<u8>, Vec<u8>)> {
+        let mut buf = [0u8; 4096];
+        let n = c.read(&mut buf)?; // parks first: registers the fd
+        let first = buf[..n].to_vec();
+        let m = c.read(&mut buf)?;
+        Ok((first, buf[..m].to_vec()))
+    });
+    green::yield_now(); // the reader parks on an empty socket
+    (&s).write_all(b"ab")?;
+    // SAFETY: sends one byte from a valid buffer on an open socket.
+    let rc = unsafe { libc::send(s.as_raw_fd(), b"!".as_ptr().cast(), 1, libc::MSG_OOB) };
+    assert_eq!(rc, 1, "send(MSG_OOB): {}", io::Error::last_os_error());
+    (&s).write_all(b"cd")?;
+    let (first, rest) = reader.wait()?;
+    assert_eq!(first, b"ab");
+    assert_eq!(rest, b"cd");
+    Ok(())
+}
+
+/// Regression: `read_vectored` with more slices than `readv` takes
+/// (`UIO_MAXIOV`, 1024) fills only the first 1024; that is not a short
+/// read, and the data left must be read next without parking.
+#[test]
+fn vectored_read_past_iov_max_is_not_taken_for_short() -> io::Result<()> {
+    let (mut c, s) = pair()?;
+    c.set_read_timeout(Some(Duration::from_secs(5)))?;
+    let reader = green::spawn(move || -> io::Result<(usize, usize)> {
+        let mut wait = [0u8; 1];
+        c.read_exact(&mut wait)?; // parks first: registers the fd
+        let mut bytes = vec![0u8; 1025];
+        let mut slices: Vec<IoSliceMut<'_>> = bytes.chunks_mut(1).map(IoSliceMut::new).collect();
+        let n = c.read_vectored(&mut slices)?;
+        let mut buf = [0u8; 4096];
+        let m = c.read(&mut buf)?;
+        Ok((n, m))
+    });
+    green::yield_now();
+    (&s).write_all(&[1u8; 2001])?;
+    let (n, m) = reader.wait()?;
+    assert_eq!(n, 1024);
+    assert_eq!(m, 2000 - 1024);
     Ok(())
 }

@@ -1067,3 +1067,63 @@ fn datagram_std_conversions() -> io::Result<()> {
     let _g = UnixDatagram::from(owned);
     Ok(())
 }
+
+/// Sends `data` with one fd attached (`SCM_RIGHTS`) on `sock`.
+fn send_with_fd(sock: &UnixStream, data: &[u8], fd: &impl AsRawFd) -> io::Result<()> {
+    let mut space = [0u64; 8]; // aligned room for one cmsg with an int
+    let iov = libc::iovec {
+        iov_base: data.as_ptr() as *mut libc::c_void,
+        iov_len: data.len(),
+    };
+    // SAFETY: all-zero bytes are a valid msghdr.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = &iov as *const libc::iovec as *mut libc::iovec;
+    msg.msg_iovlen = 1;
+    msg.msg_control = space.as_mut_ptr().cast();
+    // SAFETY: CMSG_SPACE only computes a size.
+    msg.msg_controllen =
+        unsafe { libc::CMSG_SPACE(std::mem::size_of::<libc::c_int>() as u32) } as _;
+    // SAFETY: `msg` has a control buffer large enough for one cmsg with an
+    // int, so CMSG_FIRSTHDR is not null and its data has room for the fd.
+    unsafe {
+        let c = libc::CMSG_FIRSTHDR(&msg);
+        (*c).cmsg_level = libc::SOL_SOCKET;
+        (*c).cmsg_type = libc::SCM_RIGHTS;
+        (*c).cmsg_len = libc::CMSG_LEN(std::mem::size_of::<libc::c_int>() as u32) as _;
+        libc::CMSG_DATA(c)
+            .cast::<libc::c_int>()
+            .write_unaligned(fd.as_raw_fd());
+    }
+    // SAFETY: `msg` points to valid buffers for the duration of the call.
+    let n = unsafe { libc::sendmsg(sock.as_raw_fd(), &msg, 0) };
+    if n < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    assert_eq!(n as usize, data.len());
+    Ok(())
+}
+
+/// Regression: a stream read stops after a message that carried fds, short,
+/// with the next message still queued and no new edge to come; the next
+/// read must still get it.
+#[test]
+fn short_read_at_passed_fd_does_not_hide_the_rest() -> io::Result<()> {
+    let (mut a, b) = UnixStream::pair()?;
+    // Fails with WouldBlock instead of hanging if the data stays hidden.
+    a.set_read_timeout(Some(MARGIN))?;
+    let reader = green::spawn(move || -> io::Result<(Vec<u8>, Vec<u8>)> {
+        let mut buf = [0u8; 64];
+        let n = a.read(&mut buf)?; // parks first: registers the fd
+        let first = buf[..n].to_vec();
+        let m = a.read(&mut buf)?;
+        Ok((first, buf[..m].to_vec()))
+    });
+    green::yield_now(); // the reader parks on an empty socket
+    let passed = std::fs::File::open("/dev/null")?;
+    send_with_fd(&b, b"fd", &passed)?;
+    (&b).write_all(b"after")?;
+    let (first, rest) = reader.wait()?;
+    assert_eq!(first, b"fd");
+    assert_eq!(rest, b"after");
+    Ok(())
+}

@@ -77,8 +77,9 @@ struct FdEntry {
     gen: u32,
     readable: bool,
     writable: bool,
-    /// A hang-up or error was seen: readiness is final, so a cleared bit
-    /// must not be trusted.
+    /// A hang-up, error or urgent data was seen: readiness is final, or a
+    /// short read may leave data behind, so a cleared bit must not be
+    /// trusted.
     hangup: bool,
     readers: VecDeque<Token>,
     writers: VecDeque<Token>,
@@ -352,8 +353,11 @@ where
 ///
 /// Safe because edges are dispatched only by the hub loop, which cannot run
 /// between the operation and the clearing: any data that arrives after the
-/// operation raises a new edge. A hang-up or error seen on the fd disables
-/// the shortcut (no later edge would repeat it).
+/// operation raises a new edge. A hang-up, error or urgent data seen on the
+/// fd disables the shortcut (no later edge would repeat it, or a read stops
+/// short at the urgent mark). `drained` must be false wherever a short read
+/// can leave data queued (datagrams, peeks, a Unix stream's messages that
+/// carry fds or credentials).
 pub(crate) fn io_loop<T, F, D>(
     fd: RawFd,
     interest: Interest,

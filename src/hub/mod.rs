@@ -766,6 +766,11 @@ impl Hub {
             if !self.timers.borrow().is_empty() {
                 self.fire_timers(Instant::now());
             }
+            // An unwind that hid a cancellation may have ended in this pass:
+            // retry before sleeping in the poller, which nothing may wake.
+            if !self.deferred.borrow().is_empty() && !std::thread::panicking() {
+                self.retry_deferred();
+            }
             if !root_ready && self.run_queue.borrow().is_empty() {
                 let next = self.timers.borrow_mut().next_deadline();
                 let timeout = next.map(|d| d.saturating_duration_since(Instant::now()));

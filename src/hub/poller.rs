@@ -20,8 +20,9 @@ pub(crate) struct Event {
     pub(crate) fd: RawFd,
     pub(crate) readable: bool,
     pub(crate) writable: bool,
-    /// Hang-up, peer shutdown or error: readiness that no later edge
-    /// repeats, so the hub must stop trusting a cleared readiness bit.
+    /// Hang-up, peer shutdown, error or urgent data: readiness that no later
+    /// edge repeats, or reads that stop short of the data queued, so the hub
+    /// must stop trusting a cleared readiness bit.
     pub(crate) hangup: bool,
 }
 
@@ -79,8 +80,14 @@ impl Poller {
 
     /// Registers `fd` for both directions, edge-triggered. With `modify`,
     /// replaces an existing registration instead.
+    ///
+    /// `EPOLLPRI` is asked for so that urgent data (TCP's, or a Unix
+    /// socket's `MSG_OOB`) is seen: a read stops short at its mark while
+    /// more data is queued, so a short read no longer means drained.
     pub(crate) fn register(&self, fd: RawFd, modify: bool) -> io::Result<()> {
-        let events = (libc::EPOLLIN | libc::EPOLLOUT | libc::EPOLLRDHUP | libc::EPOLLET) as u32;
+        let events =
+            (libc::EPOLLIN | libc::EPOLLPRI | libc::EPOLLOUT | libc::EPOLLRDHUP | libc::EPOLLET)
+                as u32;
         let op = if modify {
             libc::EPOLL_CTL_MOD
         } else {
@@ -141,7 +148,7 @@ impl Poller {
                 fd: key as RawFd,
                 readable: bits & (readable | both) as u32 != 0,
                 writable: bits & (writable | both) as u32 != 0,
-                hangup: bits & (libc::EPOLLRDHUP | both) as u32 != 0,
+                hangup: bits & (libc::EPOLLRDHUP | libc::EPOLLPRI | both) as u32 != 0,
             });
         }
         Ok(())

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use super::addr::{each_addr, ToSocketAddrs};
 use super::sys;
-use crate::fdio::{short_read, GreenFd};
+use crate::fdio::{iov_len, short_read, GreenFd};
 
 /// The listen backlog of [`TcpListener::bind`]; the kernel caps it at
 /// `net.core.somaxconn`.
@@ -288,10 +288,6 @@ impl TcpStream {
     }
 }
 
-fn slices_len(bufs: &[IoSliceMut<'_>]) -> usize {
-    bufs.iter().map(|b| b.len()).sum()
-}
-
 impl Read for &TcpStream {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let len = buf.len();
@@ -300,7 +296,7 @@ impl Read for &TcpStream {
     }
 
     fn read_vectored(&mut self, bufs: &mut [IoSliceMut<'_>]) -> io::Result<usize> {
-        let len = slices_len(bufs);
+        let len = iov_len(bufs);
         self.fd
             .read_with(|mut s| s.read_vectored(bufs), |&n| short_read(n, len))
     }

@@ -8,7 +8,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use super::{sockaddr_un, socket, Backoff, SocketAddr};
-use crate::fdio::{short_read, GreenFd};
+use crate::fdio::GreenFd;
 use crate::net::fd_traits;
 
 /// A Unix stream socket.
@@ -292,21 +292,16 @@ impl UnixStream {
     }
 }
 
-fn slices_len(bufs: &[IoSliceMut<'_>]) -> usize {
-    bufs.iter().map(|b| b.len()).sum()
-}
-
+// No short-read hint: a Unix stream read stops after a message that carried
+// fds (or, with `SO_PASSCRED`, at another writer's message) while more is
+// queued, and no new edge follows.
 impl Read for &UnixStream {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let len = buf.len();
-        self.fd
-            .read_with(|mut s| s.read(buf), |&n| short_read(n, len))
+        self.fd.read_with(|mut s| s.read(buf), |_| false)
     }
 
     fn read_vectored(&mut self, bufs: &mut [IoSliceMut<'_>]) -> io::Result<usize> {
-        let len = slices_len(bufs);
-        self.fd
-            .read_with(|mut s| s.read_vectored(bufs), |&n| short_read(n, len))
+        self.fd.read_with(|mut s| s.read_vectored(bufs), |_| false)
     }
 }
 
