@@ -29,7 +29,7 @@ use std::mem::MaybeUninit;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, IntoRawFd, OwnedFd, RawFd};
 use std::process::Stdio;
 
-use crate::fdio::{iov_len, set_nonblocking_fd, short_read, GreenFd};
+use crate::fdio::{set_nonblocking_fd, GreenFd};
 use crate::net::fd_traits;
 use crate::net::sys::cvt;
 
@@ -277,15 +277,13 @@ fn reopen_fifo(fd: &OwnedFd) -> Option<OwnedFd> {
 
 impl Read for &PipeReader {
     fn read(&mut self, buf: &mut [u8]) -> Result<usize> {
-        let len = buf.len();
-        self.fd
-            .read_with(|mut r| r.read(buf), |&n| short_read(n, len))
+        // No short-read hint: an end made from a foreign fd may be a
+        // packet-mode pipe or a terminal, where a short read leaves more.
+        self.fd.read_with(|mut r| r.read(buf), |_| false)
     }
 
     fn read_vectored(&mut self, bufs: &mut [IoSliceMut<'_>]) -> Result<usize> {
-        let len = iov_len(bufs);
-        self.fd
-            .read_with(|mut r| r.read_vectored(bufs), |&n| short_read(n, len))
+        self.fd.read_with(|mut r| r.read_vectored(bufs), |_| false)
     }
 }
 

@@ -89,7 +89,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, OnceLock};
 use std::thread;
 
-use crate::fdio::{iov_len, set_nonblocking_fd, short_read, GreenFd};
+use crate::fdio::{set_nonblocking_fd, GreenFd};
 use crate::hub::{self, Interest};
 use crate::GreenThread;
 
@@ -904,15 +904,15 @@ impl fmt::Debug for ChildStdin {
     }
 }
 
-/// Reads through a green pipe reader, with the short-read hint.
+/// Reads through a green pipe reader. No short-read hint: a pipe made from
+/// a foreign fd (`From<OwnedFd>`) may be in packet mode, where a short read
+/// leaves more to read.
 fn read_pipe(fd: &GreenFd<PipeReader>, buf: &mut [u8]) -> io::Result<usize> {
-    let len = buf.len();
-    fd.read_with(|mut r| r.read(buf), |&n| short_read(n, len))
+    fd.read_with(|mut r| r.read(buf), |_| false)
 }
 
 fn read_pipe_vectored(fd: &GreenFd<PipeReader>, bufs: &mut [IoSliceMut<'_>]) -> io::Result<usize> {
-    let len = iov_len(bufs);
-    fd.read_with(|mut r| r.read_vectored(bufs), |&n| short_read(n, len))
+    fd.read_with(|mut r| r.read_vectored(bufs), |_| false)
 }
 
 /// A handle to a child process's standard output (stdout).

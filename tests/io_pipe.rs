@@ -450,3 +450,36 @@ fn reader_on_other_hub_wakes_when_writer_writes() -> io::Result<()> {
     assert_eq!(other.join().unwrap()?, b"wake");
     Ok(())
 }
+
+/// Regression: a packet-mode pipe (`O_DIRECT`) wrapped from a foreign fd
+/// returns one packet per read; a short read must not make the next read
+/// park over the packet still queued.
+#[test]
+fn packet_mode_pipe_from_foreign_fd_reads_every_packet() -> std::io::Result<()> {
+    use std::io::{Read, Write};
+    use std::os::fd::{FromRawFd, OwnedFd};
+    let mut fds = [0; 2];
+    // SAFETY: pipe2 writes two fds into the array.
+    let rc = unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_DIRECT | libc::O_CLOEXEC) };
+    assert_eq!(rc, 0, "{}", std::io::Error::last_os_error());
+    // SAFETY: both fds were just created and are owned here only.
+    let (r, w) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+    let mut r = green::io::PipeReader::from(r);
+    let mut w = green::io::PipeWriter::from(w);
+    let reader = green::spawn(move || -> std::io::Result<Vec<u8>> {
+        let mut buf = [0u8; 64];
+        let mut out = Vec::new();
+        let n = r.read(&mut buf)?; // parks first: the fd is registered
+        out.extend_from_slice(&buf[..n]);
+        let n = r.read(&mut buf)?;
+        out.extend_from_slice(&buf[..n]);
+        Ok(out)
+    });
+    green::yield_now();
+    w.write_all(b"one")?;
+    w.write_all(b"two")?;
+    let out = green::with_timeout(std::time::Duration::from_secs(10), || reader.wait())
+        .expect("the second packet was read")?;
+    assert_eq!(out, b"onetwo");
+    Ok(())
+}
