@@ -588,4 +588,3 @@ macro_rules! fd_traits {
 
 fd_traits!(TcpStream, std::net::TcpStream);
 fd_traits!(TcpListener, std::net::TcpListener);
-
