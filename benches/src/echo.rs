@@ -25,6 +25,11 @@
 //! last byte of the echo) in a log-linear histogram (32 buckets per power of
 //! two: at most 3 % off).
 //!
+//! The client also reads the server's CPU time (user + system, all threads,
+//! from `/proc/PID/stat`) at the start and the end of the window: the table
+//! gives it per round trip, a figure that depends much less than the rate on
+//! what else runs on the machine.
+//!
 //! The server runs in its own child process too, so that each process holds
 //! at most one side of the connections (10 000 fds each, under the usual
 //! `ulimit -n` of 20 000). A server exits when its standard input closes.
@@ -49,7 +54,10 @@
 //! twice, with 100 connections doing 500 and then 2 500 round trips each
 //! (`ECHO_SYSCALL_CONNS`, `ECHO_SYSCALL_TRIPS=500,2500`), and prints the
 //! server's system calls per echoed message from the difference of the two
-//! runs, so that start-up and connection set-up cancel out.
+//! runs, so that start-up and connection set-up cancel out. Under strace
+//! each call is slowed down, so more events gather per `epoll_wait` than at
+//! full speed; `ECHO_SYSCALL_TOOL=perf` counts with `perf stat` on the
+//! syscall tracepoints instead, at full speed (no failed-call counts).
 //!
 //! Run: `cargo bench --bench echo` in `benches/`.
 
@@ -59,7 +67,7 @@ use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd, OwnedFd, RawFd};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use green_benches::{banner, fmt_ns, fmt_ratio, Table};
+use green_benches::{banner, check, fmt_ns, fmt_ratio, Table};
 
 /// Bytes per message.
 const MSG: usize = 64;
@@ -1185,20 +1193,111 @@ fn parse_strace(text: &str) -> Vec<Calls<u64>> {
     out
 }
 
-/// Runs `kind` under `strace -f -c` for `n` connections doing `trips`
-/// round trips each; returns the summary and the messages echoed.
-fn strace_run(kind: &str, n: usize, trips: u64) -> Result<(Vec<Calls<u64>>, u64), String> {
+/// Most server syscalls per echoed message for green on one hub: one read,
+/// one write, and a small share of an `epoll_pwait2`.
+const SYSCALL_TARGET: f64 = 2.1;
+
+/// Syscalls that the `perf` counter names one by one (the rest count as
+/// `other`), where the kernel has a tracepoint for them.
+const PERF_SYSCALLS: [&str; 16] = [
+    "read",
+    "write",
+    "recvfrom",
+    "sendto",
+    "readv",
+    "writev",
+    "recvmsg",
+    "sendmsg",
+    "epoll_wait",
+    "epoll_pwait",
+    "epoll_pwait2",
+    "epoll_ctl",
+    "futex",
+    "sched_yield",
+    "accept4",
+    "close",
+];
+
+/// How the server's syscalls are counted.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Counter {
+    /// `strace -f -c`: every call and whether it failed, but each call is
+    /// slowed down by the tracer.
+    Strace,
+    /// `perf stat` on the syscall tracepoints: counts at full speed, no
+    /// failures.
+    Perf,
+}
+
+/// The lines of a `perf stat -x ,` report on syscall tracepoints, with
+/// the calls not named one by one as `other`.
+fn parse_perf(text: &str) -> Vec<Calls<u64>> {
+    let mut total = None;
+    let mut out: Vec<Calls<u64>> = Vec::new();
+    for line in text.lines() {
+        let f: Vec<&str> = line.split(',').collect();
+        let (Some(count), Some(event)) = (f.first(), f.get(2)) else {
+            continue;
+        };
+        let Ok(calls) = count.trim().parse::<u64>() else {
+            continue;
+        };
+        if *event == "raw_syscalls:sys_enter" {
+            total = Some(calls);
+        } else if let Some(name) = event.strip_prefix("syscalls:sys_enter_") {
+            out.push(Calls {
+                syscall: name.to_string(),
+                calls,
+                failed: 0,
+            });
+        }
+    }
+    if let Some(total) = total {
+        let named: u64 = out.iter().map(|c| c.calls).sum();
+        out.push(Calls {
+            syscall: "other".into(),
+            calls: total.saturating_sub(named),
+            failed: 0,
+        });
+    }
+    out.retain(|c| c.calls > 0);
+    out
+}
+
+/// Runs `kind` under `counter` for `n` connections doing `trips` round
+/// trips each; returns the counts and the messages echoed.
+fn counted_run(
+    counter: Counter,
+    kind: &str,
+    n: usize,
+    trips: u64,
+) -> Result<(Vec<Calls<u64>>, u64), String> {
     let exe = std::env::current_exe().map_err(|e| format!("current_exe: {e}"))?;
     let out = std::env::temp_dir().join(format!(
-        "green-echo-strace-{}-{kind}-{trips}.txt",
+        "green-echo-{counter:?}-{}-{kind}-{trips}.txt",
         std::process::id()
     ));
-    let mut cmd = Command::new("strace");
-    cmd.args(["-f", "-c", "-o"])
-        .arg(&out)
-        .arg("--")
-        .arg(exe)
-        .args(["--server", kind]);
+    let mut cmd = match counter {
+        Counter::Strace => {
+            let mut c = Command::new("strace");
+            c.args(["-f", "-c", "-o"]).arg(&out);
+            c
+        }
+        Counter::Perf => {
+            let mut c = Command::new("perf");
+            c.args(["stat", "-x", ",", "-o"])
+                .arg(&out)
+                .args(["-e", "raw_syscalls:sys_enter"]);
+            for name in PERF_SYSCALLS {
+                let tracepoint = format!("/sys/kernel/tracing/events/syscalls/sys_enter_{name}");
+                if std::path::Path::new(&tracepoint).exists() {
+                    c.args(["-e", &format!("syscalls:sys_enter_{name}")]);
+                }
+            }
+            c
+        }
+    };
+    cmd.arg("--").arg(exe).args(["--server", kind]);
     let server = Server::start(cmd, kind)?;
     let res = run_client(&server, n, 1, Mode::Count(trips), "done ");
     let status = server.stop();
@@ -1210,18 +1309,34 @@ fn strace_run(kind: &str, n: usize, trips: u64) -> Result<(Vec<Calls<u64>>, u64)
         Ok(s) if s.success() => {}
         other => {
             return Err(format!(
-                "strace of the {kind} server ended badly: {other:?}"
+                "{counter:?} of the {kind} server ended badly: {other:?}"
             ))
         }
     }
     let text =
         std::fs::read_to_string(&out).map_err(|e| format!("cannot read {}: {e}", out.display()))?;
     let _ = std::fs::remove_file(&out);
-    Ok((parse_strace(&text), msgs))
+    let calls = match counter {
+        Counter::Strace => parse_strace(&text),
+        Counter::Perf => parse_perf(&text),
+    };
+    if calls.is_empty() {
+        return Err(format!("{counter:?} counted nothing: {text}"));
+    }
+    Ok((calls, msgs))
 }
 
 fn syscalls_main() -> Result<(), String> {
     let servers = servers_chosen("green,tokio-ct")?;
+    let counter = match std::env::var("ECHO_SYSCALL_TOOL").as_deref() {
+        Ok("perf") => Counter::Perf,
+        Ok("strace") | Err(_) => Counter::Strace,
+        Ok(other) => {
+            return Err(format!(
+                "ECHO_SYSCALL_TOOL: {other:?} is not strace or perf"
+            ))
+        }
+    };
     let n = env_usize("ECHO_SYSCALL_CONNS", 100).max(1);
     let trips: Vec<u64> = env_list("ECHO_SYSCALL_TRIPS", "500,2500")
         .iter()
@@ -1236,14 +1351,18 @@ fn syscalls_main() -> Result<(), String> {
     if large <= small {
         return Err("ECHO_SYSCALL_TRIPS: the second count must be larger".into());
     }
+    let how = match counter {
+        Counter::Strace => "strace -f -c",
+        Counter::Perf => "perf stat -e raw_syscalls:sys_enter,syscalls:sys_enter_*",
+    };
     println!(
-        "server syscalls under `strace -f -c`: {n} connections x {small} and x {large} round \
+        "server syscalls counted by `{how}`: {n} connections x {small} and x {large} round \
          trips; per message = difference of the two runs / difference of messages echoed"
     );
     let mut per: Vec<Vec<Calls<f64>>> = Vec::new();
     for &(kind, _) in &servers {
-        let (a, ma) = strace_run(kind, n, small)?;
-        let (b, mb) = strace_run(kind, n, large)?;
+        let (a, ma) = counted_run(counter, kind, n, small)?;
+        let (b, mb) = counted_run(counter, kind, n, large)?;
         let msgs = mb.saturating_sub(ma) as f64;
         let rows: Vec<Calls<f64>> = b
             .iter()
@@ -1270,10 +1389,13 @@ fn syscalls_main() -> Result<(), String> {
     let cols: Vec<String> = servers.iter().map(|(k, _)| k.to_string()).collect();
     let mut header = vec!["syscall"];
     header.extend(cols.iter().map(String::as_str));
-    let mut t = Table::new(
-        "server syscalls per echoed 64-byte message (failed calls in parentheses)",
-        &header,
-    );
+    let title = match counter {
+        Counter::Strace => {
+            "server syscalls per echoed 64-byte message, strace (failed calls in parentheses)"
+        }
+        Counter::Perf => "server syscalls per echoed 64-byte message, perf",
+    };
+    let mut t = Table::new(title, &header);
     let cell = |calls: f64, failed: f64| {
         if failed >= 0.001 {
             format!("{calls:.3} ({failed:.3})")
@@ -1298,6 +1420,18 @@ fn syscalls_main() -> Result<(), String> {
     }));
     t.row(row);
     t.print();
+    println!();
+    for (&(kind, _), rows) in servers.iter().zip(&per) {
+        if kind == "green" {
+            let total: f64 = rows.iter().map(|r| r.calls).sum();
+            check(
+                "green (one hub): server syscalls per echoed message",
+                &format!("{total:.3}"),
+                &format!("<= {SYSCALL_TARGET}"),
+                total <= SYSCALL_TARGET,
+            );
+        }
+    }
     Ok(())
 }
 
@@ -1335,7 +1469,7 @@ fn main() {
     banner(
         "echo",
         if syscalls {
-            "system calls per echoed message, under strace"
+            "system calls per echoed message"
         } else {
             "TCP echo round trips: green vs tokio, may and std threads"
         },
