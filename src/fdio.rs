@@ -247,3 +247,66 @@ pub(crate) fn iov_len(bufs: &[std::io::IoSliceMut<'_>]) -> usize {
 pub(crate) fn short_read(n: usize, len: usize) -> bool {
     n > 0 && n < len
 }
+
+/// `Write` for `&$t` and `$t`, for a type whose `fd` field is a
+/// [`GreenFd`]: every write goes through [`GreenFd::write_with`]; flushing
+/// has nothing to do (writes are not buffered).
+macro_rules! green_write {
+    ($t:ty) => {
+        impl ::std::io::Write for &$t {
+            fn write(&mut self, buf: &[u8]) -> ::std::io::Result<usize> {
+                self.fd
+                    .write_with(|mut w| ::std::io::Write::write(&mut w, buf))
+            }
+
+            fn write_vectored(
+                &mut self,
+                bufs: &[::std::io::IoSlice<'_>],
+            ) -> ::std::io::Result<usize> {
+                self.fd
+                    .write_with(|mut w| ::std::io::Write::write_vectored(&mut w, bufs))
+            }
+
+            fn flush(&mut self) -> ::std::io::Result<()> {
+                Ok(())
+            }
+        }
+
+        impl ::std::io::Write for $t {
+            fn write(&mut self, buf: &[u8]) -> ::std::io::Result<usize> {
+                ::std::io::Write::write(&mut &*self, buf)
+            }
+
+            fn write_vectored(
+                &mut self,
+                bufs: &[::std::io::IoSlice<'_>],
+            ) -> ::std::io::Result<usize> {
+                ::std::io::Write::write_vectored(&mut &*self, bufs)
+            }
+
+            fn flush(&mut self) -> ::std::io::Result<()> {
+                Ok(())
+            }
+        }
+    };
+}
+
+/// `Read` for `$t` by way of `Read for &$t`.
+macro_rules! read_by_ref {
+    ($t:ty) => {
+        impl ::std::io::Read for $t {
+            fn read(&mut self, buf: &mut [u8]) -> ::std::io::Result<usize> {
+                ::std::io::Read::read(&mut &*self, buf)
+            }
+
+            fn read_vectored(
+                &mut self,
+                bufs: &mut [::std::io::IoSliceMut<'_>],
+            ) -> ::std::io::Result<usize> {
+                ::std::io::Read::read_vectored(&mut &*self, bufs)
+            }
+        }
+    };
+}
+
+pub(crate) use {green_write, read_by_ref};
