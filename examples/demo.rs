@@ -59,11 +59,14 @@ fn echo() -> io::Result<()> {
     let listener = TcpListener::bind("127.0.0.1:0")?;
     let addr = listener.local_addr()?;
     let server = green::spawn(move || -> io::Result<()> {
-        for _ in 0..CLIENTS {
-            let (s, _) = listener.accept()?;
-            green::spawn_n(move || handle(s).expect("echo handler failed"));
-        }
-        Ok(())
+        let handlers: Vec<_> = (0..CLIENTS)
+            .map(|_| {
+                let (s, _) = listener.accept()?;
+                Ok(green::spawn(move || handle(s)))
+            })
+            .collect::<io::Result<_>>()?;
+        // Each handler finishes when its client closes.
+        handlers.into_iter().try_for_each(|h| h.wait())
     });
     let start = Instant::now();
     let clients: Vec<_> = (0..CLIENTS)
@@ -90,12 +93,8 @@ fn echo() -> io::Result<()> {
     for c in clients {
         total += c.wait()?;
     }
-    server.wait()?;
     let wall = start.elapsed();
-    // The handlers see their clients' EOF and finish.
-    while green::hub::stats().green_threads > 0 {
-        green::sleep(Duration::from_millis(1));
-    }
+    server.wait()?;
     let trips = (CLIENTS * ROUND_TRIPS) as f64;
     println!(
         "echo:   {CLIENTS} clients x {ROUND_TRIPS} round trips of {MSG} bytes in {:.1} ms: \

@@ -73,10 +73,15 @@ pub(crate) fn set_nonblocking_fd(fd: RawFd, on: bool) -> io::Result<()> {
     Ok(())
 }
 
-/// The error an operation gets when its read or write timeout passes:
-/// `EAGAIN` (`WouldBlock`), as std's timeouts give on Unix.
-fn timed_out() -> io::Error {
-    io::Error::from_raw_os_error(libc::EAGAIN)
+/// Gives an operation whose read or write timeout passed `EAGAIN`
+/// (`WouldBlock`), as std's timeouts give on Unix.
+fn timeout_as_eagain<T>(r: io::Result<T>, timeout: Option<Duration>) -> io::Result<T> {
+    match r {
+        Err(e) if e.kind() == io::ErrorKind::TimedOut && timeout.is_some() => {
+            Err(io::Error::from_raw_os_error(libc::EAGAIN))
+        }
+        r => r,
+    }
 }
 
 /// An fd of type `S`, non-blocking underneath, blocking (green) on top.
@@ -141,6 +146,22 @@ impl<S: AsFd> GreenFd<S> {
         self.io(Interest::Write, self.write_timeout.load(), op, |_| false)
     }
 
+    /// Runs a write-side operation whose `EAGAIN` no edge on this fd will
+    /// end (it waits on another socket's queue): as
+    /// [`GreenFd::write_with`], but waiting through
+    /// [`crate::hub::io_loop_unsignalled`].
+    pub(crate) fn write_unsignalled<T>(
+        &self,
+        mut op: impl FnMut(&S) -> io::Result<T>,
+    ) -> io::Result<T> {
+        if self.nonblocking.load(Ordering::Relaxed) {
+            return op(&self.inner);
+        }
+        let timeout = self.write_timeout.load();
+        let r = hub::io_loop_unsignalled(self.fd(), Interest::Write, timeout, || op(&self.inner));
+        timeout_as_eagain(r, timeout)
+    }
+
     fn io<T>(
         &self,
         interest: Interest,
@@ -152,10 +173,7 @@ impl<S: AsFd> GreenFd<S> {
             return op(&self.inner);
         }
         let r = hub::io_loop(self.fd(), interest, timeout, || op(&self.inner), drained);
-        match r {
-            Err(e) if e.kind() == io::ErrorKind::TimedOut && timeout.is_some() => Err(timed_out()),
-            r => r,
-        }
+        timeout_as_eagain(r, timeout)
     }
 
     /// The user's blocking mode: `true` after `set_nonblocking(true)`.

@@ -238,11 +238,14 @@ fn current_is_one_thread_within_a_thread_and_distinct_across() {
 
 #[test]
 fn is_finished_turns_true_when_the_thread_ends() {
-    let h = thread::spawn(|| thread::sleep(Duration::from_millis(10)));
+    let go = green::Event::new();
+    let g = go.clone();
+    let h = thread::spawn(move || g.wait());
     assert!(!h.is_finished()); // not run yet
-    thread::yield_now(); // it starts sleeping
+    thread::yield_now(); // it starts and blocks
     assert!(!h.is_finished());
-    thread::sleep(Duration::from_millis(30)); // the root runs the hub meanwhile
+    go.send(()).unwrap();
+    thread::yield_now(); // it runs to its end
     assert!(h.is_finished());
     h.join().unwrap();
 }

@@ -256,8 +256,12 @@ fn closed_error(fd: RawFd) -> io::Error {
 /// `TimedOut` at the deadline; `ConnectionAborted` if the fd is closed
 /// through [`notify_close`] while waited on; the poller's error if the fd
 /// cannot be registered.
-fn wait_ready(fd: RawFd, interest: Interest, deadline: Option<Instant>) -> io::Result<()> {
-    let hub = hub();
+fn wait_ready(
+    hub: &Hub,
+    fd: RawFd,
+    interest: Interest,
+    deadline: Option<Instant>,
+) -> io::Result<()> {
     hub.ensure_registered(fd)?;
     park_on(hub, fd, interest, deadline)
 }
@@ -389,7 +393,77 @@ where
         if deadline.is_none() {
             deadline = timeout.and_then(|t| Instant::now().checked_add(t));
         }
-        wait_ready(fd, interest, deadline)?;
+        wait_ready(hub, fd, interest, deadline)?;
+    }
+}
+
+/// The loop of [`io_loop`] for an operation whose `EAGAIN` is *not*
+/// followed by a readiness edge on `fd`: it waits on another socket's
+/// queue, which nothing on `fd` announces (a Unix `connect` to a full
+/// backlog, a Unix datagram `send_to` to a full receiver). Between tries it
+/// parks for a growing delay (1 ms, doubling to 64 ms) — for an edge on `fd`
+/// if `fd` is not ready for `interest` now (its own buffer is full), else
+/// for the delay alone, since a ready fd raises no edge to wait for.
+///
+/// # Errors
+/// `op`'s own errors other than `WouldBlock`; `TimedOut` when `timeout`
+/// passes first; the errors of waiting on `fd`.
+pub(crate) fn io_loop_unsignalled<T>(
+    fd: RawFd,
+    interest: Interest,
+    timeout: Option<Duration>,
+    mut op: impl FnMut() -> io::Result<T>,
+) -> io::Result<T> {
+    let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
+    let mut backoff = Backoff::new();
+    loop {
+        match op() {
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+            r => return r,
+        }
+        let mut wait = backoff.next_delay();
+        if let Some(d) = deadline {
+            let left = d.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    format!("timed out waiting for fd {fd} to become {}", name(interest)),
+                ));
+            }
+            wait = wait.min(left);
+        }
+        if ready_now(fd, interest)? {
+            crate::greenthread::sleep(wait);
+        } else {
+            match trampoline(fd, interest, Some(wait)) {
+                Err(e) if e.kind() != io::ErrorKind::TimedOut => return Err(e),
+                _ => {}
+            }
+        }
+    }
+}
+
+/// The growing delays between the tries of [`io_loop_unsignalled`].
+#[derive(Debug)]
+struct Backoff {
+    next: Duration,
+}
+
+impl Backoff {
+    const FIRST: Duration = Duration::from_millis(1);
+    const MAX: Duration = Duration::from_millis(64);
+
+    fn new() -> Backoff {
+        Backoff {
+            next: Backoff::FIRST,
+        }
+    }
+
+    /// The delay before the next try: 1 ms, doubling up to 64 ms.
+    fn next_delay(&mut self) -> Duration {
+        let d = self.next;
+        self.next = (d * 2).min(Backoff::MAX);
+        d
     }
 }
 
@@ -413,12 +487,12 @@ impl Hub {
     }
 }
 
-/// Whether `fd` is ready for `interest` right now, asked with `poll(2)`.
-fn ready_now(fd: RawFd, interest: Interest) -> io::Result<bool> {
-    let events = match interest {
-        Interest::Read => libc::POLLIN,
-        Interest::Write => libc::POLLOUT,
-    };
+/// The `revents` of `fd` for `events` right now: one `poll(2)` with a zero
+/// timeout.
+///
+/// # Errors
+/// `EBADF` if `fd` is not open; the error of `poll`.
+pub(crate) fn poll_now(fd: RawFd, events: libc::c_short) -> io::Result<libc::c_short> {
     let mut p = libc::pollfd {
         fd,
         events,
@@ -432,7 +506,16 @@ fn ready_now(fd: RawFd, interest: Interest) -> io::Result<bool> {
     if p.revents & libc::POLLNVAL != 0 {
         return Err(io::Error::from_raw_os_error(libc::EBADF));
     }
-    Ok(n > 0)
+    Ok(p.revents)
+}
+
+/// Whether `fd` is ready for `interest` right now, asked with `poll(2)`.
+fn ready_now(fd: RawFd, interest: Interest) -> io::Result<bool> {
+    let events = match interest {
+        Interest::Read => libc::POLLIN,
+        Interest::Write => libc::POLLOUT,
+    };
+    Ok(poll_now(fd, events)? != 0)
 }
 
 /// Parks the current green thread (or the root, running the hub) until `fd`
@@ -529,5 +612,17 @@ pub fn notify_close(fd: RawFd) {
     let _ = hub.shared.poller.deregister(fd);
     for t in entry.readers.into_iter().chain(entry.writers) {
         hub.wake(t, Wake::Closed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Backoff;
+
+    #[test]
+    fn backoff_doubles_to_its_cap() {
+        let mut b = Backoff::new();
+        let delays: Vec<u64> = (0..9).map(|_| b.next_delay().as_millis() as u64).collect();
+        assert_eq!(delays, [1, 2, 4, 8, 16, 32, 64, 64, 64]);
     }
 }

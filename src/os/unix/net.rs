@@ -58,12 +58,9 @@
 
 use std::io;
 use std::mem;
-use std::os::fd::{FromRawFd, OwnedFd};
+use std::os::fd::OwnedFd;
 use std::os::linux::net::SocketAddrExt;
 use std::os::unix::ffi::OsStrExt;
-use std::time::Duration;
-
-use crate::net::sys::cvt;
 
 mod datagram;
 mod listener;
@@ -76,16 +73,7 @@ pub use stream::UnixStream;
 
 /// A new non-blocking, close-on-exec `AF_UNIX` socket of type `ty`.
 fn socket(ty: libc::c_int) -> io::Result<OwnedFd> {
-    // SAFETY: a plain syscall; the returned fd is owned at once.
-    let fd = cvt(unsafe {
-        libc::socket(
-            libc::AF_UNIX,
-            ty | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
-            0,
-        )
-    })?;
-    // SAFETY: `fd` was just returned by socket(2) and nobody else owns it.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+    crate::net::sys::socket_in(libc::AF_UNIX, ty)
 }
 
 /// `addr` as a `sockaddr_un` and the length in use.
@@ -120,31 +108,6 @@ fn sockaddr_un(addr: &SocketAddr) -> io::Result<(libc::sockaddr_un, libc::sockle
     Ok((raw, len as libc::socklen_t))
 }
 
-/// The growing delays between tries of an operation that waits on a peer's
-/// queue, which no event on our own fd announces.
-#[derive(Debug)]
-struct Backoff {
-    next: Duration,
-}
-
-impl Backoff {
-    const FIRST: Duration = Duration::from_millis(1);
-    const MAX: Duration = Duration::from_millis(64);
-
-    fn new() -> Backoff {
-        Backoff {
-            next: Backoff::FIRST,
-        }
-    }
-
-    /// The delay before the next try: 1 ms, doubling up to 64 ms.
-    fn next_delay(&mut self) -> Duration {
-        let d = self.next;
-        self.next = (d * 2).min(Backoff::MAX);
-        d
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -168,12 +131,5 @@ mod tests {
         assert_eq!(raw.sun_path[0], 0);
         assert_eq!(raw.sun_path[1], b'g' as libc::c_char);
         assert_eq!(raw.sun_path[6], 0);
-    }
-
-    #[test]
-    fn backoff_doubles_to_its_cap() {
-        let mut b = Backoff::new();
-        let delays: Vec<u64> = (0..9).map(|_| b.next_delay().as_millis() as u64).collect();
-        assert_eq!(delays, [1, 2, 4, 8, 16, 32, 64, 64, 64]);
     }
 }

@@ -5,11 +5,11 @@ use std::io;
 use std::net::Shutdown;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, IntoRawFd, OwnedFd, RawFd};
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use super::{Backoff, SocketAddr};
+use super::SocketAddr;
 use crate::fdio::GreenFd;
-use crate::hub::{self, Interest};
+use crate::hub;
 use crate::net::fd_traits;
 
 type StdDatagram = std::os::unix::net::UnixDatagram;
@@ -242,38 +242,9 @@ impl UnixDatagram {
     /// the next write edge, bounded by the same sleep.
     fn send_unconnected(
         &self,
-        mut op: impl FnMut(&StdDatagram) -> io::Result<usize>,
+        op: impl FnMut(&StdDatagram) -> io::Result<usize>,
     ) -> io::Result<usize> {
-        let fd = &self.fd;
-        if fd.is_nonblocking() {
-            return op(fd.get_ref());
-        }
-        let deadline = fd
-            .write_timeout()
-            .and_then(|t| Instant::now().checked_add(t));
-        let mut backoff = Backoff::new();
-        loop {
-            match op(fd.get_ref()) {
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                r => return r,
-            }
-            let mut wait = backoff.next_delay();
-            if let Some(d) = deadline {
-                let left = d.saturating_duration_since(Instant::now());
-                if left.is_zero() {
-                    return Err(io::Error::from_raw_os_error(libc::EAGAIN));
-                }
-                wait = wait.min(left);
-            }
-            if writable_now(fd.fd())? {
-                crate::sleep(wait);
-            } else {
-                match hub::trampoline(fd.fd(), Interest::Write, Some(wait)) {
-                    Err(e) if e.kind() != io::ErrorKind::TimedOut => return Err(e),
-                    _ => {}
-                }
-            }
-        }
+        self.fd.write_unsignalled(op)
     }
 
     /// Sets the read timeout for the socket.
@@ -378,21 +349,6 @@ impl UnixDatagram {
     }
 }
 
-/// Whether `fd` has room to send, asked with `poll(2)`.
-fn writable_now(fd: RawFd) -> io::Result<bool> {
-    let mut p = libc::pollfd {
-        fd,
-        events: libc::POLLOUT,
-        revents: 0,
-    };
-    // SAFETY: one valid pollfd, zero timeout.
-    let n = unsafe { libc::poll(&mut p, 1, 0) };
-    if n < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(p.revents & libc::POLLOUT != 0)
-}
-
 /// Whether a receive that failed with `e` did so because reads on `s` are
 /// shut down.
 ///
@@ -404,14 +360,8 @@ fn read_shut_down(s: &StdDatagram, e: &io::Error) -> bool {
     if e.kind() != io::ErrorKind::WouldBlock {
         return false;
     }
-    let mut p = libc::pollfd {
-        fd: s.as_raw_fd(),
-        events: libc::POLLRDHUP,
-        revents: 0,
-    };
-    // SAFETY: one valid pollfd, zero timeout.
-    let n = unsafe { libc::poll(&mut p, 1, 0) };
-    n > 0 && p.revents & libc::POLLRDHUP != 0
+    hub::poll_now(s.as_raw_fd(), libc::POLLRDHUP)
+        .is_ok_and(|revents| revents & libc::POLLRDHUP != 0)
 }
 
 impl fmt::Debug for UnixDatagram {

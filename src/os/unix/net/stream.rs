@@ -7,8 +7,9 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, IntoRawFd, OwnedFd, RawF
 use std::path::Path;
 use std::time::Duration;
 
-use super::{sockaddr_un, socket, Backoff, SocketAddr};
+use super::{sockaddr_un, socket, SocketAddr};
 use crate::fdio::GreenFd;
+use crate::hub::{self, Interest};
 use crate::net::fd_traits;
 
 /// A Unix stream socket.
@@ -113,8 +114,7 @@ impl UnixStream {
     pub fn connect_addr(socket_addr: &SocketAddr) -> io::Result<UnixStream> {
         let (raw, len) = sockaddr_un(socket_addr)?;
         let fd = socket(libc::SOCK_STREAM)?;
-        let mut backoff = Backoff::new();
-        loop {
+        let connect = || loop {
             // SAFETY: `raw` is a valid sockaddr_un of which `len` bytes are
             // in use.
             let rc = unsafe {
@@ -125,22 +125,21 @@ impl UnixStream {
                 )
             };
             if rc == 0 {
-                let s = std::os::unix::net::UnixStream::from(fd);
-                return Ok(UnixStream {
-                    fd: GreenFd::from_nonblocking(s),
-                });
+                return Ok(());
             }
             let e = io::Error::last_os_error();
-            match e.raw_os_error() {
-                // An AF_UNIX connect completes or fails at once: try again.
-                Some(libc::EINTR) => {}
-                // The backlog is full. No event on this socket says when it
-                // has room, so sleep (a park point: kill and Timeout land
-                // here) and try again.
-                Some(libc::EAGAIN) => crate::sleep(backoff.next_delay()),
-                _ => return Err(e),
+            // An AF_UNIX connect completes or fails at once; an interrupted
+            // one is simply made again. `EAGAIN` means the backlog is full,
+            // and no event on this socket says when it has room.
+            if e.raw_os_error() != Some(libc::EINTR) {
+                return Err(e);
             }
-        }
+        };
+        hub::io_loop_unsignalled(fd.as_raw_fd(), Interest::Write, None, connect)?;
+        let s = std::os::unix::net::UnixStream::from(fd);
+        Ok(UnixStream {
+            fd: GreenFd::from_nonblocking(s),
+        })
     }
 
     /// Creates an unnamed pair of connected sockets.
