@@ -43,11 +43,13 @@ mod chan;
 mod coro;
 mod event;
 mod fdio;
+mod fdmap;
 mod greenthread;
 pub mod hub;
 pub mod io;
 pub mod net;
 pub mod os;
+pub mod patch;
 mod pool;
 pub mod process;
 mod process_ext;
@@ -68,6 +70,7 @@ pub use greenthread::{
     Killed,
 };
 pub use net::serve::{connect, listen, serve, Server, ServerHandle, StopServe};
+pub use patch::{is_patched, patch, unpatch};
 pub use pool::{Apply, GreenPile, GreenPool, Imap};
 pub use semaphore::{BoundedSemaphore, CappedSemaphore, ReleaseError, Semaphore, SemaphoreGuard};
 pub use timeout::{with_timeout, Elapsed, Timeout};

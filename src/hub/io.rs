@@ -13,10 +13,10 @@ use std::collections::VecDeque;
 use std::io;
 use std::os::fd::RawFd;
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use super::{hub, Hub, Token, Wake};
+use crate::fdmap::FdMap;
 
 /// Which readiness [`trampoline`] waits for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -29,45 +29,14 @@ pub enum Interest {
 
 /// Process-wide close counts per fd number, so that a hub notices when an
 /// fd it registered was closed elsewhere (on another OS thread, whose hub
-/// [`notify_close`] told) and the number now names another file.
-///
-/// Two levels of lazily allocated chunks: reading a generation is one or two
-/// loads and never locks.
-struct FdGenerations {
-    chunks: [OnceLock<Box<[AtomicU32]>>; GEN_CHUNKS],
-}
+/// [`notify_close`] told) and the number now names another file. Reading a
+/// count is one or two loads and never locks.
+static FD_GENERATIONS: FdMap<AtomicU32> = FdMap::new();
 
-const GEN_CHUNK: usize = 4096;
-const GEN_CHUNKS: usize = 1024;
-
-static FD_GENERATIONS: FdGenerations = FdGenerations {
-    chunks: [const { OnceLock::new() }; GEN_CHUNKS],
-};
-
-impl FdGenerations {
-    /// The slot of `fd`; `None` past the table (4M fds), whose fds are not
-    /// tracked.
-    fn slot(&self, fd: RawFd, create: bool) -> Option<&AtomicU32> {
-        let i = usize::try_from(fd).ok()?;
-        let chunk = self.chunks.get(i / GEN_CHUNK)?;
-        let c = if create {
-            chunk.get_or_init(|| (0..GEN_CHUNK).map(|_| AtomicU32::new(0)).collect())
-        } else {
-            chunk.get()?
-        };
-        Some(&c[i % GEN_CHUNK])
-    }
-
-    fn get(&self, fd: RawFd) -> u32 {
-        self.slot(fd, false)
-            .map_or(0, |g| g.load(Ordering::Acquire))
-    }
-
-    fn bump(&self, fd: RawFd) {
-        if let Some(g) = self.slot(fd, true) {
-            g.fetch_add(1, Ordering::AcqRel);
-        }
-    }
+fn generation(fd: RawFd) -> u32 {
+    FD_GENERATIONS
+        .get(fd)
+        .map_or(0, |g| g.load(Ordering::Acquire))
 }
 
 #[derive(Debug, Default)]
@@ -147,7 +116,7 @@ impl Hub {
                 format!("cannot wait on fd {fd}: not a file descriptor"),
             ));
         }
-        let gen = FD_GENERATIONS.get(fd);
+        let gen = generation(fd);
         let mut io = self.io.borrow_mut();
         let stale = match io.get(fd) {
             Some(e) if e.gen == gen => return Ok(false),
@@ -471,7 +440,7 @@ impl Hub {
     /// Whether the hub knows `fd` has nothing for `interest` since its last
     /// readiness edge (and no hang-up was seen).
     fn known_unready(&self, fd: RawFd, interest: Interest) -> bool {
-        let gen = FD_GENERATIONS.get(fd);
+        let gen = generation(fd);
         let mut io = self.io.borrow_mut();
         match io.get(fd) {
             Some(e) => e.gen == gen && !e.hangup && !*e.ready(interest),
@@ -596,7 +565,9 @@ pub fn trampoline(fd: RawFd, interest: Interest, timeout: Option<Duration>) -> i
 pub fn notify_close(fd: RawFd) {
     // Other hubs that registered the number see the new count and drop their
     // entry before they use the number again.
-    FD_GENERATIONS.bump(fd);
+    if let Some(g) = FD_GENERATIONS.get_or_make(fd) {
+        g.fetch_add(1, Ordering::AcqRel);
+    }
     let Some(hub) = super::try_hub() else { return };
     let entry = {
         let mut io = hub.io.borrow_mut();

@@ -147,6 +147,10 @@ struct Slot {
     cancel_unwind: bool,
     /// The timer of the current park's deadline, or of `spawn_after`.
     timer: Option<TimerId>,
+    /// How deep the context is in calls that C-ABI frames surround (the
+    /// interposers of `patch`): a coroutine parked there must never be
+    /// unwound, since an unwind cannot cross those frames.
+    foreign: u32,
     /// Inline, so spawning allocates no box for it; the slab never moves
     /// a slot, so a running coroutine stays put.
     green: Option<GreenCtx>,
@@ -168,6 +172,7 @@ impl Slot {
             pending: None,
             cancel_unwind: false,
             timer: None,
+            foreign: 0,
             green: None,
             thread: None,
         }
@@ -627,6 +632,19 @@ impl Hub {
     /// Parks the current context until it is woken, `deadline` passes, or a
     /// cancellation arrives. Never unwinds; see [`park`].
     pub(crate) fn park_raw(&self, deadline: Option<Instant>) -> Wake {
+        self.park_inner(deadline, true)
+    }
+
+    /// Parks like [`Hub::park_raw`] but leaves a pending kill or timeout
+    /// pending: it neither returns [`Wake::Cancel`] nor refuses to park
+    /// because of one. A cancellation that arrives meanwhile wakes the
+    /// context once, as a spurious [`Wake::Woken`]. For waits that must not
+    /// end early (a `futex` wait whose caller would spin).
+    pub(crate) fn park_keep_cancel(&self, deadline: Option<Instant>) -> Wake {
+        self.park_inner(deadline, false)
+    }
+
+    fn park_inner(&self, deadline: Option<Instant>, take_cancel: bool) -> Wake {
         let key = self.current.get();
         if key == HUB_CTX {
             Self::blocking_from_hub();
@@ -645,7 +663,9 @@ impl Hub {
             // its cancellation at a park after the unwind: a second unwind
             // from inside a destructor would abort the process.
             let unwinding = std::thread::panicking();
-            if !unwinding {
+            if !take_cancel {
+                // Left pending for the caller to deliver later.
+            } else if !unwinding {
                 set_cancel_unwind(slot, false);
                 if let Some(c) = take_pending(&self.pending_count, slot) {
                     return Wake::Cancel(c);
@@ -677,7 +697,7 @@ impl Hub {
         if let Some(t) = slot.timer.take() {
             self.timers.borrow_mut().cancel(t);
         }
-        if slot.pending.is_some() {
+        if slot.pending.is_some() && take_cancel {
             if std::thread::panicking() {
                 // Woken by a cancellation it cannot take now: spurious. If
                 // another context's unwind is what hides it, the loop
@@ -1114,6 +1134,44 @@ impl Hub {
         self.current.get() == HUB_CTX
     }
 
+    /// Whether the running context may park from inside a C-ABI frame: it
+    /// is a green thread or a root (not the hub itself), and the hub is not
+    /// tearing down.
+    #[inline]
+    pub(crate) fn can_park_foreign(&self) -> bool {
+        self.current.get() != HUB_CTX && !self.closing.get()
+    }
+
+    /// Runs `f` with the current context marked as being inside a C-ABI
+    /// frame, so that teardown leaks rather than unwinds it if it parks
+    /// there and the OS thread exits.
+    pub(crate) fn in_foreign<T>(&self, f: impl FnOnce() -> T) -> T {
+        struct Exit<'a>(&'a Hub, u32);
+        impl Drop for Exit<'_> {
+            fn drop(&mut self) {
+                if let Some(s) = self.0.slots.borrow_mut().get_mut(self.1 as usize) {
+                    s.foreign -= 1;
+                }
+            }
+        }
+        let key = self.current.get();
+        self.slots.borrow_mut()[key as usize].foreign += 1;
+        let _exit = Exit(self, key);
+        f()
+    }
+
+    /// Makes `c` pending again on the current context, to be delivered at
+    /// its next park point (it was taken by a park inside a C-ABI frame,
+    /// which cannot unwind).
+    pub(crate) fn rearm(&self, c: Cancel) {
+        let key = self.current.get();
+        if key == HUB_CTX {
+            return;
+        }
+        let gen = self.slots.borrow()[key as usize].gen;
+        self.cancel(key, gen, c);
+    }
+
     fn drain_remote(&self) {
         self.shared.has_remote.store(false, Ordering::SeqCst);
         let mut buf = self.remote_buf.borrow_mut();
@@ -1178,7 +1236,6 @@ impl Hub {
     /// that are parked, so their destructors run).
     fn teardown(&self) {
         self.closing.set(true);
-        #[cfg(panic = "abort")]
         let mut leaked = false;
         loop {
             let next = {
@@ -1196,10 +1253,16 @@ impl Hub {
                     // Unwound like a kill: what it holds is not poisoned.
                     set_cancel_unwind(s, true);
                     let g = s.green.as_ref().expect("checked above");
-                    (k as u32, g.seat.is_some() && g.coro.is_some())
+                    (
+                        k as u32,
+                        g.seat.is_some() && g.coro.is_some(),
+                        s.foreign > 0,
+                    )
                 })
             };
-            let Some((key, restore)) = next else { break };
+            let Some((key, restore, foreign)) = next else {
+                break;
+            };
             if restore {
                 self.take_seat(key);
             }
@@ -1214,14 +1277,17 @@ impl Hub {
                 id: green.id,
             }));
             // Dropping a parked coroutine unwinds it. Without unwinding
-            // (panic = "abort") it is leaked instead: its frames are
-            // abandoned as if it stayed parked forever.
-            #[cfg(not(panic = "abort"))]
-            drop(green.coro.take());
-            #[cfg(panic = "abort")]
-            if let Some(c) = green.coro.take() {
-                std::mem::forget(c);
-                leaked = true;
+            // (panic = "abort"), or when it is parked inside a patched libc
+            // call (an unwind cannot cross that C frame), it is leaked
+            // instead: its frames are abandoned as if it stayed parked
+            // forever.
+            if cfg!(panic = "abort") || foreign {
+                if let Some(c) = green.coro.take() {
+                    std::mem::forget(c);
+                    leaked = true;
+                }
+            } else {
+                drop(green.coro.take());
             }
             coro::set_running(None);
             if let Some(seat) = &green.seat {
@@ -1236,7 +1302,6 @@ impl Hub {
         // A leaked coroutine's stack may sit in a pooled chunk or an arena,
         // and may still be written (a tpool job borrowing from it): leave
         // all green stack memory mapped.
-        #[cfg(panic = "abort")]
         if leaked {
             std::mem::forget(std::mem::take(&mut *self.stacks.borrow_mut()));
             std::mem::forget(std::mem::take(&mut *self.arenas.borrow_mut()));

@@ -108,7 +108,9 @@ impl Poller {
         }
         let one: u64 = 1;
         // SAFETY: writes 8 bytes from a valid u64 to our eventfd.
-        let n = unsafe { libc::write(self.eventfd.as_raw_fd(), (&one as *const u64).cast(), 8) };
+        let n = unsafe {
+            crate::patch::original::write(self.eventfd.as_raw_fd(), (&one as *const u64).cast(), 8)
+        };
         if n < 0 {
             let e = io::Error::last_os_error();
             // A full counter still wakes the poller.
@@ -202,7 +204,7 @@ impl Poller {
             }
         };
         // SAFETY: `events` has room for `cap` entries.
-        let n = unsafe { libc::epoll_wait(epfd, events, cap, ms) };
+        let n = unsafe { crate::patch::original::epoll_wait(epfd, events, cap, ms) };
         if n < 0 {
             let e = io::Error::last_os_error();
             if e.raw_os_error() == Some(libc::EINTR) {
@@ -217,7 +219,7 @@ impl Poller {
         let mut v: u64 = 0;
         // SAFETY: reads 8 bytes into a valid u64 from our non-blocking eventfd.
         unsafe {
-            libc::read(self.eventfd.as_raw_fd(), (&mut v as *mut u64).cast(), 8);
+            crate::patch::original::read(self.eventfd.as_raw_fd(), (&mut v as *mut u64).cast(), 8);
         }
         self.notified.store(false, Ordering::Release);
     }

@@ -1,0 +1,240 @@
+//! What the interposers know about each fd: its kind, the non-blocking mode
+//! its owner asked for, and its socket timeouts. Process-wide, lock-free.
+
+use std::os::fd::RawFd;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::time::Duration;
+
+use super::original;
+use crate::fdmap::FdMap;
+use crate::hub::Interest;
+
+/// Classified (the other bits are meaningful).
+pub(super) const KNOWN: u32 = 1;
+/// A socket that green made `O_NONBLOCK` while its owner wants it
+/// blocking: green calls park on `EAGAIN`; other callers get blocking
+/// behaviour emulated.
+pub(super) const OURS: u32 = 2;
+/// Its owner made it non-blocking: every call passes straight through.
+pub(super) const USER_NB: u32 = 4;
+/// A blocking pipe, FIFO, terminal or other pollable file green leaves
+/// blocking: green calls wait for readiness first, then make the call.
+pub(super) const POLL_FIRST: u32 = 8;
+/// A regular file, directory or block device: never waits on readiness.
+pub(super) const FILE: u32 = 16;
+/// A TCP stream: a read shorter than its buffer drained it.
+pub(super) const TCP: u32 = 32;
+
+#[derive(Default)]
+pub(super) struct FdState {
+    bits: AtomicU32,
+    /// `SO_RCVTIMEO` and `SO_SNDTIMEO` in nanoseconds; 0 means none.
+    rcv: AtomicU64,
+    snd: AtomicU64,
+}
+
+static FDS: FdMap<FdState> = FdMap::new();
+
+/// The bits of `fd`, or 0 if it is not known.
+#[inline]
+pub(super) fn bits(fd: RawFd) -> u32 {
+    FDS.get(fd).map_or(0, |s| s.bits.load(Ordering::Acquire))
+}
+
+/// The bits of `fd`, classifying it first if it is not known. 0 if it
+/// cannot be classified (not open): the call is made as it is.
+pub(super) fn classify(fd: RawFd) -> u32 {
+    let b = bits(fd);
+    if b != 0 {
+        return b;
+    }
+    // SAFETY: fstat into a zeroed stat buffer.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    if unsafe { libc::fstat(fd, &mut st) } != 0 {
+        return 0;
+    }
+    // SAFETY: F_GETFL takes no argument.
+    let fl = unsafe { original::fcntl(fd, libc::F_GETFL, 0) };
+    if fl < 0 {
+        return 0;
+    }
+    let nonblocking = fl & libc::O_NONBLOCK != 0;
+    let (b, timeouts) = match st.st_mode & libc::S_IFMT {
+        libc::S_IFSOCK if nonblocking => (KNOWN | USER_NB, None),
+        libc::S_IFSOCK => {
+            // SAFETY: sets the flags just read plus O_NONBLOCK.
+            if unsafe {
+                original::fcntl(fd, libc::F_SETFL, (fl | libc::O_NONBLOCK) as libc::c_long)
+            } != 0
+            {
+                return 0;
+            }
+            let tcp = is_tcp(fd);
+            (
+                KNOWN | OURS | if tcp { TCP } else { 0 },
+                Some((
+                    sock_timeout(fd, libc::SO_RCVTIMEO),
+                    sock_timeout(fd, libc::SO_SNDTIMEO),
+                )),
+            )
+        }
+        libc::S_IFREG | libc::S_IFDIR | libc::S_IFBLK => (KNOWN | FILE, None),
+        _ if nonblocking => (KNOWN | USER_NB, None),
+        _ => (KNOWN | POLL_FIRST, None),
+    };
+    set(fd, b, timeouts.unwrap_or((0, 0)));
+    b
+}
+
+/// Whether `fd` is a TCP stream socket.
+fn is_tcp(fd: RawFd) -> bool {
+    let opt = |name| {
+        let mut v: libc::c_int = 0;
+        let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+        // SAFETY: an int-sized option into an int.
+        let rc = unsafe {
+            libc::getsockopt(
+                fd,
+                libc::SOL_SOCKET,
+                name,
+                (&mut v as *mut libc::c_int).cast(),
+                &mut len,
+            )
+        };
+        (rc == 0).then_some(v)
+    };
+    opt(libc::SO_TYPE) == Some(libc::SOCK_STREAM)
+        && matches!(opt(libc::SO_DOMAIN), Some(libc::AF_INET | libc::AF_INET6))
+}
+
+/// A socket timeout option of `fd`, in nanoseconds (0: none).
+fn sock_timeout(fd: RawFd, name: libc::c_int) -> u64 {
+    let mut tv = libc::timeval {
+        tv_sec: 0,
+        tv_usec: 0,
+    };
+    let mut len = std::mem::size_of::<libc::timeval>() as libc::socklen_t;
+    // SAFETY: a timeval-sized option into a timeval.
+    let rc = unsafe {
+        libc::getsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            name,
+            (&mut tv as *mut libc::timeval).cast(),
+            &mut len,
+        )
+    };
+    if rc != 0 {
+        return 0;
+    }
+    tv_nanos(&tv)
+}
+
+pub(super) fn tv_nanos(tv: &libc::timeval) -> u64 {
+    (tv.tv_sec.max(0) as u64)
+        .saturating_mul(1_000_000_000)
+        .saturating_add(tv.tv_usec.max(0) as u64 * 1000)
+}
+
+/// Records `fd` as classified with `bits` and the timeouts (ns).
+pub(super) fn set(fd: RawFd, bits: u32, (rcv, snd): (u64, u64)) {
+    if let Some(s) = FDS.get_or_make(fd) {
+        s.rcv.store(rcv, Ordering::Relaxed);
+        s.snd.store(snd, Ordering::Relaxed);
+        s.bits.store(bits, Ordering::Release);
+    }
+}
+
+/// Forgets `fd` (it was closed, or is about to name another file).
+pub(super) fn forget(fd: RawFd) {
+    if let Some(s) = FDS.get(fd) {
+        s.bits.store(0, Ordering::Release);
+    }
+}
+
+/// `new` shares `old`'s open file description (a dup): it shares its state.
+pub(super) fn copy(old: RawFd, new: RawFd) {
+    match FDS.get(old) {
+        Some(s) if s.bits.load(Ordering::Acquire) != 0 => {
+            let b = s.bits.load(Ordering::Acquire);
+            set(new, b, timeouts(old));
+        }
+        _ => forget(new),
+    }
+}
+
+/// The timeouts (ns) of `fd`.
+pub(super) fn timeouts(fd: RawFd) -> (u64, u64) {
+    FDS.get(fd).map_or((0, 0), |s| {
+        (s.rcv.load(Ordering::Relaxed), s.snd.load(Ordering::Relaxed))
+    })
+}
+
+/// The timeout of `fd` for `interest`, as its owner set it.
+pub(super) fn timeout(fd: RawFd, interest: Interest) -> Option<Duration> {
+    let (rcv, snd) = timeouts(fd);
+    let ns = match interest {
+        Interest::Read => rcv,
+        Interest::Write => snd,
+    };
+    (ns != 0).then(|| Duration::from_nanos(ns))
+}
+
+/// Records a timeout its owner set with `setsockopt`.
+pub(super) fn set_timeout(fd: RawFd, interest: Interest, ns: u64) {
+    if let Some(s) = FDS.get(fd) {
+        match interest {
+            Interest::Read => s.rcv.store(ns, Ordering::Relaxed),
+            Interest::Write => s.snd.store(ns, Ordering::Relaxed),
+        }
+    }
+}
+
+/// Records the non-blocking mode its owner asked for on a known fd.
+/// Returns whether green keeps the fd non-blocking underneath (the call
+/// that asked for blocking mode must then not reach the kernel).
+pub(super) fn set_user_nonblocking(fd: RawFd, on: bool) -> bool {
+    let Some(s) = FDS.get(fd) else { return false };
+    let b = s.bits.load(Ordering::Acquire);
+    if b == 0 || b & FILE != 0 {
+        return false;
+    }
+    let socket = b & (OURS | TCP) != 0 || (b & USER_NB != 0 && is_socket(fd));
+    let kind = if socket && b & TCP == 0 && b & OURS == 0 && !on && is_tcp(fd) {
+        TCP
+    } else {
+        b & TCP
+    };
+    let new = if on {
+        KNOWN | USER_NB | kind
+    } else if socket {
+        KNOWN | OURS | kind
+    } else {
+        KNOWN | POLL_FIRST
+    };
+    s.bits.store(new, Ordering::Release);
+    !on && socket
+}
+
+fn is_socket(fd: RawFd) -> bool {
+    // SAFETY: fstat into a zeroed stat buffer.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    (unsafe { libc::fstat(fd, &mut st) }) == 0 && st.st_mode & libc::S_IFMT == libc::S_IFSOCK
+}
+
+/// Gives every socket green made non-blocking back its blocking mode, and
+/// forgets every fd (for `unpatch`).
+pub(super) fn restore_all() {
+    FDS.for_each(|fd, s| {
+        let b = s.bits.swap(0, Ordering::AcqRel);
+        if b & OURS != 0 {
+            // SAFETY: F_GETFL/F_SETFL on an fd number; a closed one fails.
+            unsafe {
+                let fl = original::fcntl(fd, libc::F_GETFL, 0);
+                if fl >= 0 {
+                    original::fcntl(fd, libc::F_SETFL, (fl & !libc::O_NONBLOCK) as libc::c_long);
+                }
+            }
+        }
+    });
+}

@@ -1,0 +1,164 @@
+//! Futex waits of green contexts, parked on a wait table keyed by address.
+//!
+//! std's `Mutex`, `Condvar`, `RwLock`, `Once` and `thread::park` block with
+//! `syscall(SYS_futex, FUTEX_WAIT…)` on Linux. A green context that would
+//! block there instead records itself here under the futex address and
+//! parks; a `FUTEX_WAKE` from any thread wakes the green waiters of that
+//! address as well as making the real call.
+//!
+//! The check of the futex word and the insertion happen under the bucket's
+//! lock, and a waker changes the word *before* taking that lock, so a wake
+//! can never fall between the check and the park (the kernel's own
+//! argument). The lock is a spin lock: a `std` lock would block through the
+//! very futex being hooked.
+
+use std::cell::UnsafeCell;
+use std::hint;
+use std::sync::atomic::{fence, AtomicBool, AtomicU32, AtomicUsize, Ordering};
+use std::time::Instant;
+
+use crate::hub::{Hub, Unparker, Wake};
+
+const BUCKETS: usize = 64;
+
+struct Waiter {
+    addr: usize,
+    bitset: u32,
+    unparker: Unparker,
+    /// Set (under the bucket lock) by the waker that took it off the table.
+    woken: bool,
+}
+
+struct Bucket {
+    locked: AtomicBool,
+    waiters: UnsafeCell<Vec<*mut Waiter>>,
+}
+
+// SAFETY: `waiters` is only touched with `locked` held; the pointers name
+// `Waiter`s that stay alive until their owner has taken them off the table
+// under that lock.
+unsafe impl Sync for Bucket {}
+
+static TABLE: [Bucket; BUCKETS] = [const {
+    Bucket {
+        locked: AtomicBool::new(false),
+        waiters: UnsafeCell::new(Vec::new()),
+    }
+}; BUCKETS];
+
+/// Green waiters on the table, all buckets: a wake with none skips it.
+static WAITING: AtomicUsize = AtomicUsize::new(0);
+
+struct Held(&'static Bucket);
+
+impl Held {
+    fn lock(addr: usize) -> Held {
+        let b = &TABLE[(addr >> 2).wrapping_mul(0x9E37_79B9) % BUCKETS];
+        while b
+            .locked
+            .compare_exchange_weak(false, true, Ordering::Acquire, Ordering::Relaxed)
+            .is_err()
+        {
+            hint::spin_loop();
+        }
+        Held(b)
+    }
+
+    fn waiters(&mut self) -> &mut Vec<*mut Waiter> {
+        // SAFETY: the lock is held.
+        unsafe { &mut *self.0.waiters.get() }
+    }
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        self.0.locked.store(false, Ordering::Release);
+    }
+}
+
+/// Waits on `word` while it holds `val`, parked green, until a matching
+/// wake, `deadline`, or a spurious wake. Returns 0, or an errno value
+/// (`EAGAIN` if the word differed, `ETIMEDOUT`).
+///
+/// A kill or timeout of the waiter stays pending (to be delivered at its
+/// next green park point) and does not end the wait: std's lock loops
+/// would otherwise spin on a wait that returns at once.
+pub(super) fn wait(
+    hub: &Hub,
+    word: *const AtomicU32,
+    val: u32,
+    bitset: u32,
+    deadline: Option<Instant>,
+) -> i32 {
+    let addr = word as usize;
+    let mut w = Waiter {
+        addr,
+        bitset,
+        unparker: hub.unparker(),
+        woken: false,
+    };
+    {
+        let mut held = Held::lock(addr);
+        fence(Ordering::SeqCst);
+        // SAFETY: the caller passed the address of a futex word it waits on.
+        if unsafe { (*word).load(Ordering::SeqCst) } != val {
+            return libc::EAGAIN;
+        }
+        held.waiters().push(&mut w);
+        WAITING.fetch_add(1, Ordering::SeqCst);
+    }
+    let wake = hub.in_foreign(|| hub.park_keep_cancel(deadline));
+    let mut held = Held::lock(addr);
+    if w.woken {
+        return 0;
+    }
+    let me: *mut Waiter = &mut w;
+    let list = held.waiters();
+    if let Some(i) = list.iter().position(|p| *p == me) {
+        list.swap_remove(i);
+        WAITING.fetch_sub(1, Ordering::SeqCst);
+    }
+    match wake {
+        Wake::TimedOut => libc::ETIMEDOUT,
+        _ => 0,
+    }
+}
+
+/// Wakes up to `n` green waiters on `addr` whose bitset meets `bitset`.
+/// Returns how many it woke.
+pub(super) fn wake(addr: usize, n: i32, bitset: u32) -> i32 {
+    fence(Ordering::SeqCst);
+    if WAITING.load(Ordering::SeqCst) == 0 || n <= 0 {
+        return 0;
+    }
+    let mut woken = Vec::new();
+    {
+        let mut held = Held::lock(addr);
+        let list = held.waiters();
+        let mut i = 0;
+        while i < list.len() && (woken.len() as i32) < n {
+            // SAFETY: a listed waiter is alive while the lock is held.
+            let w = unsafe { &mut *list[i] };
+            if w.addr == addr && w.bitset & bitset != 0 {
+                w.woken = true;
+                woken.push(w.unparker.clone());
+                list.remove(i);
+                WAITING.fetch_sub(1, Ordering::SeqCst);
+            } else {
+                i += 1;
+            }
+        }
+    }
+    // Unparked after the lock is released: an unpark may take other locks.
+    let count = woken.len() as i32;
+    for u in woken {
+        u.unpark();
+    }
+    count
+}
+
+/// Whether any green context waits on the table.
+#[inline]
+pub(super) fn waiting() -> bool {
+    WAITING.load(Ordering::Relaxed) != 0
+}

@@ -1,0 +1,1650 @@
+//! The interposers: functions with libc's names and signatures.
+//!
+//! Each loads [`STATE`] first; with patching off it calls [`original`] at
+//! once. Otherwise it takes its green path when the caller is on a green
+//! context, and passes through (emulating blocking mode on sockets green
+//! made non-blocking) when it is not. None ever unwinds: a kill or timeout
+//! that reaches a green wait inside one is turned into an error return
+//! ([`shielded`]) and made pending again for the thread's next park point.
+
+use std::io;
+use std::os::fd::RawFd;
+use std::panic::{self, AssertUnwindSafe};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU32, AtomicU64, Ordering};
+use std::sync::Once;
+use std::time::{Duration, Instant};
+
+use libc::{
+    addrinfo, c_char, c_int, c_long, c_uint, c_ulong, c_void, clockid_t, epoll_event, fd_set, id_t,
+    idtype_t, iovec, msghdr, nfds_t, pid_t, pollfd, rusage, siginfo_t, sigset_t, size_t, sockaddr,
+    socklen_t, ssize_t, timespec, timeval, useconds_t,
+};
+
+use super::{fds, futex, original, DNS, EMULATE, FILES, NET, PROCESS, SLEEP, STATE, SYNC};
+use crate::hub::{self, io_loop, trampoline, Cancel, Hub, Interest};
+
+/// A bit of [`STATE`] set only while [`reached`] probes.
+const PROBE: u32 = 1 << 16;
+static PROBED: AtomicBool = AtomicBool::new(false);
+
+/// Which interposers took their green path (bit = index in [`NAMES`]).
+static SEEN: AtomicU64 = AtomicU64::new(0);
+
+macro_rules! hook_names {
+    ($($name:ident),* $(,)?) => {
+        /// Every interposer, by libc name.
+        pub(super) const NAMES: &[&str] = &[$(stringify!($name)),*];
+
+        #[allow(non_camel_case_types, clippy::upper_case_acronyms)]
+        #[derive(Clone, Copy)]
+        enum H { $($name),* }
+
+        /// Refers to every interposer, so that the linker keeps them all
+        /// wherever `patch` is linked.
+        pub(super) fn link_all() {
+            std::hint::black_box([$($name as *const () as usize),*]);
+        }
+    };
+}
+
+hook_names!(
+    read,
+    write,
+    readv,
+    writev,
+    recv,
+    recvfrom,
+    recvmsg,
+    send,
+    sendto,
+    sendmsg,
+    accept,
+    accept4,
+    connect,
+    socket,
+    poll,
+    ppoll,
+    select,
+    epoll_wait,
+    epoll_pwait,
+    nanosleep,
+    clock_nanosleep,
+    usleep,
+    sleep,
+    sched_yield,
+    getaddrinfo,
+    waitpid,
+    wait4,
+    waitid,
+    syscall,
+    fcntl,
+    ioctl,
+    setsockopt,
+    close,
+    dup,
+    dup2,
+    dup3,
+);
+
+/// Notes that hook `h` took its green path (a load, and one store ever).
+#[inline]
+fn mark(h: H) {
+    let bit = 1u64 << h as u32;
+    if SEEN.load(Ordering::Relaxed) & bit == 0 {
+        SEEN.fetch_or(bit, Ordering::Relaxed);
+    }
+}
+
+pub(super) fn seen() -> Vec<&'static str> {
+    let s = SEEN.load(Ordering::Relaxed);
+    NAMES
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| s & (1 << i) != 0)
+        .map(|(_, n)| *n)
+        .collect()
+}
+
+/// Whether a libc call made from this crate reaches the interposer.
+pub(super) fn reached() -> bool {
+    PROBED.store(false, Ordering::SeqCst);
+    STATE.fetch_or(PROBE, Ordering::SeqCst);
+    // SAFETY: sched_yield has no preconditions.
+    unsafe { libc::sched_yield() };
+    STATE.fetch_and(!PROBE, Ordering::SeqCst);
+    PROBED.load(Ordering::SeqCst)
+}
+
+/// In a child made by `fork`, the hub and its fds belong to the parent:
+/// every interposer passes through there.
+pub(super) fn install_fork_handler() {
+    static ONCE: Once = Once::new();
+    extern "C" fn in_child() {
+        STATE.store(0, Ordering::SeqCst);
+    }
+    ONCE.call_once(|| {
+        // SAFETY: registers a handler that only stores an atomic.
+        unsafe { libc::pthread_atfork(None, None, Some(in_child)) };
+    });
+}
+
+#[inline(always)]
+fn state() -> u32 {
+    STATE.load(Ordering::Relaxed)
+}
+
+/// The hub to park on, if category `cat` is patched and the caller is a
+/// green context that may park.
+#[inline]
+fn green_hub(st: u32, cat: u32) -> Option<&'static Hub> {
+    if st & cat == 0 {
+        return None;
+    }
+    let h = hub::try_hub()?;
+    h.can_park_foreign().then_some(h)
+}
+
+fn errno() -> c_int {
+    io::Error::last_os_error().raw_os_error().unwrap_or(0)
+}
+
+fn set_errno(e: c_int) {
+    // SAFETY: the calling thread's errno.
+    unsafe { *libc::__errno_location() = e };
+}
+
+fn cancel_errno(c: Cancel) -> c_int {
+    match c {
+        Cancel::Kill => libc::ECANCELED,
+        Cancel::Timeout(_) => libc::ETIMEDOUT,
+    }
+}
+
+/// Runs a green wait from inside an interposer. A kill or timeout it
+/// unwinds with is caught, made pending again (delivered at the context's
+/// next park point, outside any C frame) and returned. Any other panic
+/// cannot cross the C frame: it aborts, as it would on its own.
+fn shielded<T>(h: &Hub, f: impl FnOnce() -> T) -> Result<T, Cancel> {
+    match h.in_foreign(|| panic::catch_unwind(AssertUnwindSafe(f))) {
+        Ok(v) => Ok(v),
+        Err(p) => {
+            let c = if p.is::<crate::Killed>() {
+                Cancel::Kill
+            } else if let Some(e) = p.downcast_ref::<crate::Elapsed>() {
+                Cancel::Timeout(e.id())
+            } else {
+                let msg = b"green: a panic inside a patched libc call cannot unwind into its C caller; aborting\n";
+                // SAFETY: a write of a static buffer to stderr.
+                unsafe { original::write(2, msg.as_ptr().cast(), msg.len()) };
+                std::process::abort();
+            };
+            hub::end_cancel_unwind();
+            h.rearm(c);
+            Err(c)
+        }
+    }
+}
+
+/// The errno for an error of a green wait or call: the OS error if there
+/// is one; else a passed timeout is `EAGAIN` (what `SO_RCVTIMEO` gives),
+/// and an fd closed while waited on is `EBADF`.
+fn errno_of(e: &io::Error) -> c_int {
+    e.raw_os_error().unwrap_or(match e.kind() {
+        io::ErrorKind::TimedOut => libc::EAGAIN,
+        io::ErrorKind::ConnectionAborted => libc::EBADF,
+        _ => libc::EIO,
+    })
+}
+
+/// The C return value of a shielded green call.
+fn finish(r: Result<io::Result<isize>, Cancel>) -> isize {
+    match r {
+        Ok(Ok(n)) => n,
+        Ok(Err(e)) => {
+            set_errno(errno_of(&e));
+            -1
+        }
+        Err(c) => {
+            set_errno(cancel_errno(c));
+            -1
+        }
+    }
+}
+
+fn cvt(n: isize) -> io::Result<isize> {
+    if n < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(n)
+    }
+}
+
+fn poll_events(interest: Interest) -> libc::c_short {
+    match interest {
+        Interest::Read => libc::POLLIN,
+        Interest::Write => libc::POLLOUT,
+    }
+}
+
+/// A data call on `fd` (`op` makes the real call). `len` is the buffer
+/// size of a plain read, for the readiness cache; `None` where a short
+/// result says nothing (writes, peeks, messages).
+#[inline(always)]
+fn fd_call(
+    h: H,
+    fd: RawFd,
+    interest: Interest,
+    len: Option<usize>,
+    mut op: impl FnMut() -> isize,
+) -> isize {
+    let st = state();
+    if st == 0 {
+        return op();
+    }
+    fd_call_patched(st, h, fd, interest, len, &mut op)
+}
+
+fn fd_call_patched(
+    st: u32,
+    h: H,
+    fd: RawFd,
+    interest: Interest,
+    len: Option<usize>,
+    op: &mut dyn FnMut() -> isize,
+) -> isize {
+    let Some(hub) = green_hub(st, NET) else {
+        if st & EMULATE != 0 && fds::bits(fd) & fds::OURS != 0 {
+            return emulate(fd, interest, op);
+        }
+        return op();
+    };
+    let b = fds::classify(fd);
+    if b & fds::OURS != 0 {
+        mark(h);
+        let timeout = fds::timeout(fd, interest);
+        let tcp = b & fds::TCP != 0;
+        let drained =
+            |n: &isize| tcp && len.is_some_and(|l| crate::fdio::short_read(*n as usize, l));
+        return finish(shielded(hub, || {
+            io_loop(fd, interest, timeout, || cvt(op()), drained)
+        }));
+    }
+    if b & fds::POLL_FIRST != 0 {
+        mark(h);
+        match shielded(hub, || trampoline(fd, interest, None)) {
+            Err(c) => {
+                set_errno(cancel_errno(c));
+                return -1;
+            }
+            Ok(Err(e)) if e.raw_os_error() == Some(libc::EPERM) => {
+                // Not pollable (/dev/null and the like): never waits.
+                fds::set(fd, fds::KNOWN | fds::FILE, (0, 0));
+            }
+            Ok(Err(e)) if e.kind() == io::ErrorKind::ConnectionAborted => {
+                set_errno(libc::EBADF);
+                return -1;
+            }
+            Ok(_) => {}
+        }
+        return op();
+    }
+    if b & fds::FILE != 0 && st & FILES != 0 {
+        mark(h);
+        return on_tpool(hub, op);
+    }
+    op()
+}
+
+/// Runs a file call on the tpool, carrying its errno back.
+fn on_tpool(hub: &Hub, op: &mut dyn FnMut() -> isize) -> isize {
+    struct Job<'a>(&'a mut dyn FnMut() -> isize);
+    // SAFETY: the call's raw pointers stay valid: `tpool::execute` returns
+    // (or unwinds) only after the job has run, and the caller waits for it.
+    unsafe impl Send for Job<'_> {}
+    let job = Job(op);
+    let r = shielded(hub, move || {
+        let job = job;
+        crate::tpool::execute(move || {
+            let job = job;
+            let n = (job.0)();
+            (n, errno())
+        })
+    });
+    match r {
+        Ok((n, e)) => {
+            if n < 0 {
+                set_errno(e);
+            }
+            n
+        }
+        Err(c) => {
+            set_errno(cancel_errno(c));
+            -1
+        }
+    }
+}
+
+/// Blocking behaviour for a caller that is not green, on a socket green
+/// made non-blocking: retry after a real `poll`, honouring the socket's
+/// timeout as the kernel would.
+fn emulate(fd: RawFd, interest: Interest, op: &mut dyn FnMut() -> isize) -> isize {
+    let deadline = fds::timeout(fd, interest).and_then(|t| Instant::now().checked_add(t));
+    loop {
+        let n = op();
+        if n >= 0 || errno() != libc::EAGAIN {
+            return n;
+        }
+        if !os_wait(fd, poll_events(interest), deadline) {
+            set_errno(libc::EAGAIN);
+            return -1;
+        }
+    }
+}
+
+/// Blocks the OS thread in a real `poll` until `fd` has `events` or
+/// `deadline` passes (false).
+fn os_wait(fd: RawFd, events: libc::c_short, deadline: Option<Instant>) -> bool {
+    loop {
+        let ms = match deadline {
+            None => -1,
+            Some(d) => {
+                let left = d.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    return false;
+                }
+                left.as_nanos().div_ceil(1_000_000).min(c_int::MAX as u128) as c_int
+            }
+        };
+        let mut p = pollfd {
+            fd,
+            events,
+            revents: 0,
+        };
+        // SAFETY: one valid pollfd.
+        let rc = unsafe { original::poll(&mut p, 1, ms) };
+        if rc > 0 {
+            return true;
+        }
+        if rc < 0 && errno() != libc::EINTR {
+            // The call itself will report the fd's error.
+            return true;
+        }
+    }
+}
+
+/// The summed length of an iovec array (for the readiness cache), or
+/// `None` if it cannot be trusted.
+///
+/// # Safety
+/// `iov` points to `cnt` iovecs.
+unsafe fn iov_total(iov: *const iovec, cnt: c_int) -> Option<usize> {
+    if iov.is_null() || !(0..=libc::UIO_MAXIOV).contains(&cnt) {
+        return None;
+    }
+    // SAFETY: the caller's contract.
+    let v = unsafe { std::slice::from_raw_parts(iov, cnt as usize) };
+    Some(v.iter().map(|i| i.iov_len).sum())
+}
+
+// ---- sockets, pipes and other fds ---------------------------------------
+
+/// # Safety
+/// libc's `read`.
+#[no_mangle]
+pub unsafe extern "C" fn read(fd: c_int, buf: *mut c_void, count: size_t) -> ssize_t {
+    // SAFETY: the caller's arguments, unchanged.
+    fd_call(H::read, fd, Interest::Read, Some(count), || unsafe {
+        original::read(fd, buf, count)
+    })
+}
+
+/// # Safety
+/// libc's `write`.
+#[no_mangle]
+pub unsafe extern "C" fn write(fd: c_int, buf: *const c_void, count: size_t) -> ssize_t {
+    // A blocking pipe is written at most PIPE_BUF at a time once it is
+    // writable, so that the write cannot block the OS thread.
+    let capped = || {
+        if fds::bits(fd) & fds::POLL_FIRST != 0 {
+            count.min(libc::PIPE_BUF)
+        } else {
+            count
+        }
+    };
+    // SAFETY: the caller's arguments; a shorter count is within the buffer.
+    fd_call(H::write, fd, Interest::Write, None, || unsafe {
+        original::write(fd, buf, capped())
+    })
+}
+
+/// # Safety
+/// libc's `readv`.
+#[no_mangle]
+pub unsafe extern "C" fn readv(fd: c_int, iov: *const iovec, iovcnt: c_int) -> ssize_t {
+    // SAFETY: the caller's arguments.
+    let len = unsafe { iov_total(iov, iovcnt) };
+    // SAFETY: the caller's arguments, unchanged.
+    fd_call(H::readv, fd, Interest::Read, len, || unsafe {
+        original::readv(fd, iov, iovcnt)
+    })
+}
+
+/// # Safety
+/// libc's `writev`.
+#[no_mangle]
+pub unsafe extern "C" fn writev(fd: c_int, iov: *const iovec, iovcnt: c_int) -> ssize_t {
+    // SAFETY: the caller's arguments, unchanged.
+    fd_call(H::writev, fd, Interest::Write, None, || unsafe {
+        original::writev(fd, iov, iovcnt)
+    })
+}
+
+/// A call with `MSG_DONTWAIT` asked not to block: it passes through.
+fn dontwait(flags: c_int) -> bool {
+    flags & libc::MSG_DONTWAIT != 0
+}
+
+/// The buffer length of a receive for the readiness cache, if a short
+/// result means the socket was drained.
+fn recv_len(len: size_t, flags: c_int) -> Option<usize> {
+    (flags & (libc::MSG_PEEK | libc::MSG_OOB | libc::MSG_WAITALL) == 0).then_some(len)
+}
+
+/// # Safety
+/// libc's `recv`.
+#[no_mangle]
+pub unsafe extern "C" fn recv(fd: c_int, buf: *mut c_void, len: size_t, flags: c_int) -> ssize_t {
+    // SAFETY: the caller's arguments, unchanged.
+    let op = || unsafe { original::recv(fd, buf, len, flags) };
+    if dontwait(flags) {
+        return op();
+    }
+    fd_call(H::recv, fd, Interest::Read, recv_len(len, flags), op)
+}
+
+/// # Safety
+/// libc's `recvfrom`.
+#[no_mangle]
+pub unsafe extern "C" fn recvfrom(
+    fd: c_int,
+    buf: *mut c_void,
+    len: size_t,
+    flags: c_int,
+    addr: *mut sockaddr,
+    addrlen: *mut socklen_t,
+) -> ssize_t {
+    // SAFETY: the caller's arguments, unchanged.
+    let op = || unsafe { original::recvfrom(fd, buf, len, flags, addr, addrlen) };
+    if dontwait(flags) {
+        return op();
+    }
+    fd_call(H::recvfrom, fd, Interest::Read, recv_len(len, flags), op)
+}
+
+/// # Safety
+/// libc's `recvmsg`.
+#[no_mangle]
+pub unsafe extern "C" fn recvmsg(fd: c_int, msg: *mut msghdr, flags: c_int) -> ssize_t {
+    // SAFETY: the caller's arguments, unchanged.
+    let op = || unsafe { original::recvmsg(fd, msg, flags) };
+    if dontwait(flags) {
+        return op();
+    }
+    fd_call(H::recvmsg, fd, Interest::Read, None, op)
+}
+
+/// # Safety
+/// libc's `send`.
+#[no_mangle]
+pub unsafe extern "C" fn send(fd: c_int, buf: *const c_void, len: size_t, flags: c_int) -> ssize_t {
+    // SAFETY: the caller's arguments, unchanged.
+    let op = || unsafe { original::send(fd, buf, len, flags) };
+    if dontwait(flags) {
+        return op();
+    }
+    fd_call(H::send, fd, Interest::Write, None, op)
+}
+
+/// # Safety
+/// libc's `sendto`.
+#[no_mangle]
+pub unsafe extern "C" fn sendto(
+    fd: c_int,
+    buf: *const c_void,
+    len: size_t,
+    flags: c_int,
+    addr: *const sockaddr,
+    addrlen: socklen_t,
+) -> ssize_t {
+    // SAFETY: the caller's arguments, unchanged.
+    let op = || unsafe { original::sendto(fd, buf, len, flags, addr, addrlen) };
+    if dontwait(flags) {
+        return op();
+    }
+    fd_call(H::sendto, fd, Interest::Write, None, op)
+}
+
+/// # Safety
+/// libc's `sendmsg`.
+#[no_mangle]
+pub unsafe extern "C" fn sendmsg(fd: c_int, msg: *const msghdr, flags: c_int) -> ssize_t {
+    // SAFETY: the caller's arguments, unchanged.
+    let op = || unsafe { original::sendmsg(fd, msg, flags) };
+    if dontwait(flags) {
+        return op();
+    }
+    fd_call(H::sendmsg, fd, Interest::Write, None, op)
+}
+
+/// `accept` and `accept4`: a green caller on a socket green manages parks
+/// until a connection arrives; the new socket is made non-blocking
+/// underneath and remembered in the mode the caller asked for.
+fn accept_call(h: H, fd: RawFd, addr: *mut sockaddr, len: *mut socklen_t, flags: c_int) -> c_int {
+    // SAFETY (each call below): the caller's arguments; only the flags
+    // gain SOCK_NONBLOCK.
+    let st = state();
+    if let Some(hub) = green_hub(st, NET) {
+        let b = fds::classify(fd);
+        if b & fds::OURS != 0 {
+            mark(h);
+            let timeout = fds::timeout(fd, Interest::Read);
+            let op = || {
+                cvt(
+                    unsafe { original::accept4(fd, addr, len, flags | libc::SOCK_NONBLOCK) }
+                        as isize,
+                )
+            };
+            let n = finish(shielded(hub, || {
+                io_loop(fd, Interest::Read, timeout, op, |_| false)
+            })) as c_int;
+            if n >= 0 {
+                let mode = if flags & libc::SOCK_NONBLOCK != 0 {
+                    fds::USER_NB
+                } else {
+                    fds::OURS
+                };
+                fds::set(n, fds::KNOWN | mode | (b & fds::TCP), fds::timeouts(fd));
+            }
+            return n;
+        }
+    } else if st & EMULATE != 0 && fds::bits(fd) & fds::OURS != 0 {
+        let mut op = || unsafe { original::accept4(fd, addr, len, flags) } as isize;
+        let n = emulate(fd, Interest::Read, &mut op) as c_int;
+        if n >= 0 {
+            fds::forget(n);
+        }
+        return n;
+    }
+    let n = if matches!(h, H::accept) {
+        unsafe { original::accept(fd, addr, len) }
+    } else {
+        unsafe { original::accept4(fd, addr, len, flags) }
+    };
+    if n >= 0 && st != 0 {
+        fds::forget(n);
+    }
+    n
+}
+
+/// # Safety
+/// libc's `accept`.
+#[no_mangle]
+pub unsafe extern "C" fn accept(fd: c_int, addr: *mut sockaddr, len: *mut socklen_t) -> c_int {
+    accept_call(H::accept, fd, addr, len, 0)
+}
+
+/// # Safety
+/// libc's `accept4`.
+#[no_mangle]
+pub unsafe extern "C" fn accept4(
+    fd: c_int,
+    addr: *mut sockaddr,
+    len: *mut socklen_t,
+    flags: c_int,
+) -> c_int {
+    accept_call(H::accept4, fd, addr, len, flags)
+}
+
+/// The pending error of a socket (`SO_ERROR`).
+fn so_error(fd: RawFd) -> c_int {
+    let mut err: c_int = 0;
+    let mut len = std::mem::size_of::<c_int>() as socklen_t;
+    // SAFETY: an int-sized option into an int.
+    let rc = unsafe {
+        libc::getsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_ERROR,
+            (&mut err as *mut c_int).cast(),
+            &mut len,
+        )
+    };
+    if rc < 0 {
+        errno()
+    } else {
+        err
+    }
+}
+
+/// Returns 0, or -1 with errno set to the socket's pending error.
+fn connect_result(fd: RawFd) -> c_int {
+    match so_error(fd) {
+        0 => 0,
+        e => {
+            set_errno(e);
+            -1
+        }
+    }
+}
+
+/// # Safety
+/// libc's `connect`.
+#[no_mangle]
+pub unsafe extern "C" fn connect(fd: c_int, addr: *const sockaddr, len: socklen_t) -> c_int {
+    // SAFETY: the caller's arguments, unchanged.
+    let op = || unsafe { original::connect(fd, addr, len) };
+    let st = state();
+    if st == 0 {
+        return op();
+    }
+    if let Some(hub) = green_hub(st, NET) {
+        if fds::classify(fd) & fds::OURS != 0 {
+            mark(H::connect);
+            if op() == 0 {
+                return 0;
+            }
+            if errno() != libc::EINPROGRESS {
+                return -1;
+            }
+            let timeout = fds::timeout(fd, Interest::Write);
+            return match shielded(hub, || trampoline(fd, Interest::Write, timeout)) {
+                Ok(Ok(())) => connect_result(fd),
+                Ok(Err(e)) => {
+                    // A passed SO_SNDTIMEO leaves the connect in progress,
+                    // as the kernel's blocking connect reports it.
+                    let e = if e.raw_os_error().is_none() && e.kind() == io::ErrorKind::TimedOut {
+                        libc::EINPROGRESS
+                    } else {
+                        errno_of(&e)
+                    };
+                    set_errno(e);
+                    -1
+                }
+                Err(c) => {
+                    set_errno(cancel_errno(c));
+                    -1
+                }
+            };
+        }
+    } else if st & EMULATE != 0 && fds::bits(fd) & fds::OURS != 0 {
+        if op() == 0 {
+            return 0;
+        }
+        if errno() != libc::EINPROGRESS {
+            return -1;
+        }
+        let deadline =
+            fds::timeout(fd, Interest::Write).and_then(|t| Instant::now().checked_add(t));
+        if !os_wait(fd, libc::POLLOUT, deadline) {
+            set_errno(libc::EINPROGRESS);
+            return -1;
+        }
+        return connect_result(fd);
+    }
+    op()
+}
+
+/// # Safety
+/// libc's `socket`.
+#[no_mangle]
+pub unsafe extern "C" fn socket(domain: c_int, ty: c_int, protocol: c_int) -> c_int {
+    let st = state();
+    if st == 0 {
+        // SAFETY: the caller's arguments.
+        return unsafe { original::socket(domain, ty, protocol) };
+    }
+    if green_hub(st, NET).is_some() && ty & libc::SOCK_NONBLOCK == 0 {
+        mark(H::socket);
+        // SAFETY: the caller's arguments plus SOCK_NONBLOCK.
+        let fd = unsafe { original::socket(domain, ty | libc::SOCK_NONBLOCK, protocol) };
+        if fd >= 0 {
+            let tcp =
+                matches!(domain, libc::AF_INET | libc::AF_INET6) && ty & 0xf == libc::SOCK_STREAM;
+            fds::set(
+                fd,
+                fds::KNOWN | fds::OURS | if tcp { fds::TCP } else { 0 },
+                (0, 0),
+            );
+        }
+        return fd;
+    }
+    // SAFETY: the caller's arguments.
+    let fd = unsafe { original::socket(domain, ty, protocol) };
+    if fd >= 0 {
+        fds::forget(fd);
+    }
+    fd
+}
+
+// ---- readiness waits ------------------------------------------------------
+
+/// The deadline of a wait of `ms` milliseconds (negative: none).
+fn ms_deadline(ms: c_int) -> Option<Instant> {
+    (ms >= 0).then(|| Instant::now() + Duration::from_millis(ms as u64))
+}
+
+fn ts_duration(ts: &timespec) -> Option<Duration> {
+    (ts.tv_sec >= 0 && (0..1_000_000_000).contains(&ts.tv_nsec))
+        .then(|| Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32))
+}
+
+/// `poll` for a green context: a zero-timeout poll, and between tries a
+/// green wait until one of the fds may be ready or `deadline` passes.
+///
+/// # Safety
+/// `fds` points to `nfds` pollfds.
+unsafe fn green_poll(
+    hub: &Hub,
+    fds: *mut pollfd,
+    nfds: nfds_t,
+    deadline: Option<Instant>,
+) -> c_int {
+    loop {
+        // SAFETY: the caller's contract.
+        let n = unsafe { original::poll(fds, nfds, 0) };
+        if n != 0 {
+            return n;
+        }
+        let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+        if left == Some(Duration::ZERO) {
+            return 0;
+        }
+        let set: &[pollfd] = if nfds == 0 {
+            &[]
+        } else {
+            // SAFETY: the caller's contract.
+            unsafe { std::slice::from_raw_parts(fds, nfds as usize) }
+        };
+        if let Err(c) = shielded(hub, || wait_any(set, left)) {
+            set_errno(cancel_errno(c));
+            return -1;
+        }
+    }
+}
+
+/// Parks until one of `set` may be ready or `left` passes. Errors are
+/// left for the next `poll` to report.
+fn wait_any(set: &[pollfd], left: Option<Duration>) {
+    let active: Vec<&pollfd> = set.iter().filter(|p| p.fd >= 0).collect();
+    let interest = |e: libc::c_short| match e & !(libc::POLLRDHUP | libc::POLLERR | libc::POLLHUP) {
+        libc::POLLIN => Some(Interest::Read),
+        libc::POLLOUT => Some(Interest::Write),
+        _ => None,
+    };
+    match active.as_slice() {
+        [] => crate::sleep(left.unwrap_or(Duration::from_secs(u32::MAX as u64))),
+        [p] if interest(p.events).is_some() => {
+            let _ = trampoline(p.fd, interest(p.events).expect("checked"), left);
+        }
+        _ => {
+            // Several fds (or unusual events): one temporary epoll set,
+            // which is itself readable when any of them is ready.
+            // SAFETY: plain syscalls on fds the caller named.
+            let ep = unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) };
+            if ep < 0 {
+                crate::sleep(Duration::from_millis(1).min(left.unwrap_or(Duration::MAX)));
+                return;
+            }
+            for p in &active {
+                let mut ev = epoll_event {
+                    events: p.events as u16 as u32,
+                    u64: 0,
+                };
+                // SAFETY: as above; a failure (a duplicate fd) is harmless.
+                unsafe { libc::epoll_ctl(ep, libc::EPOLL_CTL_ADD, p.fd, &mut ev) };
+            }
+            struct CloseEp(RawFd);
+            impl Drop for CloseEp {
+                fn drop(&mut self) {
+                    hub::notify_close(self.0);
+                    // SAFETY: closes the epoll fd made above.
+                    unsafe { original::close(self.0) };
+                    fds::forget(self.0);
+                }
+            }
+            let _close = CloseEp(ep);
+            let _ = trampoline(ep, Interest::Read, left);
+        }
+    }
+}
+
+/// # Safety
+/// libc's `poll`.
+#[no_mangle]
+pub unsafe extern "C" fn poll(fds: *mut pollfd, nfds: nfds_t, timeout: c_int) -> c_int {
+    let st = state();
+    if st != 0 && timeout != 0 {
+        if let Some(hub) = green_hub(st, NET) {
+            mark(H::poll);
+            // SAFETY: the caller's arguments.
+            return unsafe { green_poll(hub, fds, nfds, ms_deadline(timeout)) };
+        }
+    }
+    // SAFETY: the caller's arguments.
+    unsafe { original::poll(fds, nfds, timeout) }
+}
+
+/// # Safety
+/// libc's `ppoll`.
+#[no_mangle]
+pub unsafe extern "C" fn ppoll(
+    fds: *mut pollfd,
+    nfds: nfds_t,
+    timeout: *const timespec,
+    sigmask: *const sigset_t,
+) -> c_int {
+    let st = state();
+    // A signal mask must be swapped atomically with the wait: those pass.
+    if st != 0 && sigmask.is_null() {
+        if let Some(hub) = green_hub(st, NET) {
+            // SAFETY: the caller's timespec, if any.
+            let dur = (!timeout.is_null()).then(|| unsafe { ts_duration(&*timeout) });
+            match dur {
+                Some(None) => {
+                    set_errno(libc::EINVAL);
+                    return -1;
+                }
+                Some(Some(Duration::ZERO)) => {}
+                d => {
+                    mark(H::ppoll);
+                    let deadline = d.flatten().and_then(|d| Instant::now().checked_add(d));
+                    // SAFETY: the caller's arguments.
+                    return unsafe { green_poll(hub, fds, nfds, deadline) };
+                }
+            }
+        }
+    }
+    // SAFETY: the caller's arguments.
+    unsafe { original::ppoll(fds, nfds, timeout, sigmask) }
+}
+
+/// # Safety
+/// libc's `select`.
+#[no_mangle]
+pub unsafe extern "C" fn select(
+    nfds: c_int,
+    readfds: *mut fd_set,
+    writefds: *mut fd_set,
+    exceptfds: *mut fd_set,
+    timeout: *mut timeval,
+) -> c_int {
+    let st = state();
+    // SAFETY: the caller's timeval, if any.
+    let dur = (!timeout.is_null()).then(|| unsafe { &*timeout });
+    let zero = dur.is_some_and(|t| t.tv_sec == 0 && t.tv_usec == 0);
+    let valid = dur.is_none_or(|t| t.tv_sec >= 0 && (0..1_000_000).contains(&t.tv_usec));
+    if st != 0 && !zero && valid && (0..=libc::FD_SETSIZE as c_int).contains(&nfds) {
+        if let Some(hub) = green_hub(st, NET) {
+            mark(H::select);
+            let deadline = dur.map(|t| Instant::now() + Duration::from_nanos(fds::tv_nanos(t)));
+            // SAFETY: the caller's sets, each null or valid.
+            return unsafe {
+                green_select(hub, nfds, [readfds, writefds, exceptfds], timeout, deadline)
+            };
+        }
+    }
+    // SAFETY: the caller's arguments.
+    unsafe { original::select(nfds, readfds, writefds, exceptfds, timeout) }
+}
+
+/// `select` by way of [`green_poll`].
+///
+/// # Safety
+/// Each set is null or valid; `timeout` is null or valid.
+unsafe fn green_select(
+    hub: &Hub,
+    nfds: c_int,
+    sets: [*mut fd_set; 3],
+    timeout: *mut timeval,
+    deadline: Option<Instant>,
+) -> c_int {
+    const EVENTS: [libc::c_short; 3] = [libc::POLLIN, libc::POLLOUT, libc::POLLPRI];
+    // SAFETY (set accesses): the caller's contract.
+    let is_set = |k: usize, fd: c_int| !sets[k].is_null() && unsafe { libc::FD_ISSET(fd, sets[k]) };
+    let mut pfds: Vec<pollfd> = (0..nfds)
+        .filter_map(|fd| {
+            let events = (0..3)
+                .filter(|&k| is_set(k, fd))
+                .fold(0, |e, k| e | EVENTS[k]);
+            (events != 0).then_some(pollfd {
+                fd,
+                events,
+                revents: 0,
+            })
+        })
+        .collect();
+    // SAFETY: a valid pollfd array.
+    let n = unsafe { green_poll(hub, pfds.as_mut_ptr(), pfds.len() as nfds_t, deadline) };
+    if n < 0 {
+        return n;
+    }
+    if pfds.iter().any(|p| p.revents & libc::POLLNVAL != 0) {
+        set_errno(libc::EBADF);
+        return -1;
+    }
+    for s in sets.iter().filter(|s| !s.is_null()) {
+        // SAFETY: non-null, valid.
+        unsafe { libc::FD_ZERO(*s) };
+    }
+    let mut count = 0;
+    let ready = [
+        libc::POLLIN | libc::POLLHUP | libc::POLLERR,
+        libc::POLLOUT | libc::POLLERR,
+        libc::POLLPRI,
+    ];
+    for p in &pfds {
+        for k in 0..3 {
+            if !sets[k].is_null() && p.events & EVENTS[k] != 0 && p.revents & ready[k] != 0 {
+                // SAFETY: non-null, valid; fd < nfds <= FD_SETSIZE.
+                unsafe { libc::FD_SET(p.fd, sets[k]) };
+                count += 1;
+            }
+        }
+    }
+    if !timeout.is_null() {
+        // Linux reports the time left.
+        let left = deadline.map_or(Duration::ZERO, |d| {
+            d.saturating_duration_since(Instant::now())
+        });
+        // SAFETY: non-null, valid.
+        unsafe {
+            (*timeout).tv_sec = left.as_secs() as libc::time_t;
+            (*timeout).tv_usec = left.subsec_micros() as libc::suseconds_t;
+        }
+    }
+    count
+}
+
+/// `epoll_wait` for a green context: the epoll fd is itself readable when
+/// any of its fds is ready, so the green thread parks on it.
+fn green_epoll_wait(
+    hub: &Hub,
+    epfd: c_int,
+    events: *mut epoll_event,
+    max: c_int,
+    timeout: c_int,
+) -> c_int {
+    let deadline = ms_deadline(timeout);
+    loop {
+        // SAFETY: the caller's arguments, with a zero timeout.
+        let n = unsafe { original::epoll_wait(epfd, events, max, 0) };
+        if n != 0 {
+            return n;
+        }
+        let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+        if left == Some(Duration::ZERO) {
+            return 0;
+        }
+        match shielded(hub, || trampoline(epfd, Interest::Read, left)) {
+            Err(c) => {
+                set_errno(cancel_errno(c));
+                return -1;
+            }
+            Ok(Err(e)) if e.kind() != io::ErrorKind::TimedOut => {
+                set_errno(errno_of(&e));
+                return -1;
+            }
+            Ok(_) => {}
+        }
+    }
+}
+
+/// # Safety
+/// libc's `epoll_wait`.
+#[no_mangle]
+pub unsafe extern "C" fn epoll_wait(
+    epfd: c_int,
+    events: *mut epoll_event,
+    maxevents: c_int,
+    timeout: c_int,
+) -> c_int {
+    let st = state();
+    if st != 0 && timeout != 0 && maxevents > 0 {
+        if let Some(hub) = green_hub(st, NET) {
+            mark(H::epoll_wait);
+            return green_epoll_wait(hub, epfd, events, maxevents, timeout);
+        }
+    }
+    // SAFETY: the caller's arguments.
+    unsafe { original::epoll_wait(epfd, events, maxevents, timeout) }
+}
+
+/// # Safety
+/// libc's `epoll_pwait`.
+#[no_mangle]
+pub unsafe extern "C" fn epoll_pwait(
+    epfd: c_int,
+    events: *mut epoll_event,
+    maxevents: c_int,
+    timeout: c_int,
+    sigmask: *const sigset_t,
+) -> c_int {
+    let st = state();
+    if st != 0 && timeout != 0 && maxevents > 0 && sigmask.is_null() {
+        if let Some(hub) = green_hub(st, NET) {
+            mark(H::epoll_pwait);
+            return green_epoll_wait(hub, epfd, events, maxevents, timeout);
+        }
+    }
+    // SAFETY: the caller's arguments.
+    unsafe { original::epoll_pwait(epfd, events, maxevents, timeout, sigmask) }
+}
+
+// ---- sleeping and yielding ------------------------------------------------
+
+/// Sleeps green for `d`. A kill or timeout ends the sleep early (its
+/// unwind comes at the next park point).
+fn green_sleep(hub: &Hub, d: Duration) {
+    let _ = shielded(hub, || crate::sleep(d));
+}
+
+/// # Safety
+/// libc's `nanosleep`.
+#[no_mangle]
+pub unsafe extern "C" fn nanosleep(req: *const timespec, rem: *mut timespec) -> c_int {
+    if let Some(hub) = green_hub(state(), SLEEP) {
+        // SAFETY: the caller's timespec.
+        if let Some(d) = (!req.is_null())
+            .then(|| unsafe { ts_duration(&*req) })
+            .flatten()
+        {
+            mark(H::nanosleep);
+            green_sleep(hub, d);
+            return 0;
+        }
+    }
+    // SAFETY: the caller's arguments.
+    unsafe { original::nanosleep(req, rem) }
+}
+
+/// The time of `clock` now.
+fn clock_now(clock: clockid_t) -> Option<Duration> {
+    let mut ts = timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: a valid timespec.
+    (unsafe { libc::clock_gettime(clock, &mut ts) } == 0)
+        .then(|| ts_duration(&ts))
+        .flatten()
+}
+
+/// # Safety
+/// libc's `clock_nanosleep`.
+#[no_mangle]
+pub unsafe extern "C" fn clock_nanosleep(
+    clock: clockid_t,
+    flags: c_int,
+    req: *const timespec,
+    rem: *mut timespec,
+) -> c_int {
+    let known = matches!(
+        clock,
+        libc::CLOCK_REALTIME | libc::CLOCK_MONOTONIC | libc::CLOCK_BOOTTIME
+    );
+    if let Some(hub) = green_hub(state(), SLEEP).filter(|_| known) {
+        // SAFETY: the caller's timespec.
+        if let Some(t) = (!req.is_null())
+            .then(|| unsafe { ts_duration(&*req) })
+            .flatten()
+        {
+            let d = if flags & libc::TIMER_ABSTIME != 0 {
+                clock_now(clock).map(|now| t.saturating_sub(now))
+            } else {
+                Some(t)
+            };
+            if let Some(d) = d {
+                mark(H::clock_nanosleep);
+                green_sleep(hub, d);
+                return 0;
+            }
+        }
+    }
+    // SAFETY: the caller's arguments.
+    unsafe { original::clock_nanosleep(clock, flags, req, rem) }
+}
+
+/// # Safety
+/// libc's `usleep`.
+#[no_mangle]
+pub unsafe extern "C" fn usleep(usec: useconds_t) -> c_int {
+    if let Some(hub) = green_hub(state(), SLEEP) {
+        mark(H::usleep);
+        green_sleep(hub, Duration::from_micros(usec as u64));
+        return 0;
+    }
+    // SAFETY: no pointers.
+    unsafe { original::usleep(usec) }
+}
+
+/// # Safety
+/// libc's `sleep`.
+#[no_mangle]
+pub unsafe extern "C" fn sleep(secs: c_uint) -> c_uint {
+    if let Some(hub) = green_hub(state(), SLEEP) {
+        mark(H::sleep);
+        green_sleep(hub, Duration::from_secs(secs as u64));
+        return 0;
+    }
+    // SAFETY: no pointers.
+    unsafe { original::sleep(secs) }
+}
+
+/// # Safety
+/// libc's `sched_yield`.
+#[no_mangle]
+pub unsafe extern "C" fn sched_yield() -> c_int {
+    let st = state();
+    if st & PROBE != 0 {
+        PROBED.store(true, Ordering::SeqCst);
+    }
+    if let Some(hub) = green_hub(st, SLEEP) {
+        mark(H::sched_yield);
+        let _ = shielded(hub, crate::yield_now);
+        return 0;
+    }
+    // SAFETY: no pointers.
+    unsafe { original::sched_yield() }
+}
+
+// ---- name resolution ------------------------------------------------------
+
+/// # Safety
+/// libc's `getaddrinfo`.
+#[no_mangle]
+pub unsafe extern "C" fn getaddrinfo(
+    node: *const c_char,
+    service: *const c_char,
+    hints: *const addrinfo,
+    res: *mut *mut addrinfo,
+) -> c_int {
+    let Some(hub) = green_hub(state(), DNS) else {
+        // SAFETY: the caller's arguments.
+        return unsafe { original::getaddrinfo(node, service, hints, res) };
+    };
+    mark(H::getaddrinfo);
+    struct Args(
+        *const c_char,
+        *const c_char,
+        *const addrinfo,
+        *mut *mut addrinfo,
+    );
+    // SAFETY: the pointers stay valid while the job runs: `tpool::execute`
+    // returns or unwinds only after it has finished.
+    unsafe impl Send for Args {}
+    let args = Args(node, service, hints, res);
+    let rc = AtomicI32::new(i32::MIN);
+    let err = AtomicI32::new(0);
+    let (rc_out, err_out) = (&rc, &err);
+    let r = shielded(hub, move || {
+        crate::tpool::execute(move || {
+            let a = args;
+            // SAFETY: the caller's arguments, on another thread.
+            let n = unsafe { original::getaddrinfo(a.0, a.1, a.2, a.3) };
+            err_out.store(errno(), Ordering::Relaxed);
+            rc_out.store(n, Ordering::Relaxed);
+        })
+    });
+    let n = rc.load(Ordering::Relaxed);
+    if let Err(c) = r {
+        if n == 0 {
+            // The caller will not see the list: free it.
+            // SAFETY: the list getaddrinfo just made.
+            unsafe {
+                libc::freeaddrinfo(*res);
+                *res = std::ptr::null_mut();
+            }
+        }
+        set_errno(cancel_errno(c));
+        return libc::EAI_SYSTEM;
+    }
+    if n == libc::EAI_SYSTEM {
+        set_errno(err.load(Ordering::Relaxed));
+    }
+    n
+}
+
+// ---- child processes ------------------------------------------------------
+
+/// Waits green for child `pid` to exit: parks on a pidfd, which becomes
+/// readable when the child exits. Returns `Err` if no pidfd can be had.
+fn park_on_pidfd(hub: &Hub, pid: pid_t) -> Result<Result<(), Cancel>, ()> {
+    // SAFETY: pidfd_open takes a pid and flags.
+    let fd = unsafe { original::syscall(libc::SYS_pidfd_open, pid as c_long, 0, 0, 0, 0, 0) };
+    if fd < 0 {
+        return Err(());
+    }
+    let fd = fd as RawFd;
+    let r = shielded(hub, || trampoline(fd, Interest::Read, None)).map(drop);
+    hub::notify_close(fd);
+    // SAFETY: closes the pidfd made above.
+    unsafe { original::close(fd) };
+    fds::forget(fd);
+    Ok(r)
+}
+
+/// Runs a wait for children on the tpool, carrying errno back.
+fn wait_on_tpool(hub: &Hub, f: impl FnOnce() -> c_int + Send) -> c_int {
+    let err = AtomicI32::new(0);
+    let r = shielded(hub, || {
+        crate::tpool::execute(|| {
+            let n = f();
+            err.store(errno(), Ordering::Relaxed);
+            n
+        })
+    });
+    match r {
+        Ok(n) => {
+            if n < 0 {
+                set_errno(err.load(Ordering::Relaxed));
+            }
+            n
+        }
+        Err(c) => {
+            set_errno(cancel_errno(c));
+            -1
+        }
+    }
+}
+
+struct SendPtr<T>(*mut T);
+// SAFETY: used only for pointers a tpool job writes through while its
+// caller waits for it.
+unsafe impl<T> Send for SendPtr<T> {}
+
+fn green_wait4(
+    hub: &Hub,
+    pid: pid_t,
+    status: *mut c_int,
+    options: c_int,
+    rusage: *mut rusage,
+) -> pid_t {
+    if pid > 0 && options & (libc::WUNTRACED | libc::WCONTINUED) == 0 {
+        match park_on_pidfd(hub, pid) {
+            // The child has exited: the real wait returns at once.
+            // SAFETY: the caller's arguments.
+            Ok(Ok(())) => return unsafe { original::wait4(pid, status, options, rusage) },
+            Ok(Err(c)) => {
+                set_errno(cancel_errno(c));
+                return -1;
+            }
+            Err(()) => {}
+        }
+    }
+    let (s, r) = (SendPtr(status), SendPtr(rusage));
+    wait_on_tpool(hub, move || {
+        let (s, r) = (s, r);
+        // SAFETY: the caller's arguments, on another thread of the process.
+        unsafe { original::wait4(pid, s.0, options, r.0) }
+    })
+}
+
+/// # Safety
+/// libc's `waitpid`.
+#[no_mangle]
+pub unsafe extern "C" fn waitpid(pid: pid_t, status: *mut c_int, options: c_int) -> pid_t {
+    match green_hub(state(), PROCESS) {
+        Some(hub) if options & libc::WNOHANG == 0 => {
+            mark(H::waitpid);
+            green_wait4(hub, pid, status, options, std::ptr::null_mut())
+        }
+        // SAFETY: the caller's arguments.
+        _ => unsafe { original::waitpid(pid, status, options) },
+    }
+}
+
+/// # Safety
+/// libc's `wait4`.
+#[no_mangle]
+pub unsafe extern "C" fn wait4(
+    pid: pid_t,
+    status: *mut c_int,
+    options: c_int,
+    rusage: *mut rusage,
+) -> pid_t {
+    match green_hub(state(), PROCESS) {
+        Some(hub) if options & libc::WNOHANG == 0 => {
+            mark(H::wait4);
+            green_wait4(hub, pid, status, options, rusage)
+        }
+        // SAFETY: the caller's arguments.
+        _ => unsafe { original::wait4(pid, status, options, rusage) },
+    }
+}
+
+/// # Safety
+/// libc's `waitid`.
+#[no_mangle]
+pub unsafe extern "C" fn waitid(
+    idtype: idtype_t,
+    id: id_t,
+    infop: *mut siginfo_t,
+    options: c_int,
+) -> c_int {
+    const P_PIDFD: idtype_t = 3;
+    let Some(hub) = green_hub(state(), PROCESS).filter(|_| options & libc::WNOHANG == 0) else {
+        // SAFETY: the caller's arguments.
+        return unsafe { original::waitid(idtype, id, infop, options) };
+    };
+    mark(H::waitid);
+    let exits_only = options & (libc::WSTOPPED | libc::WCONTINUED) == 0;
+    let parked = match idtype {
+        libc::P_PID if exits_only && id > 0 => park_on_pidfd(hub, id as pid_t).ok(),
+        P_PIDFD if exits_only => {
+            Some(shielded(hub, || trampoline(id as RawFd, Interest::Read, None)).map(drop))
+        }
+        _ => None,
+    };
+    match parked {
+        // SAFETY: the caller's arguments.
+        Some(Ok(())) => unsafe { original::waitid(idtype, id, infop, options) },
+        Some(Err(c)) => {
+            set_errno(cancel_errno(c));
+            -1
+        }
+        None => {
+            let info = SendPtr(infop);
+            wait_on_tpool(hub, move || {
+                let info = info;
+                // SAFETY: the caller's arguments, on another thread.
+                unsafe { original::waitid(idtype, id, info.0, options) }
+            })
+        }
+    }
+}
+
+// ---- futex ------------------------------------------------------------------
+
+/// `syscall`, declared with six fixed arguments after the number.
+///
+/// libc's `syscall` is variadic. On the supported targets (x86-64 System V
+/// and AArch64 Linux) a variadic caller passes integer and pointer
+/// arguments exactly where a non-variadic callee reads them, and a seventh
+/// argument slot that the caller did not fill is only read, never used:
+/// the real `syscall` is called with the same registers.
+///
+/// # Safety
+/// libc's `syscall`.
+#[no_mangle]
+pub unsafe extern "C" fn syscall(
+    num: c_long,
+    a1: c_long,
+    a2: c_long,
+    a3: c_long,
+    a4: c_long,
+    a5: c_long,
+    a6: c_long,
+) -> c_long {
+    if num == libc::SYS_futex {
+        let st = state();
+        if st & SYNC != 0 || futex::waiting() {
+            // SAFETY: the caller's futex arguments.
+            if let Some(r) = unsafe { futex_call(st, a1, a2, a3, a4, a6) } {
+                return r;
+            }
+        }
+    }
+    // SAFETY: the caller's arguments, unchanged.
+    unsafe { original::syscall(num, a1, a2, a3, a4, a5, a6) }
+}
+
+/// The green part of a futex call, or `None` to make the real call.
+///
+/// # Safety
+/// The arguments of a `futex` call.
+unsafe fn futex_call(
+    st: u32,
+    uaddr: c_long,
+    op: c_long,
+    val: c_long,
+    timeout: c_long,
+    val3: c_long,
+) -> Option<c_long> {
+    let op = op as c_int;
+    let cmd = op & !(libc::FUTEX_PRIVATE_FLAG | libc::FUTEX_CLOCK_REALTIME);
+    match cmd {
+        libc::FUTEX_WAIT | libc::FUTEX_WAIT_BITSET => {
+            let hub = green_hub(st, SYNC)?;
+            let bitset = if cmd == libc::FUTEX_WAIT {
+                u32::MAX
+            } else {
+                val3 as u32
+            };
+            if bitset == 0 {
+                return None;
+            }
+            let ts = timeout as *const timespec;
+            let deadline = if ts.is_null() {
+                None
+            } else {
+                // SAFETY: the caller's timespec.
+                let t = ts_duration(unsafe { &*ts })?;
+                let left = if cmd == libc::FUTEX_WAIT {
+                    t
+                } else {
+                    // FUTEX_WAIT_BITSET takes an absolute time.
+                    let clock = if op & libc::FUTEX_CLOCK_REALTIME != 0 {
+                        libc::CLOCK_REALTIME
+                    } else {
+                        libc::CLOCK_MONOTONIC
+                    };
+                    t.saturating_sub(clock_now(clock)?)
+                };
+                Some(Instant::now().checked_add(left)?)
+            };
+            mark(H::syscall);
+            let word = uaddr as *const AtomicU32;
+            match futex::wait(hub, word, val as u32, bitset, deadline) {
+                0 => Some(0),
+                e => {
+                    set_errno(e);
+                    Some(-1)
+                }
+            }
+        }
+        libc::FUTEX_WAKE | libc::FUTEX_WAKE_BITSET => {
+            let bitset = if cmd == libc::FUTEX_WAKE {
+                u32::MAX
+            } else {
+                val3 as u32
+            };
+            let n = val.clamp(0, c_int::MAX as c_long) as i32;
+            let woken = futex::wake(uaddr as usize, n, bitset);
+            if woken == 0 {
+                return None;
+            }
+            if woken >= n {
+                return Some(woken as c_long);
+            }
+            // SAFETY: the caller's call, for the waiters left.
+            let r = unsafe {
+                original::syscall(
+                    libc::SYS_futex,
+                    uaddr,
+                    op as c_long,
+                    (n - woken) as c_long,
+                    timeout,
+                    0,
+                    val3,
+                )
+            };
+            Some(if r < 0 {
+                woken as c_long
+            } else {
+                r + woken as c_long
+            })
+        }
+        _ => None,
+    }
+}
+
+// ---- bookkeeping ----------------------------------------------------------
+
+/// Whether fd bookkeeping is on.
+#[inline(always)]
+fn keeping(st: u32) -> bool {
+    st & (NET | EMULATE) != 0
+}
+
+/// `fcntl`, declared with one fixed argument after the command (see
+/// [`syscall`] for why that receives a variadic call correctly).
+///
+/// # Safety
+/// libc's `fcntl`.
+#[no_mangle]
+pub unsafe extern "C" fn fcntl(fd: c_int, cmd: c_int, arg: c_long) -> c_int {
+    let st = state();
+    // SAFETY (each call): the caller's arguments, with O_NONBLOCK kept on
+    // a socket green manages.
+    if !keeping(st) {
+        return unsafe { original::fcntl(fd, cmd, arg) };
+    }
+    match cmd {
+        libc::F_GETFL => {
+            let r = unsafe { original::fcntl(fd, cmd, arg) };
+            if r >= 0 && fds::bits(fd) & fds::OURS != 0 {
+                mark(H::fcntl);
+                r & !libc::O_NONBLOCK
+            } else {
+                r
+            }
+        }
+        libc::F_SETFL => {
+            let on = arg & libc::O_NONBLOCK as c_long != 0;
+            if fds::set_user_nonblocking(fd, on) {
+                mark(H::fcntl);
+                unsafe { original::fcntl(fd, cmd, arg | libc::O_NONBLOCK as c_long) }
+            } else {
+                unsafe { original::fcntl(fd, cmd, arg) }
+            }
+        }
+        libc::F_DUPFD | libc::F_DUPFD_CLOEXEC => {
+            let r = unsafe { original::fcntl(fd, cmd, arg) };
+            if r >= 0 {
+                fds::copy(fd, r);
+            }
+            r
+        }
+        _ => unsafe { original::fcntl(fd, cmd, arg) },
+    }
+}
+
+/// `ioctl`, declared with one fixed argument after the request.
+///
+/// # Safety
+/// libc's `ioctl`.
+#[no_mangle]
+pub unsafe extern "C" fn ioctl(fd: c_int, request: c_ulong, arg: *mut c_void) -> c_int {
+    if keeping(state()) && request == libc::FIONBIO as c_ulong && !arg.is_null() {
+        // SAFETY: FIONBIO takes a pointer to an int.
+        let on = unsafe { *(arg as *const c_int) } != 0;
+        if fds::set_user_nonblocking(fd, on) {
+            // The owner asked for blocking mode: green keeps the socket
+            // non-blocking underneath and blocks for it.
+            mark(H::ioctl);
+            return 0;
+        }
+    }
+    // SAFETY: the caller's arguments.
+    unsafe { original::ioctl(fd, request, arg) }
+}
+
+/// # Safety
+/// libc's `setsockopt`.
+#[no_mangle]
+pub unsafe extern "C" fn setsockopt(
+    fd: c_int,
+    level: c_int,
+    name: c_int,
+    value: *const c_void,
+    len: socklen_t,
+) -> c_int {
+    // SAFETY: the caller's arguments.
+    let r = unsafe { original::setsockopt(fd, level, name, value, len) };
+    let timeout =
+        level == libc::SOL_SOCKET && matches!(name, libc::SO_RCVTIMEO | libc::SO_SNDTIMEO);
+    if r == 0 && timeout && keeping(state()) && len as usize >= std::mem::size_of::<timeval>() {
+        mark(H::setsockopt);
+        // SAFETY: the kernel accepted it as a timeval.
+        let ns = fds::tv_nanos(unsafe { &*(value as *const timeval) });
+        let interest = if name == libc::SO_RCVTIMEO {
+            Interest::Read
+        } else {
+            Interest::Write
+        };
+        fds::set_timeout(fd, interest, ns);
+    }
+    r
+}
+
+/// # Safety
+/// libc's `close`.
+#[no_mangle]
+pub unsafe extern "C" fn close(fd: c_int) -> c_int {
+    if keeping(state()) {
+        mark(H::close);
+        fds::forget(fd);
+        hub::notify_close(fd);
+    }
+    // SAFETY: the caller's fd.
+    unsafe { original::close(fd) }
+}
+
+/// # Safety
+/// libc's `dup`.
+#[no_mangle]
+pub unsafe extern "C" fn dup(fd: c_int) -> c_int {
+    // SAFETY: the caller's fd.
+    let r = unsafe { original::dup(fd) };
+    if r >= 0 && keeping(state()) {
+        mark(H::dup);
+        fds::copy(fd, r);
+    }
+    r
+}
+
+/// Before `new` is closed implicitly by a `dup2`/`dup3` onto it.
+fn before_dup_onto(old: c_int, new: c_int) {
+    if old != new && keeping(state()) {
+        fds::forget(new);
+        hub::notify_close(new);
+    }
+}
+
+/// # Safety
+/// libc's `dup2`.
+#[no_mangle]
+pub unsafe extern "C" fn dup2(old: c_int, new: c_int) -> c_int {
+    before_dup_onto(old, new);
+    // SAFETY: the caller's fds.
+    let r = unsafe { original::dup2(old, new) };
+    if r >= 0 && old != new && keeping(state()) {
+        mark(H::dup2);
+        fds::copy(old, r);
+    }
+    r
+}
+
+/// # Safety
+/// libc's `dup3`.
+#[no_mangle]
+pub unsafe extern "C" fn dup3(old: c_int, new: c_int, flags: c_int) -> c_int {
+    before_dup_onto(old, new);
+    // SAFETY: the caller's fds.
+    let r = unsafe { original::dup3(old, new, flags) };
+    if r >= 0 && keeping(state()) {
+        mark(H::dup3);
+        fds::copy(old, r);
+    }
+    r
+}

@@ -1,0 +1,130 @@
+//! The real libc functions behind the interposers.
+//!
+//! Each function here has the signature of the libc function of the same
+//! name and calls the definition that the dynamic linker finds *after* this
+//! executable (`dlsym(RTLD_NEXT, name)`), which is libc's. Calling the libc
+//! name itself from inside the executable would reach the interposer again.
+//! Use these to make a call that must block its OS thread, or to measure a
+//! call without the interposer. They work whether or not
+//! [`patch`](crate::patch()) was called.
+//!
+//! The lookup happens once per function, on first use, and is cached.
+//!
+//! # Safety
+//! Each function is exactly as unsafe as its libc namesake: pointers must
+//! be valid for what libc reads and writes through them.
+//!
+//! # Examples
+//! ```
+//! // Sleeps the OS thread itself, even on a green thread under patch().
+//! let ts = libc::timespec { tv_sec: 0, tv_nsec: 1_000_000 };
+//! let rc = unsafe { green::patch::original::nanosleep(&ts, std::ptr::null_mut()) };
+//! assert_eq!(rc, 0);
+//! ```
+#![allow(clippy::missing_safety_doc)]
+
+use libc::{
+    addrinfo, c_char, c_int, c_long, c_uint, c_ulong, c_void, clockid_t, epoll_event, fd_set, id_t,
+    idtype_t, iovec, msghdr, nfds_t, pid_t, pollfd, rusage, siginfo_t, sigset_t, size_t, sockaddr,
+    socklen_t, ssize_t, timespec, timeval, useconds_t,
+};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+/// The address of libc's `name` (NUL-terminated), cached in `slot`.
+#[cold]
+fn resolve(name: &'static str, slot: &AtomicUsize) -> usize {
+    // SAFETY: `name` is NUL-terminated; RTLD_NEXT is a valid handle.
+    let p = unsafe { libc::dlsym(libc::RTLD_NEXT, name.as_ptr().cast()) } as usize;
+    if p == 0 {
+        // Nothing else can be done: the caller needs the real function.
+        // No libc call that could be interposed is made on the way out.
+        let msg = b"green: dlsym(RTLD_NEXT) cannot find a libc function the patch needs\n";
+        // SAFETY: a raw write of a static buffer to stderr.
+        unsafe { libc::syscall(libc::SYS_write, 2, msg.as_ptr(), msg.len()) };
+        std::process::abort();
+    }
+    slot.store(p, Ordering::Relaxed);
+    p
+}
+
+macro_rules! originals {
+    ($( fn $name:ident($($arg:ident: $ty:ty),* $(,)?) -> $ret:ty; )*) => {
+        $(
+            #[doc = concat!("libc's `", stringify!($name), "`, bypassing green's interposer.")]
+            #[inline]
+            pub unsafe fn $name($($arg: $ty),*) -> $ret {
+                static SLOT: AtomicUsize = AtomicUsize::new(0);
+                let mut p = SLOT.load(Ordering::Relaxed);
+                if p == 0 {
+                    p = resolve(concat!(stringify!($name), "\0"), &SLOT);
+                }
+                // SAFETY: `p` is libc's function of this name and signature.
+                let f: unsafe extern "C" fn($($ty),*) -> $ret = unsafe { std::mem::transmute(p) };
+                // SAFETY: the caller upholds libc's contract for it.
+                unsafe { f($($arg),*) }
+            }
+        )*
+    };
+}
+
+macro_rules! variadic_originals {
+    ($( fn $name:ident($($fixed:ident: $fty:ty),*; $($arg:ident: $ty:ty),*) -> $ret:ty; )*) => {
+        $(
+            #[doc = concat!("libc's variadic `", stringify!($name), "`, bypassing green's interposer.")]
+            #[inline]
+            pub unsafe fn $name($($fixed: $fty,)* $($arg: $ty),*) -> $ret {
+                static SLOT: AtomicUsize = AtomicUsize::new(0);
+                let mut p = SLOT.load(Ordering::Relaxed);
+                if p == 0 {
+                    p = resolve(concat!(stringify!($name), "\0"), &SLOT);
+                }
+                // SAFETY: `p` is libc's variadic function of this name.
+                let f: unsafe extern "C" fn($($fty,)* ...) -> $ret = unsafe { std::mem::transmute(p) };
+                // SAFETY: the caller upholds libc's contract for it.
+                unsafe { f($($fixed,)* $($arg),*) }
+            }
+        )*
+    };
+}
+
+originals! {
+    fn read(fd: c_int, buf: *mut c_void, count: size_t) -> ssize_t;
+    fn write(fd: c_int, buf: *const c_void, count: size_t) -> ssize_t;
+    fn readv(fd: c_int, iov: *const iovec, iovcnt: c_int) -> ssize_t;
+    fn writev(fd: c_int, iov: *const iovec, iovcnt: c_int) -> ssize_t;
+    fn recv(fd: c_int, buf: *mut c_void, len: size_t, flags: c_int) -> ssize_t;
+    fn recvfrom(fd: c_int, buf: *mut c_void, len: size_t, flags: c_int, addr: *mut sockaddr, addrlen: *mut socklen_t) -> ssize_t;
+    fn recvmsg(fd: c_int, msg: *mut msghdr, flags: c_int) -> ssize_t;
+    fn send(fd: c_int, buf: *const c_void, len: size_t, flags: c_int) -> ssize_t;
+    fn sendto(fd: c_int, buf: *const c_void, len: size_t, flags: c_int, addr: *const sockaddr, addrlen: socklen_t) -> ssize_t;
+    fn sendmsg(fd: c_int, msg: *const msghdr, flags: c_int) -> ssize_t;
+    fn accept(fd: c_int, addr: *mut sockaddr, addrlen: *mut socklen_t) -> c_int;
+    fn accept4(fd: c_int, addr: *mut sockaddr, addrlen: *mut socklen_t, flags: c_int) -> c_int;
+    fn connect(fd: c_int, addr: *const sockaddr, len: socklen_t) -> c_int;
+    fn socket(domain: c_int, ty: c_int, protocol: c_int) -> c_int;
+    fn poll(fds: *mut pollfd, nfds: nfds_t, timeout: c_int) -> c_int;
+    fn ppoll(fds: *mut pollfd, nfds: nfds_t, timeout: *const timespec, sigmask: *const sigset_t) -> c_int;
+    fn select(nfds: c_int, readfds: *mut fd_set, writefds: *mut fd_set, exceptfds: *mut fd_set, timeout: *mut timeval) -> c_int;
+    fn epoll_wait(epfd: c_int, events: *mut epoll_event, maxevents: c_int, timeout: c_int) -> c_int;
+    fn epoll_pwait(epfd: c_int, events: *mut epoll_event, maxevents: c_int, timeout: c_int, sigmask: *const sigset_t) -> c_int;
+    fn nanosleep(req: *const timespec, rem: *mut timespec) -> c_int;
+    fn clock_nanosleep(clock: clockid_t, flags: c_int, req: *const timespec, rem: *mut timespec) -> c_int;
+    fn usleep(usec: useconds_t) -> c_int;
+    fn sleep(secs: c_uint) -> c_uint;
+    fn sched_yield() -> c_int;
+    fn getaddrinfo(node: *const c_char, service: *const c_char, hints: *const addrinfo, res: *mut *mut addrinfo) -> c_int;
+    fn waitpid(pid: pid_t, status: *mut c_int, options: c_int) -> pid_t;
+    fn wait4(pid: pid_t, status: *mut c_int, options: c_int, rusage: *mut rusage) -> pid_t;
+    fn waitid(idtype: idtype_t, id: id_t, infop: *mut siginfo_t, options: c_int) -> c_int;
+    fn setsockopt(fd: c_int, level: c_int, name: c_int, value: *const c_void, len: socklen_t) -> c_int;
+    fn close(fd: c_int) -> c_int;
+    fn dup(fd: c_int) -> c_int;
+    fn dup2(old: c_int, new: c_int) -> c_int;
+    fn dup3(old: c_int, new: c_int, flags: c_int) -> c_int;
+}
+
+variadic_originals! {
+    fn syscall(num: c_long; a1: c_long, a2: c_long, a3: c_long, a4: c_long, a5: c_long, a6: c_long) -> c_long;
+    fn fcntl(fd: c_int, cmd: c_int; arg: c_long) -> c_int;
+    fn ioctl(fd: c_int, request: c_ulong; arg: *mut c_void) -> c_int;
+}
