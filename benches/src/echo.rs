@@ -5,7 +5,12 @@
 //! Servers (each accepts on one listener made the same way: `SO_REUSEADDR`,
 //! backlog 4096, one task / green thread / OS thread per connection, which
 //! reads into a 1 KiB buffer and writes back what it read):
-//! - `green`: green threads on one hub (the main thread);
+//! - `green`: green threads on one hub (the main thread), `green::net`;
+//! - `std-patched`: a server written against std only (`std::net`'s
+//!   `TcpListener::accept` and `TcpStream` read and `write_all`, the code
+//!   of the `std` server below) under `green::patch()`, with `green::spawn`
+//!   in place of `std::thread::spawn`: green threads on one hub, whose
+//!   blocking std calls green's interposers make cooperative;
 //! - `green-per-core`: one OS thread per core, each with its own hub and its
 //!   own `SO_REUSEPORT` listener on the same port (the kernel spreads the
 //!   connections over them);
@@ -49,6 +54,13 @@
 //!   round runs every case once) and the table shows the run with the
 //!   median rate.
 //!
+//! When the run has both `green` and `std-patched`, a last table compares
+//! them at each connection count, against the target of at least 0.9x
+//! `green`'s rate for std under `green::patch()`. The two run one after the
+//! other in each round, so the ratio is taken per round (a slow spell of the
+//! machine falls on both) and the table gives the median of the rounds'
+//! ratios, of rates and of server CPU per round trip.
+//!
 //! Syscall count: `cargo bench --bench echo -- --syscalls` runs each server
 //! (default `green,tokio-ct`; `ECHO_SERVERS` chooses) under `strace -f -c`,
 //! twice, with 100 connections doing 500 and then 2 500 round trips each
@@ -67,7 +79,7 @@ use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd, OwnedFd, RawFd};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use green_benches::{banner, check, fmt_ns, fmt_ratio, Table};
+use green_benches::{banner, check, fmt_ns, fmt_ratio, median, Table};
 
 /// Bytes per message.
 const MSG: usize = 64;
@@ -82,9 +94,14 @@ const STD_STACK: usize = 64 * 1024;
 /// How long the client waits for any progress before it gives up.
 const STALL: Duration = Duration::from_secs(60);
 
+/// Least rate of std under `green::patch()`, as a share of `green::net`'s
+/// on one hub.
+const PATCHED_TARGET: f64 = 0.9;
+
 /// Server keys and the names the table gives them.
-const SERVERS: [(&str, &str); 6] = [
+const SERVERS: [(&str, &str); 7] = [
     ("green", "green, one hub"),
+    ("std-patched", "std::net under green::patch(), one hub"),
     ("green-per-core", "green, one hub per core (SO_REUSEPORT)"),
     ("tokio-ct", "tokio current-thread"),
     ("tokio-mt", "tokio multi-thread"),
@@ -244,6 +261,24 @@ async fn echo_tokio(mut s: tokio::net::TcpStream) {
     }
 }
 
+/// The `std` server's code (std's accept loop, [`echo_blocking`] on a
+/// `std::net::TcpStream`) under `green::patch()`, each connection on a
+/// green thread of one hub.
+fn serve_std_patched() -> io::Result<()> {
+    green::patch();
+    let l = listener(0, false)?;
+    announce(l.local_addr()?.port());
+    let acceptor = green::spawn(move || loop {
+        match l.accept() {
+            Ok((s, _)) => drop(green::spawn(move || echo_blocking(s))),
+            Err(e) => eprintln!("std-patched server: accept: {e}"),
+        }
+    });
+    acceptor
+        .join()
+        .map_err(|_| io::Error::other("the std-patched acceptor panicked"))
+}
+
 fn serve_tokio(rt: tokio::runtime::Runtime) -> io::Result<()> {
     let l = listener(0, false)?;
     l.set_nonblocking(true)?;
@@ -315,6 +350,7 @@ fn server_main(kind: &str) -> io::Result<()> {
     match kind {
         "green" => serve_green(),
         "green-per-core" => serve_green_per_core(),
+        "std-patched" => serve_std_patched(),
         "tokio-ct" => serve_tokio(runtime(false)?),
         "tokio-mt" => serve_tokio(runtime(true)?),
         "may" => serve_may(),
@@ -1148,6 +1184,84 @@ fn timed_main() -> Result<(), String> {
         ]);
     }
     t.print();
+    let figures_of = |n: usize, key: &str| {
+        runs.iter()
+            .find(|(m, k, f, failed)| *m == n && *k == key && failed.is_none() && !f.is_empty())
+            .map(|(_, _, f, _)| f.as_slice())
+    };
+    let cpu_median = |figures: &[Figures]| {
+        let v: Vec<f64> = figures.iter().filter_map(|f| f.server_cpu_ns).collect();
+        (!v.is_empty()).then(|| median(v))
+    };
+    let mut cmp = Table::new(
+        &format!(
+            "std::net under green::patch() vs green::net, one hub each; ratios: median of the \
+             {reps} rounds' ratios (the two run one after the other in each round), with their \
+             range; rt/s and CPU / rt: medians of the {reps} runs"
+        ),
+        &[
+            "conns",
+            "std-patched rt/s",
+            "green rt/s",
+            "rt/s ratio",
+            "rt/s ratio, all rounds",
+            "std-patched CPU / rt",
+            "green CPU / rt",
+            "CPU ratio (green / std-patched)",
+        ],
+    );
+    let mut verdicts = Vec::new();
+    for &n in &counts {
+        let (Some(p), Some(g)) = (figures_of(n, "std-patched"), figures_of(n, "green")) else {
+            continue;
+        };
+        let rate_ratios: Vec<f64> = p.iter().zip(g).map(|(p, g)| p.rate / g.rate).collect();
+        let cpu_ratios: Vec<f64> = p
+            .iter()
+            .zip(g)
+            .filter_map(|(p, g)| Some(g.server_cpu_ns? / p.server_cpu_ns?))
+            .collect();
+        let (lo, hi) = rate_ratios
+            .iter()
+            .fold((f64::MAX, 0.0f64), |(lo, hi), r| (lo.min(*r), hi.max(*r)));
+        let rate_ratio = median(rate_ratios);
+        let cpu_ratio = (!cpu_ratios.is_empty()).then(|| median(cpu_ratios));
+        let rates = |f: &[Figures]| median(f.iter().map(|f| f.rate).collect());
+        cmp.row(vec![
+            n.to_string(),
+            fmt_rate(rates(p)),
+            fmt_rate(rates(g)),
+            fmt_ratio(rate_ratio),
+            format!("{}–{}", fmt_ratio(lo), fmt_ratio(hi)),
+            fmt_cpu(cpu_median(p)),
+            fmt_cpu(cpu_median(g)),
+            cpu_ratio.map_or("?".into(), fmt_ratio),
+        ]);
+        verdicts.push((n, rate_ratio, cpu_ratio));
+    }
+    if !verdicts.is_empty() {
+        cmp.print();
+        println!();
+        for (n, rate_ratio, cpu_ratio) in verdicts {
+            check(
+                &format!("std under green::patch() / green::net, {n} conns, rt/s"),
+                &fmt_ratio(rate_ratio),
+                &format!(">= {PATCHED_TARGET}x"),
+                rate_ratio >= PATCHED_TARGET,
+            );
+            if let Some(c) = cpu_ratio {
+                check(
+                    &format!(
+                        "std under green::patch() / green::net, {n} conns, \
+                         round trips per server CPU second"
+                    ),
+                    &fmt_ratio(c),
+                    &format!(">= {PATCHED_TARGET}x"),
+                    c >= PATCHED_TARGET,
+                );
+            }
+        }
+    }
     if runs.iter().any(|r| r.3.is_some()) {
         return Err("some cases failed (see above)".into());
     }
@@ -1193,8 +1307,9 @@ fn parse_strace(text: &str) -> Vec<Calls<u64>> {
     out
 }
 
-/// Most server syscalls per echoed message for green on one hub: one read,
-/// one write, and a small share of an `epoll_pwait2`.
+/// Most server syscalls per echoed message for green on one hub (and for
+/// std under `green::patch()`): one read, one write, and a small share of
+/// an `epoll_pwait2`.
 const SYSCALL_TARGET: f64 = 2.1;
 
 /// Syscalls that the `perf` counter names one by one (the rest count as
@@ -1421,11 +1536,11 @@ fn syscalls_main() -> Result<(), String> {
     t.row(row);
     t.print();
     println!();
-    for (&(kind, _), rows) in servers.iter().zip(&per) {
-        if kind == "green" {
+    for (&(kind, name), rows) in servers.iter().zip(&per) {
+        if kind == "green" || kind == "std-patched" {
             let total: f64 = rows.iter().map(|r| r.calls).sum();
             check(
-                "green (one hub): server syscalls per echoed message",
+                &format!("{name}: server syscalls per echoed message"),
                 &format!("{total:.3}"),
                 &format!("<= {SYSCALL_TARGET}"),
                 total <= SYSCALL_TARGET,

@@ -1,5 +1,6 @@
-//! Helpers shared by the benchmarks: timing, result tables, machine facts and
-//! memory readings.
+//! Helpers shared by the benchmarks: timing, result tables, machine facts,
+//! memory readings, and the libc call loops of `patch_passthrough`
+//! ([`libc_calls`]), which must not use green.
 //!
 //! Every benchmark runs green and its peers in the same process run (or in
 //! child processes of the same run), warms each case up, repeats it and
@@ -9,6 +10,8 @@
 
 use std::fmt::Write as _;
 use std::time::Duration;
+
+pub mod libc_calls;
 
 /// Median of `v` (the mean of the two middle values for an even count).
 ///
