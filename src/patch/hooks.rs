@@ -179,7 +179,7 @@ fn shielded<T>(h: &Hub, f: impl FnOnce() -> T) -> Result<T, Cancel> {
                 std::process::abort();
             };
             hub::end_cancel_unwind();
-            h.rearm(c);
+            h.defer_to_green_park(c);
             Err(c)
         }
     }
@@ -402,6 +402,10 @@ pub unsafe extern "C" fn read(fd: c_int, buf: *mut c_void, count: size_t) -> ssi
 /// libc's `write`.
 #[no_mangle]
 pub unsafe extern "C" fn write(fd: c_int, buf: *const c_void, count: size_t) -> ssize_t {
+    if state() == 0 {
+        // SAFETY: the caller's arguments, unchanged.
+        return unsafe { original::write(fd, buf, count) };
+    }
     // A blocking pipe is written at most PIPE_BUF at a time once it is
     // writable, so that the write cannot block the OS thread.
     let capped = || {
