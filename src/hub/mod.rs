@@ -495,6 +495,20 @@ impl Hub {
     }
 
     /// Id of the running green thread, if a green thread is running.
+    /// Whether the running context is a green thread on a shared stack,
+    /// whose frames move while it is parked: nothing on its stack may be
+    /// lent to another thread across a park.
+    pub(crate) fn on_shared_stack(&self) -> bool {
+        let key = self.current.get();
+        if key == ROOT || key == HUB_CTX {
+            return false;
+        }
+        self.slots.borrow()[key as usize]
+            .green
+            .as_ref()
+            .is_some_and(|g| g.seat.is_some())
+    }
+
     pub(crate) fn current_green_id(&self) -> Option<u64> {
         let key = self.current.get();
         if key == ROOT || key == HUB_CTX {
@@ -602,6 +616,7 @@ impl Hub {
         self.set_pending(slot, cancel);
         if slot.state == State::Parked {
             slot.state = State::Runnable;
+            slot.reason = Wake::Woken;
             slot.seq = next_seq(slot.seq);
             drop(slots);
             let mut rq = self.run_queue.borrow_mut();
@@ -835,6 +850,7 @@ impl Hub {
             };
             if slot.gen == gen && slot.state == State::Parked && slot.pending.is_some() {
                 slot.state = State::Runnable;
+                slot.reason = Wake::Woken;
                 slot.seq = next_seq(slot.seq);
                 // First, as `cancel` queues a kill: the cancellation is late.
                 self.run_queue.borrow_mut().push_front((key, gen));
@@ -1029,6 +1045,8 @@ impl Hub {
             take_pending(&self.pending_count, slot);
             slot.notified = false;
             set_cancel_unwind(slot, false);
+            slot.foreign_cancel = None;
+            slot.foreign = 0;
             let timer = slot.timer.take();
             let (coro, seat) = match slot.green.as_mut() {
                 Some(g) => (g.coro.take(), g.seat.take()),
