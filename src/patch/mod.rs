@@ -125,7 +125,11 @@ pub fn unpatch() {
 ///
 /// # Examples
 /// ```
-/// assert!(!green::is_patched() || true);
+/// assert!(!green::is_patched());
+/// green::patch();
+/// assert!(green::is_patched());
+/// green::unpatch();
+/// assert!(!green::is_patched());
 /// ```
 pub fn is_patched() -> bool {
     STATE.load(Ordering::Relaxed) & ALL != 0
