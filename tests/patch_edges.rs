@@ -64,7 +64,7 @@ fn a_kill_reported_as_an_error_does_not_reach_the_next_green_thread() -> io::Res
         let mut s = TcpStream::connect(addr).unwrap();
         let mut b = [0u8; 1];
         // The read fails with the kill, and the thread panics on it.
-        s.read(&mut b).unwrap();
+        s.read_exact(&mut b).unwrap();
     });
     green::yield_now();
     green::yield_now();
