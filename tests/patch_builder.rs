@@ -4,11 +4,15 @@
 
 use std::io::{self, Read, Write};
 use std::net::{TcpListener, TcpStream, ToSocketAddrs};
-use std::os::fd::{AsRawFd, RawFd};
+use std::os::fd::AsRawFd;
 use std::process::Command;
 use std::sync::{mpsc, Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
+
+#[path = "common/patched.rs"]
+mod patched;
+use patched::kernel_nonblocking;
 
 /// The interposers of the sleep category.
 const SLEEP_HOOKS: &[&str] = &[
@@ -37,16 +41,6 @@ fn assert_only_sleep_hooks_seen() {
         others.is_empty(),
         "hooks outside the sleep category took their green path: {others:?}"
     );
-}
-
-/// Whether `fd` is `O_NONBLOCK` in the kernel, past green's interposer.
-fn kernel_nonblocking(fd: RawFd) -> io::Result<bool> {
-    // SAFETY: F_GETFL on an open fd.
-    let fl = unsafe { green::patch::original::fcntl(fd, libc::F_GETFL, 0) };
-    if fl < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(fl & libc::O_NONBLOCK != 0)
 }
 
 #[test]

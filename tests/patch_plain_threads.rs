@@ -7,35 +7,18 @@ mod common;
 
 use std::io::{self, Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::os::fd::{AsRawFd, RawFd};
+use std::os::fd::AsRawFd;
 use std::sync::{mpsc, Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
-/// Whether `fd` is `O_NONBLOCK` in the kernel, past green's interposer.
-fn kernel_nonblocking(fd: RawFd) -> io::Result<bool> {
-    // SAFETY: F_GETFL on an open fd.
-    let fl = unsafe { green::patch::original::fcntl(fd, libc::F_GETFL, 0) };
-    if fl < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(fl & libc::O_NONBLOCK != 0)
-}
+#[path = "common/patched.rs"]
+mod patched;
+use patched::{green_used_pair, kernel_nonblocking};
 
-/// A connected pair that a green thread has read and written on, so that
-/// green manages both sockets (non-blocking in the kernel).
-fn green_used_pair() -> io::Result<(TcpStream, TcpStream)> {
-    let (client, server) = green::spawn(|| -> io::Result<_> {
-        let listener = TcpListener::bind("127.0.0.1:0")?;
-        let mut client = TcpStream::connect(listener.local_addr()?)?;
-        let (mut server, _) = listener.accept()?;
-        client.write_all(b"x")?;
-        server.read_exact(&mut [0])?;
-        server.write_all(b"y")?;
-        client.read_exact(&mut [0])?;
-        Ok((client, server))
-    })
-    .wait()?;
+/// A connected pair green manages (non-blocking in the kernel).
+fn green_managed_pair() -> io::Result<(TcpStream, TcpStream)> {
+    let (client, server) = green_used_pair()?;
     assert!(kernel_nonblocking(client.as_raw_fd())?);
     assert!(kernel_nonblocking(server.as_raw_fd())?);
     Ok((client, server))
@@ -124,7 +107,7 @@ fn plain_threads_contend_for_a_mutex_held_across_a_sleep() {
 #[test]
 fn plain_thread_read_waits_on_a_socket_green_made_nonblocking() -> io::Result<()> {
     green::patch();
-    let (client, mut server) = green_used_pair()?;
+    let (client, mut server) = green_managed_pair()?;
     let (tid_tx, tid_rx) = mpsc::channel();
     let reader = thread::spawn(move || -> io::Result<[u8; 5]> {
         tid_tx.send(common::tid()).expect("the test listens");
@@ -149,7 +132,7 @@ fn plain_thread_read_waits_on_a_socket_green_made_nonblocking() -> io::Result<()
 #[test]
 fn plain_thread_read_timeout_expires_with_would_block_on_a_green_socket() -> io::Result<()> {
     green::patch();
-    let (client, _server) = green_used_pair()?;
+    let (client, _server) = green_managed_pair()?;
     let timeout = Duration::from_millis(100);
     let (r, elapsed) = thread::spawn(move || {
         client.set_read_timeout(Some(timeout)).expect("set");

@@ -5,12 +5,16 @@
 //! unpatched), so this binary holds a single test that walks through them
 //! in order; tests running in parallel would see each other's switches.
 
-use std::io::{self, Read, Write};
-use std::net::{TcpListener, TcpStream, ToSocketAddrs};
-use std::os::fd::{AsRawFd, RawFd};
+use std::io::{self, Read};
+use std::net::ToSocketAddrs;
+use std::os::fd::AsRawFd;
 use std::process::Command;
 use std::thread;
 use std::time::{Duration, Instant};
+
+#[path = "common/patched.rs"]
+mod patched;
+use patched::{green_used_pair, kernel_nonblocking};
 
 /// Green threads that each make one std sleep of [`NAP`].
 const SLEEPERS: u32 = 4;
@@ -52,29 +56,6 @@ fn assert_overlapped(elapsed: Duration) {
         elapsed < NAP * SLEEPERS,
         "patched: std sleeps on green threads took {elapsed:?}: they did not overlap"
     );
-}
-
-/// Whether `fd` is `O_NONBLOCK` in the kernel, past green's interposer.
-fn kernel_nonblocking(fd: RawFd) -> io::Result<bool> {
-    // SAFETY: F_GETFL on an open fd.
-    let fl = unsafe { green::patch::original::fcntl(fd, libc::F_GETFL, 0) };
-    if fl < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(fl & libc::O_NONBLOCK != 0)
-}
-
-/// A connected pair that a green thread made and exchanged a byte on.
-fn green_used_pair() -> io::Result<(TcpStream, TcpStream)> {
-    green::spawn(|| -> io::Result<_> {
-        let listener = TcpListener::bind("127.0.0.1:0")?;
-        let mut client = TcpStream::connect(listener.local_addr()?)?;
-        let (mut server, _) = listener.accept()?;
-        client.write_all(b"x")?;
-        server.read_exact(&mut [0])?;
-        Ok((client, server))
-    })
-    .wait()
 }
 
 #[test]
