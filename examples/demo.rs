@@ -10,10 +10,18 @@
 //!    with `imap`.
 //! 4. 20 child processes, each `sleep 0.2; echo`, run by green threads
 //!    through `green::process`: waits park on a pidfd, pipes are green.
+//! 5. An existing blocking program written against std alone (module
+//!    `legacy`: an HTTP/1.0 server whose workers `std::thread::sleep` and
+//!    count hits in a `std::sync::Mutex`, and its `std::net::TcpStream`
+//!    clients, which resolve `localhost`), its threads run as green
+//!    threads: first as it is, where every blocking call blocks the OS
+//!    thread and the requests go one at a time, then after one
+//!    `green::patch()`, where they overlap.
 //!
 //! Run it with `cargo run --release --example demo`.
 
 use std::io::{self, Read, Write};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use green::net::{TcpListener, TcpStream};
@@ -181,11 +189,127 @@ fn children() -> io::Result<()> {
     Ok(())
 }
 
+/// An existing blocking program, written against std alone: nothing in
+/// this module names `green`. A small HTTP/1.0 server in the worker-pool
+/// style (each worker accepts a connection from the shared listener and
+/// answers it) and the client that fetches a page from it. A program would
+/// run each in a `std::thread`; the demo runs them as green threads.
+mod legacy {
+    use std::io::{self, BufRead, BufReader, Read, Write};
+    use std::net::{TcpListener, TcpStream};
+    use std::sync::Mutex;
+    use std::thread;
+    use std::time::Duration;
+
+    /// A worker: accepts one connection, reads the request, spends `work`
+    /// on it (a slow backend), counts the hit and answers.
+    pub fn worker(listener: &TcpListener, hits: &Mutex<u64>, work: Duration) -> io::Result<()> {
+        let (stream, _) = listener.accept()?;
+        let mut request = BufReader::new(&stream);
+        let mut line = String::new();
+        request.read_line(&mut line)?;
+        let path = line.split(' ').nth(1).unwrap_or("/").to_owned();
+        // The headers, up to the empty line.
+        while line != "\r\n" && !line.is_empty() {
+            line.clear();
+            request.read_line(&mut line)?;
+        }
+        thread::sleep(work);
+        let hit = {
+            let mut hits = hits.lock().unwrap();
+            *hits += 1;
+            *hits
+        };
+        let body = format!("{path}: hit {hit}\n");
+        write!(
+            &stream,
+            "HTTP/1.0 200 OK\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        )
+    }
+
+    /// Fetches `path` from `host:port`; returns the whole response.
+    pub fn get(host: &str, port: u16, path: &str) -> io::Result<String> {
+        let mut stream = TcpStream::connect((host, port))?;
+        write!(stream, "GET {path} HTTP/1.0\r\nHost: {host}\r\n\r\n")?;
+        let mut response = String::new();
+        stream.read_to_string(&mut response)?;
+        Ok(response)
+    }
+}
+
+const REQUESTS: usize = 20;
+const WORK: Duration = Duration::from_millis(50);
+
+/// Runs `legacy` once: `REQUESTS` workers as green threads on this OS
+/// thread, `REQUESTS` clients as green threads on another one. Returns the
+/// wall time.
+///
+/// Unpatched, a blocking call holds its whole OS thread: a client waiting
+/// for its response on the workers' OS thread would keep the worker that
+/// answers it from ever running. On two OS threads the unpatched run
+/// completes, one request at a time.
+fn legacy_run() -> io::Result<Duration> {
+    let listener = Arc::new(std::net::TcpListener::bind("127.0.0.1:0")?);
+    let port = listener.local_addr()?.port();
+    let hits = Arc::new(Mutex::new(0));
+    let start = Instant::now();
+    let workers: Vec<_> = (0..REQUESTS)
+        .map(|_| {
+            let (listener, hits) = (listener.clone(), hits.clone());
+            green::spawn(move || legacy::worker(&listener, &hits, WORK))
+        })
+        .collect();
+    let clients = std::thread::spawn(move || {
+        let gets: Vec<_> = (0..REQUESTS)
+            .map(|i| green::spawn(move || legacy::get("localhost", port, &format!("/page/{i}"))))
+            .collect();
+        gets.into_iter()
+            .map(|g| g.wait())
+            .collect::<io::Result<Vec<_>>>()
+    });
+    for w in workers {
+        w.wait()?;
+    }
+    let responses = clients.join().expect("a client panicked")?;
+    let wall = start.elapsed();
+    for (i, r) in responses.iter().enumerate() {
+        assert!(r.starts_with("HTTP/1.0 200 OK\r\n"), "bad response: {r:?}");
+        assert!(r.contains(&format!("/page/{i}: hit ")), "wrong page: {r:?}");
+    }
+    assert_eq!(*hits.lock().unwrap(), REQUESTS as u64);
+    Ok(wall)
+}
+
+/// The same std-only program before and after `green::patch()`.
+fn patched() -> io::Result<()> {
+    // patch() is process-wide: the run without it comes first.
+    let before = legacy_run()?;
+    green::patch();
+    let after = legacy_run()?;
+    let seen = green::patch::hooks_seen();
+    println!(
+        "patch:  std-only HTTP server and clients, {REQUESTS} requests (DNS, {} ms thread::sleep, \
+         Mutex), green threads on 2 OS threads:\n        \
+         {:.1} ms as it is (one at a time), {:.1} ms after green::patch() (back to back: {} ms)",
+        WORK.as_millis(),
+        before.as_secs_f64() * 1e3,
+        after.as_secs_f64() * 1e3,
+        REQUESTS as u128 * WORK.as_millis(),
+    );
+    println!(
+        "        hooked calls that took their green path: {}",
+        seen.join(", ")
+    );
+    Ok(())
+}
+
 fn main() -> io::Result<()> {
     sleepers();
     echo()?;
     pipeline();
     children()?;
+    patched()?;
     println!("hub:    {:?}", green::hub::stats());
     Ok(())
 }

@@ -409,7 +409,12 @@ impl Builder {
             let result = if h.take_kill() {
                 Err(Box::new(Killed) as Box<dyn Any + Send>)
             } else {
-                panic::catch_unwind(AssertUnwindSafe(f))
+                match panic::catch_unwind(AssertUnwindSafe(f)) {
+                    // Killed inside a patched libc call, which returned an
+                    // error instead of unwinding, and ended before a park.
+                    Ok(_) if h.take_foreign_kill() => Err(Box::new(Killed) as Box<dyn Any + Send>),
+                    r => r,
+                }
             };
             if h.is_closing() {
                 // The thread is exiting and this green thread is being

@@ -26,6 +26,15 @@
 //! assert!(start.elapsed() < Duration::from_secs(10));
 //! ```
 //!
+//! There are three ways in. Use green's mirrors of std explicitly
+//! ([`net::TcpStream`] for `std::net::TcpStream`, [`sync::Mutex`],
+//! [`process::Command`], ...); or rename the `green-std` facade to `std` in
+//! `Cargo.toml`, so that every `std::` path of a crate turns green; or call
+//! [`patch()`] once, first thing in `main`, after which the blocking libc
+//! calls that std, third-party crates and C libraries make on a green thread
+//! park only that green thread (the [`patch`](mod@patch) module,
+//! `docs/patching.md`).
+//!
 //! Cancellation ([`GreenThread::kill`], [`Timeout`], [`with_timeout`]) is
 //! delivered where the target parks, by unwinding: destructors run and
 //! nothing is leaked. When an OS thread exits, its parked green threads are

@@ -84,9 +84,9 @@ pub use std::thread_local;
 
 use crate::coro::DEFAULT_STACK_SIZE;
 use crate::event::Event;
+use crate::hub::stronger;
 use crate::hub::{self, hub, Cancel, Hub, Unparker, Wake};
 use crate::timeout::Elapsed;
-use crate::tpool::stronger;
 use crate::wait::lock;
 use crate::Killed;
 

@@ -43,7 +43,7 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::thread::{self, Thread};
 use std::time::{Duration, Instant};
 
-use crate::hub::{self, Cancel, Hub, Unparker, Wake};
+use crate::hub::{self, stronger, Cancel, Hub, Unparker, Wake};
 use crate::wait::lock;
 
 /// How many OS threads the pool runs unless [`set_num_threads`] says
@@ -393,16 +393,6 @@ fn wait_done(h: &Hub, signal: &Signal) -> Option<Cancel> {
         }
     }
     cancel
-}
-
-/// Of two cancellations, the one to deliver: a kill beats a timeout, and
-/// the outer timeout (made first) beats an inner one, as the hub decides.
-pub(crate) fn stronger(a: Option<Cancel>, b: Cancel) -> Cancel {
-    match (a, b) {
-        (Some(Cancel::Kill), _) | (_, Cancel::Kill) => Cancel::Kill,
-        (Some(Cancel::Timeout(x)), Cancel::Timeout(y)) => Cancel::Timeout(x.min(y)),
-        (None, c) => c,
-    }
 }
 
 /// Sets how many OS threads the pool may run; only before its first use.

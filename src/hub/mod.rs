@@ -151,6 +151,10 @@ struct Slot {
     /// interposers of `patch`): a coroutine parked there must never be
     /// unwound, since an unwind cannot cross those frames.
     foreign: u32,
+    /// A kill or timeout already reported to a C caller as an error (it
+    /// could not unwind there). It becomes pending again at the context's
+    /// next park point outside such a call.
+    foreign_cancel: Option<Cancel>,
     /// Inline, so spawning allocates no box for it; the slab never moves
     /// a slot, so a running coroutine stays put.
     green: Option<GreenCtx>,
@@ -173,6 +177,7 @@ impl Slot {
             cancel_unwind: false,
             timer: None,
             foreign: 0,
+            foreign_cancel: None,
             green: None,
             thread: None,
         }
@@ -490,6 +495,20 @@ impl Hub {
     }
 
     /// Id of the running green thread, if a green thread is running.
+    /// Whether the running context is a green thread on a shared stack,
+    /// whose frames move while it is parked: nothing on its stack may be
+    /// lent to another thread across a park.
+    pub(crate) fn on_shared_stack(&self) -> bool {
+        let key = self.current.get();
+        if key == ROOT || key == HUB_CTX {
+            return false;
+        }
+        self.slots.borrow()[key as usize]
+            .green
+            .as_ref()
+            .is_some_and(|g| g.seat.is_some())
+    }
+
     pub(crate) fn current_green_id(&self) -> Option<u64> {
         let key = self.current.get();
         if key == ROOT || key == HUB_CTX {
@@ -594,20 +613,10 @@ impl Hub {
         if slot.gen != gen || slot.state == State::Vacant {
             return;
         }
-        if slot.pending.is_none() {
-            self.pending_count.set(self.pending_count.get() + 1);
-        }
-        // A kill beats a timeout; of two timeouts the outer one (made
-        // first, smaller id) wins: it unwinds through the inner one anyway,
-        // and the inner one's own catch would otherwise swallow the outer's
-        // expiry, whose timer is spent.
-        slot.pending = match (slot.pending, cancel) {
-            (Some(Cancel::Kill), _) | (_, Cancel::Kill) => Some(Cancel::Kill),
-            (Some(Cancel::Timeout(a)), Cancel::Timeout(b)) => Some(Cancel::Timeout(a.min(b))),
-            (None, c) => Some(c),
-        };
+        self.set_pending(slot, cancel);
         if slot.state == State::Parked {
             slot.state = State::Runnable;
+            slot.reason = Wake::Woken;
             slot.seq = next_seq(slot.seq);
             drop(slots);
             let mut rq = self.run_queue.borrow_mut();
@@ -625,6 +634,9 @@ impl Hub {
         if let Some(slot) = slots.get_mut(key as usize) {
             if slot.gen == gen && slot.pending == Some(Cancel::Timeout(id)) {
                 take_pending(&self.pending_count, slot);
+            }
+            if slot.gen == gen && slot.foreign_cancel == Some(Cancel::Timeout(id)) {
+                slot.foreign_cancel = None;
             }
         }
     }
@@ -663,6 +675,11 @@ impl Hub {
             // its cancellation at a park after the unwind: a second unwind
             // from inside a destructor would abort the process.
             let unwinding = std::thread::panicking();
+            if take_cancel && slot.foreign == 0 {
+                if let Some(c) = slot.foreign_cancel.take() {
+                    self.set_pending(slot, c);
+                }
+            }
             if !take_cancel {
                 // Left pending for the caller to deliver later.
             } else if !unwinding {
@@ -740,6 +757,11 @@ impl Hub {
         let gen = {
             let mut slots = self.slots.borrow_mut();
             let slot = &mut slots[key as usize];
+            if slot.foreign == 0 {
+                if let Some(c) = slot.foreign_cancel.take() {
+                    self.set_pending(slot, c);
+                }
+            }
             if self.pending_count.get() != 0 && !std::thread::panicking() {
                 if let Some(c) = take_pending(&self.pending_count, slot) {
                     drop(slots);
@@ -828,6 +850,7 @@ impl Hub {
             };
             if slot.gen == gen && slot.state == State::Parked && slot.pending.is_some() {
                 slot.state = State::Runnable;
+                slot.reason = Wake::Woken;
                 slot.seq = next_seq(slot.seq);
                 // First, as `cancel` queues a kill: the cancellation is late.
                 self.run_queue.borrow_mut().push_front((key, gen));
@@ -996,6 +1019,18 @@ impl Hub {
         }
     }
 
+    /// Takes a kill that a patched libc call reported to its caller as an
+    /// error and that no later park delivered: the green thread ended
+    /// first, and counts as killed.
+    pub(crate) fn take_foreign_kill(&self) -> bool {
+        let key = self.current.get();
+        let mut slots = self.slots.borrow_mut();
+        let slot = &mut slots[key as usize];
+        let kill = slot.foreign_cancel == Some(Cancel::Kill);
+        slot.foreign_cancel = None;
+        kill
+    }
+
     pub(crate) fn is_closing(&self) -> bool {
         self.closing.get()
     }
@@ -1010,6 +1045,8 @@ impl Hub {
             take_pending(&self.pending_count, slot);
             slot.notified = false;
             set_cancel_unwind(slot, false);
+            slot.foreign_cancel = None;
+            slot.foreign = 0;
             let timer = slot.timer.take();
             let (coro, seat) = match slot.green.as_mut() {
                 Some(g) => (g.coro.take(), g.seat.take()),
@@ -1160,16 +1197,25 @@ impl Hub {
         f()
     }
 
-    /// Makes `c` pending again on the current context, to be delivered at
-    /// its next park point (it was taken by a park inside a C-ABI frame,
-    /// which cannot unwind).
-    pub(crate) fn rearm(&self, c: Cancel) {
+    /// Keeps `c`, taken by a park inside a C-ABI frame (which cannot
+    /// unwind) and reported to its caller as an error, for the current
+    /// context's next park point outside such frames.
+    pub(crate) fn defer_to_green_park(&self, c: Cancel) {
         let key = self.current.get();
         if key == HUB_CTX {
             return;
         }
-        let gen = self.slots.borrow()[key as usize].gen;
-        self.cancel(key, gen, c);
+        let mut slots = self.slots.borrow_mut();
+        let slot = &mut slots[key as usize];
+        slot.foreign_cancel = Some(stronger(slot.foreign_cancel, c));
+    }
+
+    /// Makes `c` pending on `slot`, merged with what is pending already.
+    fn set_pending(&self, slot: &mut Slot, c: Cancel) {
+        if slot.pending.is_none() {
+            self.pending_count.set(self.pending_count.get() + 1);
+        }
+        slot.pending = Some(stronger(slot.pending, c));
     }
 
     fn drain_remote(&self) {
@@ -1333,6 +1379,18 @@ impl fmt::Debug for Hub {
 
 /// Takes a slot's pending cancellation, keeping the hub's count in step.
 #[inline]
+/// Of two cancellations, the one that wins: a kill beats a timeout; of two
+/// timeouts the outer one (made first, smaller id) wins: it unwinds through
+/// the inner one anyway, and the inner one's own catch would otherwise
+/// swallow the outer's expiry, whose timer is spent.
+pub(crate) fn stronger(a: Option<Cancel>, b: Cancel) -> Cancel {
+    match (a, b) {
+        (Some(Cancel::Kill), _) | (_, Cancel::Kill) => Cancel::Kill,
+        (Some(Cancel::Timeout(x)), Cancel::Timeout(y)) => Cancel::Timeout(x.min(y)),
+        (None, c) => c,
+    }
+}
+
 fn take_pending(count: &Cell<usize>, slot: &mut Slot) -> Option<Cancel> {
     let c = slot.pending.take();
     if c.is_some() {

@@ -15,28 +15,29 @@
 use std::cell::UnsafeCell;
 use std::hint;
 use std::sync::atomic::{fence, AtomicBool, AtomicU32, AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Instant;
 
 use crate::hub::{Hub, Unparker, Wake};
 
 const BUCKETS: usize = 64;
 
+/// On the heap, not the waiter's stack: a green thread on a shared stack
+/// has its frames moved while it is parked.
 struct Waiter {
     addr: usize,
     bitset: u32,
     unparker: Unparker,
-    /// Set (under the bucket lock) by the waker that took it off the table.
-    woken: bool,
+    /// Set by the waker that took it off the table (under the bucket lock).
+    woken: AtomicBool,
 }
 
 struct Bucket {
     locked: AtomicBool,
-    waiters: UnsafeCell<Vec<*mut Waiter>>,
+    waiters: UnsafeCell<Vec<Arc<Waiter>>>,
 }
 
-// SAFETY: `waiters` is only touched with `locked` held; the pointers name
-// `Waiter`s that stay alive until their owner has taken them off the table
-// under that lock.
+// SAFETY: `waiters` is only touched with `locked` held.
 unsafe impl Sync for Bucket {}
 
 static TABLE: [Bucket; BUCKETS] = [const {
@@ -64,7 +65,7 @@ impl Held {
         Held(b)
     }
 
-    fn waiters(&mut self) -> &mut Vec<*mut Waiter> {
+    fn waiters(&mut self) -> &mut Vec<Arc<Waiter>> {
         // SAFETY: the lock is held.
         unsafe { &mut *self.0.waiters.get() }
     }
@@ -91,30 +92,31 @@ pub(super) fn wait(
     deadline: Option<Instant>,
 ) -> i32 {
     let addr = word as usize;
-    let mut w = Waiter {
+    let w = Arc::new(Waiter {
         addr,
         bitset,
         unparker: hub.unparker(),
-        woken: false,
-    };
+        woken: AtomicBool::new(false),
+    });
     {
         let mut held = Held::lock(addr);
-        fence(Ordering::SeqCst);
+        // Counted before the word is read: a waker that changes the word
+        // and then finds no waiter counted would skip the table.
+        WAITING.fetch_add(1, Ordering::SeqCst);
         // SAFETY: the caller passed the address of a futex word it waits on.
         if unsafe { (*word).load(Ordering::SeqCst) } != val {
+            WAITING.fetch_sub(1, Ordering::SeqCst);
             return libc::EAGAIN;
         }
-        held.waiters().push(&mut w);
-        WAITING.fetch_add(1, Ordering::SeqCst);
+        held.waiters().push(w.clone());
     }
     let wake = hub.in_foreign(|| hub.park_keep_cancel(deadline));
     let mut held = Held::lock(addr);
-    if w.woken {
+    if w.woken.load(Ordering::Relaxed) {
         return 0;
     }
-    let me: *mut Waiter = &mut w;
     let list = held.waiters();
-    if let Some(i) = list.iter().position(|p| *p == me) {
+    if let Some(i) = list.iter().position(|p| Arc::ptr_eq(p, &w)) {
         list.swap_remove(i);
         WAITING.fetch_sub(1, Ordering::SeqCst);
     }
@@ -137,10 +139,9 @@ pub(super) fn wake(addr: usize, n: i32, bitset: u32) -> i32 {
         let list = held.waiters();
         let mut i = 0;
         while i < list.len() && (woken.len() as i32) < n {
-            // SAFETY: a listed waiter is alive while the lock is held.
-            let w = unsafe { &mut *list[i] };
+            let w = &list[i];
             if w.addr == addr && w.bitset & bitset != 0 {
-                w.woken = true;
+                w.woken.store(true, Ordering::Relaxed);
                 woken.push(w.unparker.clone());
                 list.remove(i);
                 WAITING.fetch_sub(1, Ordering::SeqCst);
@@ -161,4 +162,14 @@ pub(super) fn wake(addr: usize, n: i32, bitset: u32) -> i32 {
 #[inline]
 pub(super) fn waiting() -> bool {
     WAITING.load(Ordering::Relaxed) != 0
+}
+
+/// In a child made by `fork`: the parent's green waiters are not the
+/// child's, and a bucket lock held at the fork belongs to a thread that is
+/// not there.
+pub(super) fn forget_all() {
+    WAITING.store(0, Ordering::SeqCst);
+    for b in &TABLE {
+        b.locked.store(false, Ordering::Release);
+    }
 }

@@ -10,7 +10,7 @@
 use std::io;
 use std::os::fd::RawFd;
 use std::panic::{self, AssertUnwindSafe};
-use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicIsize, AtomicU32, AtomicU64, Ordering};
 use std::sync::Once;
 use std::time::{Duration, Instant};
 
@@ -120,7 +120,10 @@ pub(super) fn reached() -> bool {
 pub(super) fn install_fork_handler() {
     static ONCE: Once = Once::new();
     extern "C" fn in_child() {
-        STATE.store(0, Ordering::SeqCst);
+        // Sockets green made non-blocking keep their emulated blocking
+        // mode; the parent's green waiters are not the child's.
+        STATE.fetch_and(EMULATE, Ordering::SeqCst);
+        futex::forget_all();
     }
     ONCE.call_once(|| {
         // SAFETY: registers a handler that only stores an atomic.
@@ -141,7 +144,9 @@ fn green_hub(st: u32, cat: u32) -> Option<&'static Hub> {
         return None;
     }
     let h = hub::try_hub()?;
-    h.can_park_foreign().then_some(h)
+    // An unwinding context (a destructor, a panic message being written)
+    // holds std's per-OS-thread panic state: it does not park.
+    (h.can_park_foreign() && !std::thread::panicking()).then_some(h)
 }
 
 fn errno() -> c_int {
@@ -179,7 +184,7 @@ fn shielded<T>(h: &Hub, f: impl FnOnce() -> T) -> Result<T, Cancel> {
                 std::process::abort();
             };
             hub::end_cancel_unwind();
-            h.rearm(c);
+            h.defer_to_green_park(c);
             Err(c)
         }
     }
@@ -258,6 +263,12 @@ fn fd_call_patched(
         }
         return op();
     };
+    if interest == Interest::Write && (fd == 1 || fd == 2) {
+        // std writes stdout and stderr holding a lock owned by the OS
+        // thread: a green thread parked there would let the others of its
+        // hub into that lock as its owner.
+        return op();
+    }
     let b = fds::classify(fd);
     if b & fds::OURS != 0 {
         mark(h);
@@ -271,12 +282,26 @@ fn fd_call_patched(
     }
     if b & fds::POLL_FIRST != 0 {
         mark(h);
-        match shielded(hub, || trampoline(fd, interest, None)) {
+        // Ready by the time the call is made: another reader of the pipe
+        // may have taken what woke this one.
+        let events = poll_events(interest);
+        let wait = || -> io::Result<()> {
+            loop {
+                trampoline(fd, interest, None)?;
+                if hub::poll_now(fd, events)? != 0 {
+                    return Ok(());
+                }
+            }
+        };
+        match shielded(hub, wait) {
             Err(c) => {
                 set_errno(cancel_errno(c));
                 return -1;
             }
-            Ok(Err(e)) if e.raw_os_error() == Some(libc::EPERM) => {
+            Ok(Err(e))
+                if e.raw_os_error() == Some(libc::EPERM)
+                    || e.kind() == io::ErrorKind::InvalidInput =>
+            {
                 // Not pollable (/dev/null and the like): never waits.
                 fds::set(fd, fds::KNOWN | fds::FILE, (0, 0));
             }
@@ -295,33 +320,50 @@ fn fd_call_patched(
     op()
 }
 
-/// Runs a file call on the tpool, carrying its errno back.
+/// Runs a file call on the tpool, carrying its errno back; in place on a
+/// shared stack, whose buffers cannot be lent to another thread.
 fn on_tpool(hub: &Hub, op: &mut dyn FnMut() -> isize) -> isize {
+    if hub.on_shared_stack() {
+        return op();
+    }
     struct Job<'a>(&'a mut dyn FnMut() -> isize);
-    // SAFETY: the call's raw pointers stay valid: `tpool::execute` returns
-    // (or unwinds) only after the job has run, and the caller waits for it.
+    // SAFETY: the call's pointers stay valid and in place: `tpool::execute`
+    // returns (or unwinds) only after the job has run, and the caller's
+    // stack is its own (not shared).
     unsafe impl Send for Job<'_> {}
     let job = Job(op);
-    let r = shielded(hub, move || {
+    tpool_call(hub, move || {
         let job = job;
-        crate::tpool::execute(move || {
-            let job = job;
-            let n = (job.0)();
-            (n, errno())
+        (job.0)()
+    })
+}
+
+/// Runs `f` (a blocking libc call) on the tpool and returns its result,
+/// with its errno. A kill or timeout that arrives meanwhile does not throw
+/// the result away: `tpool::execute` waits for the call, which has
+/// happened, so its result is returned and the cancellation is kept for the
+/// next park point.
+fn tpool_call(hub: &Hub, f: impl FnOnce() -> isize + Send) -> isize {
+    let out = AtomicIsize::new(0);
+    let err = AtomicI32::new(0);
+    let done = AtomicBool::new(false);
+    let _ = shielded(hub, || {
+        crate::tpool::execute(|| {
+            let n = f();
+            err.store(errno(), Ordering::Relaxed);
+            out.store(n, Ordering::Relaxed);
+            done.store(true, Ordering::Release);
         })
     });
-    match r {
-        Ok((n, e)) => {
-            if n < 0 {
-                set_errno(e);
-            }
-            n
-        }
-        Err(c) => {
-            set_errno(cancel_errno(c));
-            -1
-        }
+    if !done.load(Ordering::Acquire) {
+        set_errno(libc::ECANCELED);
+        return -1;
     }
+    let n = out.load(Ordering::Relaxed);
+    if n < 0 {
+        set_errno(err.load(Ordering::Relaxed));
+    }
+    n
 }
 
 /// Blocking behaviour for a caller that is not green, on a socket green
@@ -402,18 +444,21 @@ pub unsafe extern "C" fn read(fd: c_int, buf: *mut c_void, count: size_t) -> ssi
 /// libc's `write`.
 #[no_mangle]
 pub unsafe extern "C" fn write(fd: c_int, buf: *const c_void, count: size_t) -> ssize_t {
-    // A blocking pipe is written at most PIPE_BUF at a time once it is
-    // writable, so that the write cannot block the OS thread.
-    let capped = || {
-        if fds::bits(fd) & fds::POLL_FIRST != 0 {
-            count.min(libc::PIPE_BUF)
-        } else {
-            count
-        }
+    if state() == 0 {
+        // SAFETY: the caller's arguments, unchanged.
+        return unsafe { original::write(fd, buf, count) };
+    }
+    // A green caller writes a blocking pipe at most PIPE_BUF at a time once
+    // it is writable, so that the write cannot block the OS thread.
+    let st = state();
+    let count = if green_hub(st, NET).is_some() && fds::bits(fd) & fds::POLL_FIRST != 0 {
+        count.min(libc::PIPE_BUF)
+    } else {
+        count
     };
     // SAFETY: the caller's arguments; a shorter count is within the buffer.
     fd_call(H::write, fd, Interest::Write, None, || unsafe {
-        original::write(fd, buf, capped())
+        original::write(fd, buf, count)
     })
 }
 
@@ -441,7 +486,8 @@ pub unsafe extern "C" fn writev(fd: c_int, iov: *const iovec, iovcnt: c_int) -> 
 
 /// A call with `MSG_DONTWAIT` asked not to block: it passes through.
 fn dontwait(flags: c_int) -> bool {
-    flags & libc::MSG_DONTWAIT != 0
+    // An error-queue read never blocks either.
+    flags & (libc::MSG_DONTWAIT | libc::MSG_ERRQUEUE) != 0
 }
 
 /// The buffer length of a receive for the readiness cache, if a short
@@ -1173,48 +1219,57 @@ pub unsafe extern "C" fn getaddrinfo(
         return unsafe { original::getaddrinfo(node, service, hints, res) };
     };
     mark(H::getaddrinfo);
-    struct Args(
-        *const c_char,
-        *const c_char,
-        *const addrinfo,
-        *mut *mut addrinfo,
-    );
-    // SAFETY: the pointers stay valid while the job runs: `tpool::execute`
-    // returns or unwinds only after it has finished.
-    unsafe impl Send for Args {}
-    let args = Args(node, service, hints, res);
-    let rc = AtomicI32::new(i32::MIN);
-    let err = AtomicI32::new(0);
-    let (rc_out, err_out) = (&rc, &err);
-    let r = shielded(hub, move || {
-        crate::tpool::execute(move || {
-            let a = args;
-            // SAFETY: the caller's arguments, on another thread.
-            let n = unsafe { original::getaddrinfo(a.0, a.1, a.2, a.3) };
-            err_out.store(errno(), Ordering::Relaxed);
-            rc_out.store(n, Ordering::Relaxed);
-        })
-    });
-    let n = rc.load(Ordering::Relaxed);
-    if let Err(c) = r {
-        if n == 0 {
-            // The caller will not see the list: free it.
-            // SAFETY: the list getaddrinfo just made.
-            unsafe {
-                libc::freeaddrinfo(*res);
-                *res = std::ptr::null_mut();
-            }
-        }
-        set_errno(cancel_errno(c));
+    // The pool thread gets copies on the heap: the caller's frames may sit
+    // on a shared stack, which moves while it is parked.
+    // SAFETY: the caller passes NUL-terminated strings or null, and a
+    // valid `addrinfo` or null.
+    let (node, service, hints) = unsafe {
+        (
+            (!node.is_null()).then(|| std::ffi::CStr::from_ptr(node).to_owned()),
+            (!service.is_null()).then(|| std::ffi::CStr::from_ptr(service).to_owned()),
+            (!hints.is_null()).then(|| Box::new(std::ptr::read(hints))),
+        )
+    };
+    struct List(*mut addrinfo);
+    // SAFETY: a list getaddrinfo made, owned by whoever holds it.
+    unsafe impl Send for List {}
+    struct Hints(Option<Box<addrinfo>>);
+    // SAFETY: a copy of the caller's hints; its pointers are only read.
+    unsafe impl Send for Hints {}
+    let hints = Hints(hints);
+    let list = std::sync::Mutex::new(List(std::ptr::null_mut()));
+    let n = tpool_call(hub, || {
+        let hints = hints;
+        let mut out = std::ptr::null_mut();
+        let p = |s: &Option<std::ffi::CString>| s.as_ref().map_or(std::ptr::null(), |s| s.as_ptr());
+        let h = hints
+            .0
+            .as_deref()
+            .map_or(std::ptr::null(), |h| h as *const addrinfo);
+        // SAFETY: valid strings or null, hints or null, an out pointer.
+        let n = unsafe { original::getaddrinfo(p(&node), p(&service), h, &mut out) };
+        list.lock().unwrap_or_else(|e| e.into_inner()).0 = out;
+        n as isize
+    }) as c_int;
+    if n == 0 {
+        // SAFETY: the caller's out pointer.
+        unsafe { *res = list.into_inner().unwrap_or_else(|e| e.into_inner()).0 };
+    } else if n == -1 && errno() == libc::ECANCELED {
         return libc::EAI_SYSTEM;
-    }
-    if n == libc::EAI_SYSTEM {
-        set_errno(err.load(Ordering::Relaxed));
     }
     n
 }
 
 // ---- child processes ------------------------------------------------------
+
+/// Whether `pid` is a child of this process that has not been reaped.
+fn is_child(pid: pid_t) -> bool {
+    // SAFETY: siginfo_t is plain data; all-zero is valid.
+    let mut info: siginfo_t = unsafe { std::mem::zeroed() };
+    let flags = libc::WEXITED | libc::WNOHANG | libc::WNOWAIT;
+    // SAFETY: a valid siginfo_t; WNOHANG and WNOWAIT: neither blocks nor reaps.
+    (unsafe { original::waitid(libc::P_PID, pid as id_t, &mut info, flags) }) == 0
+}
 
 /// Waits green for child `pid` to exit: parks on a pidfd, which becomes
 /// readable when the child exits. Returns `Err` if no pidfd can be had.
@@ -1233,33 +1288,10 @@ fn park_on_pidfd(hub: &Hub, pid: pid_t) -> Result<Result<(), Cancel>, ()> {
     Ok(r)
 }
 
-/// Runs a wait for children on the tpool, carrying errno back.
-fn wait_on_tpool(hub: &Hub, f: impl FnOnce() -> c_int + Send) -> c_int {
-    let err = AtomicI32::new(0);
-    let r = shielded(hub, || {
-        crate::tpool::execute(|| {
-            let n = f();
-            err.store(errno(), Ordering::Relaxed);
-            n
-        })
-    });
-    match r {
-        Ok(n) => {
-            if n < 0 {
-                set_errno(err.load(Ordering::Relaxed));
-            }
-            n
-        }
-        Err(c) => {
-            set_errno(cancel_errno(c));
-            -1
-        }
-    }
-}
-
+/// A pointer to a heap copy that a tpool job writes through while its
+/// caller waits for it.
 struct SendPtr<T>(*mut T);
-// SAFETY: used only for pointers a tpool job writes through while its
-// caller waits for it.
+// SAFETY: see above: one writer, and the owner waits for it.
 unsafe impl<T> Send for SendPtr<T> {}
 
 fn green_wait4(
@@ -1270,6 +1302,11 @@ fn green_wait4(
     rusage: *mut rusage,
 ) -> pid_t {
     if pid > 0 && options & (libc::WUNTRACED | libc::WCONTINUED) == 0 {
+        if !is_child(pid) {
+            // Not a child (or reaped already): the real call says so.
+            // SAFETY: the caller's arguments; it returns at once.
+            return unsafe { original::wait4(pid, status, options | libc::WNOHANG, rusage) };
+        }
         match park_on_pidfd(hub, pid) {
             // The child has exited: the real wait returns at once.
             // SAFETY: the caller's arguments.
@@ -1281,12 +1318,34 @@ fn green_wait4(
             Err(()) => {}
         }
     }
-    let (s, r) = (SendPtr(status), SendPtr(rusage));
-    wait_on_tpool(hub, move || {
-        let (s, r) = (s, r);
-        // SAFETY: the caller's arguments, on another thread of the process.
-        unsafe { original::wait4(pid, s.0, options, r.0) }
-    })
+    // Heap copies for the pool thread; copied back after (the caller's
+    // frames may sit on a shared stack).
+    let mut out: Box<(c_int, rusage)> = Box::new((0, unsafe_zeroed_rusage()));
+    let p = SendPtr(&mut *out);
+    let n = tpool_call(hub, move || {
+        let p = p;
+        // SAFETY: the heap copy, alive until tpool_call returns.
+        let (st, ru) = unsafe { (&mut (*p.0).0 as *mut c_int, &mut (*p.0).1 as *mut rusage) };
+        // SAFETY: valid out pointers.
+        (unsafe { original::wait4(pid, st, options, ru) }) as isize
+    }) as pid_t;
+    if n > 0 {
+        // SAFETY: the caller's out pointers, each null or valid.
+        unsafe {
+            if !status.is_null() {
+                *status = out.0;
+            }
+            if !rusage.is_null() {
+                *rusage = out.1;
+            }
+        }
+    }
+    n
+}
+
+fn unsafe_zeroed_rusage() -> rusage {
+    // SAFETY: rusage is plain integers; all-zero is valid.
+    unsafe { std::mem::zeroed() }
 }
 
 /// # Safety
@@ -1339,7 +1398,9 @@ pub unsafe extern "C" fn waitid(
     mark(H::waitid);
     let exits_only = options & (libc::WSTOPPED | libc::WCONTINUED) == 0;
     let parked = match idtype {
-        libc::P_PID if exits_only && id > 0 => park_on_pidfd(hub, id as pid_t).ok(),
+        libc::P_PID if exits_only && id > 0 && is_child(id as pid_t) => {
+            park_on_pidfd(hub, id as pid_t).ok()
+        }
         P_PIDFD if exits_only => {
             Some(shielded(hub, || trampoline(id as RawFd, Interest::Read, None)).map(drop))
         }
@@ -1353,12 +1414,19 @@ pub unsafe extern "C" fn waitid(
             -1
         }
         None => {
-            let info = SendPtr(infop);
-            wait_on_tpool(hub, move || {
-                let info = info;
-                // SAFETY: the caller's arguments, on another thread.
-                unsafe { original::waitid(idtype, id, info.0, options) }
-            })
+            // SAFETY: siginfo_t is plain data; all-zero is valid.
+            let mut out: Box<siginfo_t> = Box::new(unsafe { std::mem::zeroed() });
+            let p = SendPtr(&mut *out);
+            let n = tpool_call(hub, move || {
+                let p = p;
+                // SAFETY: the heap copy, alive until tpool_call returns.
+                (unsafe { original::waitid(idtype, id, p.0, options) }) as isize
+            }) as c_int;
+            if n == 0 && !infop.is_null() {
+                // SAFETY: the caller's out pointer.
+                unsafe { *infop = *out };
+            }
+            n
         }
     }
 }
@@ -1394,8 +1462,22 @@ pub unsafe extern "C" fn syscall(
             }
         }
     }
-    // SAFETY: the caller's arguments, unchanged.
-    unsafe { original::syscall(num, a1, a2, a3, a4, a5, a6) }
+    // SAFETY (both calls): the caller's arguments, unchanged.
+    let op = || unsafe { original::syscall(num, a1, a2, a3, a4, a5, a6) } as isize;
+    if num == libc::SYS_sendfile || num == libc::SYS_splice {
+        // std copies between a socket and a file or pipe with these (in
+        // `io::copy`): on a socket green made non-blocking they wait like a
+        // write to it (or a read from it).
+        let (fd, interest) = if num == libc::SYS_sendfile {
+            (a1 as RawFd, Interest::Write)
+        } else if fds::bits(a3 as RawFd) & fds::OURS != 0 {
+            (a3 as RawFd, Interest::Write)
+        } else {
+            (a1 as RawFd, Interest::Read)
+        };
+        return fd_call(H::syscall, fd, interest, None, op) as c_long;
+    }
+    op() as c_long
 }
 
 /// The green part of a futex call, or `None` to make the real call.
@@ -1413,7 +1495,9 @@ unsafe fn futex_call(
     let op = op as c_int;
     let cmd = op & !(libc::FUTEX_PRIVATE_FLAG | libc::FUTEX_CLOCK_REALTIME);
     match cmd {
-        libc::FUTEX_WAIT | libc::FUTEX_WAIT_BITSET => {
+        // A shared futex may be woken from another process, which the
+        // process-local table never hears of.
+        libc::FUTEX_WAIT | libc::FUTEX_WAIT_BITSET if op & libc::FUTEX_PRIVATE_FLAG != 0 => {
             let hub = green_hub(st, SYNC)?;
             let bitset = if cmd == libc::FUTEX_WAIT {
                 u32::MAX
@@ -1458,7 +1542,7 @@ unsafe fn futex_call(
             } else {
                 val3 as u32
             };
-            let n = val.clamp(0, c_int::MAX as c_long) as i32;
+            let n = (val as c_int).max(0);
             let woken = futex::wake(uaddr as usize, n, bitset);
             if woken == 0 {
                 return None;
@@ -1496,6 +1580,13 @@ fn keeping(st: u32) -> bool {
     st & (NET | EMULATE) != 0
 }
 
+/// Notes bookkeeping hook `h` as seen when a green context called it.
+fn mark_if_green(st: u32, h: H) {
+    if green_hub(st, NET).is_some() {
+        mark(h);
+    }
+}
+
 /// `fcntl`, declared with one fixed argument after the command (see
 /// [`syscall`] for why that receives a variadic call correctly).
 ///
@@ -1513,7 +1604,7 @@ pub unsafe extern "C" fn fcntl(fd: c_int, cmd: c_int, arg: c_long) -> c_int {
         libc::F_GETFL => {
             let r = unsafe { original::fcntl(fd, cmd, arg) };
             if r >= 0 && fds::bits(fd) & fds::OURS != 0 {
-                mark(H::fcntl);
+                mark_if_green(st, H::fcntl);
                 r & !libc::O_NONBLOCK
             } else {
                 r
@@ -1522,7 +1613,7 @@ pub unsafe extern "C" fn fcntl(fd: c_int, cmd: c_int, arg: c_long) -> c_int {
         libc::F_SETFL => {
             let on = arg & libc::O_NONBLOCK as c_long != 0;
             if fds::set_user_nonblocking(fd, on) {
-                mark(H::fcntl);
+                mark_if_green(st, H::fcntl);
                 unsafe { original::fcntl(fd, cmd, arg | libc::O_NONBLOCK as c_long) }
             } else {
                 unsafe { original::fcntl(fd, cmd, arg) }
@@ -1545,13 +1636,14 @@ pub unsafe extern "C" fn fcntl(fd: c_int, cmd: c_int, arg: c_long) -> c_int {
 /// libc's `ioctl`.
 #[no_mangle]
 pub unsafe extern "C" fn ioctl(fd: c_int, request: c_ulong, arg: *mut c_void) -> c_int {
-    if keeping(state()) && request == libc::FIONBIO as c_ulong && !arg.is_null() {
+    let st = state();
+    if keeping(st) && request == libc::FIONBIO as c_ulong && !arg.is_null() {
         // SAFETY: FIONBIO takes a pointer to an int.
         let on = unsafe { *(arg as *const c_int) } != 0;
         if fds::set_user_nonblocking(fd, on) {
             // The owner asked for blocking mode: green keeps the socket
             // non-blocking underneath and blocks for it.
-            mark(H::ioctl);
+            mark_if_green(st, H::ioctl);
             return 0;
         }
     }
@@ -1573,8 +1665,9 @@ pub unsafe extern "C" fn setsockopt(
     let r = unsafe { original::setsockopt(fd, level, name, value, len) };
     let timeout =
         level == libc::SOL_SOCKET && matches!(name, libc::SO_RCVTIMEO | libc::SO_SNDTIMEO);
-    if r == 0 && timeout && keeping(state()) && len as usize >= std::mem::size_of::<timeval>() {
-        mark(H::setsockopt);
+    let st = state();
+    if r == 0 && timeout && keeping(st) && len as usize >= std::mem::size_of::<timeval>() {
+        mark_if_green(st, H::setsockopt);
         // SAFETY: the kernel accepted it as a timeval.
         let ns = fds::tv_nanos(unsafe { &*(value as *const timeval) });
         let interest = if name == libc::SO_RCVTIMEO {
@@ -1591,8 +1684,9 @@ pub unsafe extern "C" fn setsockopt(
 /// libc's `close`.
 #[no_mangle]
 pub unsafe extern "C" fn close(fd: c_int) -> c_int {
-    if keeping(state()) {
-        mark(H::close);
+    let st = state();
+    if keeping(st) {
+        mark_if_green(st, H::close);
         fds::forget(fd);
         hub::notify_close(fd);
     }
@@ -1606,18 +1700,21 @@ pub unsafe extern "C" fn close(fd: c_int) -> c_int {
 pub unsafe extern "C" fn dup(fd: c_int) -> c_int {
     // SAFETY: the caller's fd.
     let r = unsafe { original::dup(fd) };
-    if r >= 0 && keeping(state()) {
-        mark(H::dup);
+    let st = state();
+    if r >= 0 && keeping(st) {
+        mark_if_green(st, H::dup);
         fds::copy(fd, r);
     }
     r
 }
 
-/// Before `new` is closed implicitly by a `dup2`/`dup3` onto it.
-fn before_dup_onto(old: c_int, new: c_int) {
-    if old != new && keeping(state()) {
-        fds::forget(new);
+/// After a `dup2`/`dup3` onto `new`: the file `new` named was closed, and
+/// `new` now shares `old`'s.
+fn after_dup_onto(old: c_int, new: c_int) {
+    let st = state();
+    if old != new && keeping(st) {
         hub::notify_close(new);
+        fds::copy(old, new);
     }
 }
 
@@ -1625,12 +1722,11 @@ fn before_dup_onto(old: c_int, new: c_int) {
 /// libc's `dup2`.
 #[no_mangle]
 pub unsafe extern "C" fn dup2(old: c_int, new: c_int) -> c_int {
-    before_dup_onto(old, new);
     // SAFETY: the caller's fds.
     let r = unsafe { original::dup2(old, new) };
-    if r >= 0 && old != new && keeping(state()) {
-        mark(H::dup2);
-        fds::copy(old, r);
+    if r >= 0 {
+        mark_if_green(state(), H::dup2);
+        after_dup_onto(old, new);
     }
     r
 }
@@ -1639,12 +1735,11 @@ pub unsafe extern "C" fn dup2(old: c_int, new: c_int) -> c_int {
 /// libc's `dup3`.
 #[no_mangle]
 pub unsafe extern "C" fn dup3(old: c_int, new: c_int, flags: c_int) -> c_int {
-    before_dup_onto(old, new);
     // SAFETY: the caller's fds.
     let r = unsafe { original::dup3(old, new, flags) };
-    if r >= 0 && keeping(state()) {
-        mark(H::dup3);
-        fds::copy(old, r);
+    if r >= 0 {
+        mark_if_green(state(), H::dup3);
+        after_dup_onto(old, new);
     }
     r
 }

@@ -83,13 +83,16 @@ pub(crate) static STATE: AtomicU32 = AtomicU32::new(0);
 /// ```
 /// green::patch();
 /// assert!(green::is_patched());
-/// // Two std sleeps of 50 ms on green threads take about 50 ms, not 100.
+/// // 40 std sleeps of 50 ms on green threads overlap: far less than the
+/// // 2 s they take one after another.
 /// let t = std::time::Instant::now();
-/// let a = green::spawn(|| std::thread::sleep(std::time::Duration::from_millis(50)));
-/// let b = green::spawn(|| std::thread::sleep(std::time::Duration::from_millis(50)));
-/// a.wait();
-/// b.wait();
-/// assert!(t.elapsed() < std::time::Duration::from_millis(95));
+/// let sleepers: Vec<_> = (0..40)
+///     .map(|_| green::spawn(|| std::thread::sleep(std::time::Duration::from_millis(50))))
+///     .collect();
+/// for s in sleepers {
+///     s.wait();
+/// }
+/// assert!(t.elapsed() < std::time::Duration::from_millis(1500));
 /// green::unpatch();
 /// ```
 pub fn patch() {
@@ -122,7 +125,11 @@ pub fn unpatch() {
 ///
 /// # Examples
 /// ```
-/// assert!(!green::is_patched() || true);
+/// assert!(!green::is_patched());
+/// green::patch();
+/// assert!(green::is_patched());
+/// green::unpatch();
+/// assert!(!green::is_patched());
 /// ```
 pub fn is_patched() -> bool {
     STATE.load(Ordering::Relaxed) & ALL != 0
