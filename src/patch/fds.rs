@@ -88,21 +88,7 @@ pub(super) fn classify(fd: RawFd) -> u32 {
 
 /// Whether `fd` is a TCP stream socket.
 fn is_tcp(fd: RawFd) -> bool {
-    let opt = |name| {
-        let mut v: libc::c_int = 0;
-        let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
-        // SAFETY: an int-sized option into an int.
-        let rc = unsafe {
-            libc::getsockopt(
-                fd,
-                libc::SOL_SOCKET,
-                name,
-                (&mut v as *mut libc::c_int).cast(),
-                &mut len,
-            )
-        };
-        (rc == 0).then_some(v)
-    };
+    let opt = |name| crate::net::sys::getsockopt_int(fd, libc::SOL_SOCKET, name).ok();
     opt(libc::SO_TYPE) == Some(libc::SOCK_STREAM)
         && matches!(opt(libc::SO_DOMAIN), Some(libc::AF_INET | libc::AF_INET6))
 }

@@ -586,20 +586,15 @@ pub unsafe extern "C" fn sendmsg(fd: c_int, msg: *const msghdr, flags: c_int) ->
 /// until a connection arrives; the new socket is made non-blocking
 /// underneath and remembered in the mode the caller asked for.
 fn accept_call(h: H, fd: RawFd, addr: *mut sockaddr, len: *mut socklen_t, flags: c_int) -> c_int {
-    // SAFETY (each call below): the caller's arguments; only the flags
-    // gain SOCK_NONBLOCK.
+    // SAFETY: the caller's arguments; only the flags may gain SOCK_NONBLOCK.
+    let real4 = |f: c_int| unsafe { original::accept4(fd, addr, len, f) };
     let st = state();
     if let Some(hub) = green_hub(st, NET) {
         let b = fds::classify(fd);
         if b & fds::OURS != 0 {
             mark(h);
             let timeout = fds::timeout(fd, Interest::Read);
-            let op = || {
-                cvt(
-                    unsafe { original::accept4(fd, addr, len, flags | libc::SOCK_NONBLOCK) }
-                        as isize,
-                )
-            };
+            let op = || cvt(real4(flags | libc::SOCK_NONBLOCK) as isize);
             let n = finish(shielded(hub, || {
                 io_loop(fd, Interest::Read, timeout, op, |_| false)
             })) as c_int;
@@ -614,7 +609,7 @@ fn accept_call(h: H, fd: RawFd, addr: *mut sockaddr, len: *mut socklen_t, flags:
             return n;
         }
     } else if st & EMULATE != 0 && fds::bits(fd) & fds::OURS != 0 {
-        let mut op = || unsafe { original::accept4(fd, addr, len, flags) } as isize;
+        let mut op = || real4(flags) as isize;
         let n = emulate(fd, Interest::Read, &mut op) as c_int;
         if n >= 0 {
             fds::forget(n);
@@ -622,9 +617,10 @@ fn accept_call(h: H, fd: RawFd, addr: *mut sockaddr, len: *mut socklen_t, flags:
         return n;
     }
     let n = if matches!(h, H::accept) {
+        // SAFETY: the caller's arguments.
         unsafe { original::accept(fd, addr, len) }
     } else {
-        unsafe { original::accept4(fd, addr, len, flags) }
+        real4(flags)
     };
     if n >= 0 && st != 0 {
         fds::forget(n);
@@ -651,30 +647,11 @@ pub unsafe extern "C" fn accept4(
     accept_call(H::accept4, fd, addr, len, flags)
 }
 
-/// The pending error of a socket (`SO_ERROR`).
-fn so_error(fd: RawFd) -> c_int {
-    let mut err: c_int = 0;
-    let mut len = std::mem::size_of::<c_int>() as socklen_t;
-    // SAFETY: an int-sized option into an int.
-    let rc = unsafe {
-        libc::getsockopt(
-            fd,
-            libc::SOL_SOCKET,
-            libc::SO_ERROR,
-            (&mut err as *mut c_int).cast(),
-            &mut len,
-        )
-    };
-    if rc < 0 {
-        errno()
-    } else {
-        err
-    }
-}
-
 /// Returns 0, or -1 with errno set to the socket's pending error.
 fn connect_result(fd: RawFd) -> c_int {
-    match so_error(fd) {
+    let err = crate::net::sys::getsockopt_int(fd, libc::SOL_SOCKET, libc::SO_ERROR)
+        .unwrap_or_else(|e| e.raw_os_error().unwrap_or(libc::EIO));
+    match err {
         0 => 0,
         e => {
             set_errno(e);
@@ -1020,28 +997,24 @@ fn green_epoll_wait(
     max: c_int,
     timeout: c_int,
 ) -> c_int {
-    let deadline = ms_deadline(timeout);
-    loop {
+    let timeout = (timeout > 0).then(|| Duration::from_millis(timeout as u64));
+    // Nothing ready is the epoll fd's `EAGAIN`: the one I/O loop waits for
+    // it to become readable.
+    let op = || {
         // SAFETY: the caller's arguments, with a zero timeout.
         let n = unsafe { original::epoll_wait(epfd, events, max, 0) };
-        if n != 0 {
-            return n;
+        if n == 0 {
+            Err(io::ErrorKind::WouldBlock.into())
+        } else {
+            cvt(n as isize)
         }
-        let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
-        if left == Some(Duration::ZERO) {
-            return 0;
-        }
-        match shielded(hub, || trampoline(epfd, Interest::Read, left)) {
-            Err(c) => {
-                set_errno(cancel_errno(c));
-                return -1;
-            }
-            Ok(Err(e)) if e.kind() != io::ErrorKind::TimedOut => {
-                set_errno(errno_of(&e));
-                return -1;
-            }
-            Ok(_) => {}
-        }
+    };
+    match shielded(hub, || {
+        io_loop(epfd, Interest::Read, timeout, op, |_| false)
+    }) {
+        // The wait's own timeout: nothing became ready in time.
+        Ok(Err(e)) if e.raw_os_error().is_none() && e.kind() == io::ErrorKind::TimedOut => 0,
+        r => finish(r) as c_int,
     }
 }
 
@@ -1595,14 +1568,15 @@ fn mark_if_green(st: u32, h: H) {
 #[no_mangle]
 pub unsafe extern "C" fn fcntl(fd: c_int, cmd: c_int, arg: c_long) -> c_int {
     let st = state();
-    // SAFETY (each call): the caller's arguments, with O_NONBLOCK kept on
-    // a socket green manages.
+    // SAFETY: the caller's arguments, with O_NONBLOCK kept on a socket
+    // green manages.
+    let real = |arg: c_long| unsafe { original::fcntl(fd, cmd, arg) };
     if !keeping(st) {
-        return unsafe { original::fcntl(fd, cmd, arg) };
+        return real(arg);
     }
     match cmd {
         libc::F_GETFL => {
-            let r = unsafe { original::fcntl(fd, cmd, arg) };
+            let r = real(arg);
             if r >= 0 && fds::bits(fd) & fds::OURS != 0 {
                 mark_if_green(st, H::fcntl);
                 r & !libc::O_NONBLOCK
@@ -1614,19 +1588,19 @@ pub unsafe extern "C" fn fcntl(fd: c_int, cmd: c_int, arg: c_long) -> c_int {
             let on = arg & libc::O_NONBLOCK as c_long != 0;
             if fds::set_user_nonblocking(fd, on) {
                 mark_if_green(st, H::fcntl);
-                unsafe { original::fcntl(fd, cmd, arg | libc::O_NONBLOCK as c_long) }
+                real(arg | libc::O_NONBLOCK as c_long)
             } else {
-                unsafe { original::fcntl(fd, cmd, arg) }
+                real(arg)
             }
         }
         libc::F_DUPFD | libc::F_DUPFD_CLOEXEC => {
-            let r = unsafe { original::fcntl(fd, cmd, arg) };
+            let r = real(arg);
             if r >= 0 {
                 fds::copy(fd, r);
             }
             r
         }
-        _ => unsafe { original::fcntl(fd, cmd, arg) },
+        _ => real(arg),
     }
 }
 
