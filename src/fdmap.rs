@@ -10,7 +10,7 @@ const CHUNKS: usize = 1024;
 /// Per-fd cells of `T` (atomics), made on first write. Fds past the table
 /// (4M) have no cell and are not tracked.
 pub(crate) struct FdMap<T> {
-    chunks: [OnceLock<Box<[T]>>; CHUNKS],
+    chunks: [OnceLock<Box<[T; CHUNK]>>; CHUNKS],
 }
 
 impl<T: Default> FdMap<T> {
@@ -31,7 +31,13 @@ impl<T: Default> FdMap<T> {
     pub(crate) fn get_or_make(&self, fd: RawFd) -> Option<&T> {
         let i = usize::try_from(fd).ok()?;
         let chunk = self.chunks.get(i / CHUNK)?;
-        Some(&chunk.get_or_init(|| (0..CHUNK).map(|_| T::default()).collect())[i % CHUNK])
+        let cells = chunk.get_or_init(|| {
+            let cells: Box<[T]> = (0..CHUNK).map(|_| T::default()).collect();
+            cells
+                .try_into()
+                .unwrap_or_else(|_| unreachable!("CHUNK cells"))
+        });
+        Some(&cells[i % CHUNK])
     }
 
     /// Calls `f` with every fd whose chunk exists, and its cell.

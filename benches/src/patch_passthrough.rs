@@ -27,7 +27,7 @@
 //! - `libc`: the peer binary, measuring on its main thread;
 //! - `libc-thread`: the peer binary, measuring on a second OS thread;
 //! - `unpatched`: this binary, `green::patch()` never called (the
-//!   interposers load the patch state and call libc); compared with `libc`;
+//!   interposers load the patch state and jump to libc); compared with `libc`;
 //! - `green`: after `green::patch()`, on a green thread (checked: a std
 //!   sleep there takes the green path first). The socket is non-blocking by
 //!   its owner's wish, so `read` passes through after the fd-table lookup;

@@ -1,11 +1,15 @@
 //! The interposers: functions with libc's names and signatures.
 //!
-//! Each loads [`STATE`] first; with patching off it calls [`original`] at
-//! once. Otherwise it takes its green path when the caller is on a green
-//! context, and passes through (emulating blocking mode on sockets green
-//! made non-blocking) when it is not. None ever unwinds: a kill or timeout
-//! that reaches a green wait inside one is turned into an error return
-//! ([`shielded`]) and made pending again for the thread's next park point.
+//! Each loads [`STATE`] first; with patching off it jumps to [`original`]
+//! at once. Otherwise it takes its green path when the caller is on a
+//! green context, and passes through (emulating blocking mode on sockets
+//! green made non-blocking) when it is not. The hot ones decide "pass
+//! through" before anything else and end in a tail call to libc, keeping no
+//! frame of their own open across the system call; the rest of their work
+//! is in separate, non-inlined functions. None ever unwinds: a kill or
+//! timeout that reaches a green wait inside one is turned into an error
+//! return ([`shielded`]) and made pending again for the thread's next park
+//! point.
 
 use std::io;
 use std::os::fd::RawFd;
@@ -231,43 +235,93 @@ fn poll_events(interest: Interest) -> libc::c_short {
     }
 }
 
-/// A data call on `fd` (`op` makes the real call). `len` is the buffer
-/// size of a plain read, for the readiness cache; `None` where a short
-/// result says nothing (writes, peeks, messages).
+/// Whether a data call on `fd` passes straight through: decided before
+/// the call is made, so that the interposer ends in a jump to libc's
+/// function and keeps no frame of its own open across the system call.
+/// `false` sends the call to [`fd_call_patched`], which decides in full.
+///
+/// A plain OS thread pays two loads and a thread-local read; a green one
+/// the same on an fd whose kind is known.
 #[inline(always)]
-fn fd_call(
-    h: H,
-    fd: RawFd,
-    interest: Interest,
-    len: Option<usize>,
-    mut op: impl FnMut() -> isize,
-) -> isize {
-    let st = state();
-    if st == 0 {
-        return op();
+fn fd_passes(st: u32, fd: RawFd) -> bool {
+    if st & (NET | EMULATE) == 0 {
+        return true;
     }
-    fd_call_patched(st, h, fd, interest, len, &mut op)
+    let b = fds::bits(fd);
+    if b & fds::OURS != 0 {
+        // A green caller parks on it; another gets blocking emulated.
+        return false;
+    }
+    let green_waits = b == 0 || b & fds::POLL_FIRST != 0 || (b & fds::FILE != 0 && st & FILES != 0);
+    !green_waits || !maybe_green(st)
 }
 
+/// Whether the caller may be a green context that parks in a net call
+/// (the cheap part of [`green_hub`]).
+#[inline(always)]
+fn maybe_green(st: u32) -> bool {
+    st & NET != 0 && hub::try_hub().is_some_and(|h| h.can_park_foreign())
+}
+
+/// Defines data interposers. For each, `$call` is the real call with the
+/// caller's arguments, where `$max` bounds the byte count (the green path
+/// caps writes to a blocking pipe at `PIPE_BUF`). When [`fd_passes`] (or
+/// `$pass`, for a call that asked not to block), the interposer makes
+/// `$call` as a tail call; otherwise a function of its own hands it to
+/// [`fd_call_patched`]. `$len` is the buffer size of a plain read, for the
+/// readiness cache; `None` where a short result says nothing (writes,
+/// peeks, messages).
+macro_rules! fd_hooks {
+    ($(
+        fn $name:ident($fd:ident: $fdty:ty $(, $arg:ident: $ty:ty)* $(,)?) -> $ret:ty {
+            $interest:ident, len: $len:expr, pass: $pass:expr, |$max:ident| $call:expr
+        }
+    )*) => {$(
+        #[doc = concat!("# Safety\nlibc's `", stringify!($name), "`.")]
+        #[no_mangle]
+        pub unsafe extern "C" fn $name($fd: $fdty $(, $arg: $ty)*) -> $ret {
+            /// The call when it does not pass straight through.
+            #[inline(never)]
+            unsafe extern "C" fn patched($fd: $fdty $(, $arg: $ty)*) -> $ret {
+                // SAFETY: the caller's arguments; `$max` only shortens a
+                // buffer.
+                let mut op = |$max: usize| unsafe { $call } as isize;
+                let (interest, len) = (Interest::$interest, $len);
+                fd_call_patched(state(), H::$name, $fd, interest, len, &mut op) as $ret
+            }
+            if $pass || fd_passes(state(), $fd) {
+                let $max = usize::MAX;
+                // SAFETY: the caller's arguments, unchanged.
+                return unsafe { $call };
+            }
+            // SAFETY: the caller's arguments.
+            unsafe { patched($fd $(, $arg)*) }
+        }
+    )*};
+}
+
+/// A data call on `fd` that does not simply pass through (`op` makes the
+/// real call, given a cap on its byte count).
+#[inline(never)]
 fn fd_call_patched(
     st: u32,
     h: H,
     fd: RawFd,
     interest: Interest,
     len: Option<usize>,
-    op: &mut dyn FnMut() -> isize,
+    op: &mut dyn FnMut(usize) -> isize,
 ) -> isize {
     let Some(hub) = green_hub(st, NET) else {
         if st & EMULATE != 0 && fds::bits(fd) & fds::OURS != 0 {
-            return emulate(fd, interest, op);
+            return emulate(fd, interest, &mut || op(usize::MAX));
         }
-        return op();
+        return op(usize::MAX);
     };
     if interest == Interest::Write && (fd == 1 || fd == 2) {
         // std writes stdout and stderr holding a lock owned by the OS
         // thread: a green thread parked there would let the others of its
         // hub into that lock as its owner.
-        return op();
+        return op(usize::MAX);
     }
     let b = fds::classify(fd);
     if b & fds::OURS != 0 {
@@ -277,7 +331,7 @@ fn fd_call_patched(
         let drained =
             |n: &isize| tcp && len.is_some_and(|l| crate::fdio::short_read(*n as usize, l));
         return finish(shielded(hub, || {
-            io_loop(fd, interest, timeout, || cvt(op()), drained)
+            io_loop(fd, interest, timeout, || cvt(op(usize::MAX)), drained)
         }));
     }
     if b & fds::POLL_FIRST != 0 {
@@ -311,13 +365,17 @@ fn fd_call_patched(
             }
             Ok(_) => {}
         }
-        return op();
+        // A writable pipe takes PIPE_BUF bytes without blocking.
+        return op(match interest {
+            Interest::Write => libc::PIPE_BUF,
+            Interest::Read => usize::MAX,
+        });
     }
     if b & fds::FILE != 0 && st & FILES != 0 {
         mark(h);
-        return on_tpool(hub, op);
+        return on_tpool(hub, &mut || op(usize::MAX));
     }
-    op()
+    op(usize::MAX)
 }
 
 /// Runs a file call on the tpool, carrying its errno back; in place on a
@@ -430,61 +488,8 @@ unsafe fn iov_total(iov: *const iovec, cnt: c_int) -> Option<usize> {
 
 // ---- sockets, pipes and other fds ---------------------------------------
 
-/// # Safety
-/// libc's `read`.
-#[no_mangle]
-pub unsafe extern "C" fn read(fd: c_int, buf: *mut c_void, count: size_t) -> ssize_t {
-    // SAFETY: the caller's arguments, unchanged.
-    fd_call(H::read, fd, Interest::Read, Some(count), || unsafe {
-        original::read(fd, buf, count)
-    })
-}
-
-/// # Safety
-/// libc's `write`.
-#[no_mangle]
-pub unsafe extern "C" fn write(fd: c_int, buf: *const c_void, count: size_t) -> ssize_t {
-    if state() == 0 {
-        // SAFETY: the caller's arguments, unchanged.
-        return unsafe { original::write(fd, buf, count) };
-    }
-    // A green caller writes a blocking pipe at most PIPE_BUF at a time once
-    // it is writable, so that the write cannot block the OS thread.
-    let st = state();
-    let count = if green_hub(st, NET).is_some() && fds::bits(fd) & fds::POLL_FIRST != 0 {
-        count.min(libc::PIPE_BUF)
-    } else {
-        count
-    };
-    // SAFETY: the caller's arguments; a shorter count is within the buffer.
-    fd_call(H::write, fd, Interest::Write, None, || unsafe {
-        original::write(fd, buf, count)
-    })
-}
-
-/// # Safety
-/// libc's `readv`.
-#[no_mangle]
-pub unsafe extern "C" fn readv(fd: c_int, iov: *const iovec, iovcnt: c_int) -> ssize_t {
-    // SAFETY: the caller's arguments.
-    let len = unsafe { iov_total(iov, iovcnt) };
-    // SAFETY: the caller's arguments, unchanged.
-    fd_call(H::readv, fd, Interest::Read, len, || unsafe {
-        original::readv(fd, iov, iovcnt)
-    })
-}
-
-/// # Safety
-/// libc's `writev`.
-#[no_mangle]
-pub unsafe extern "C" fn writev(fd: c_int, iov: *const iovec, iovcnt: c_int) -> ssize_t {
-    // SAFETY: the caller's arguments, unchanged.
-    fd_call(H::writev, fd, Interest::Write, None, || unsafe {
-        original::writev(fd, iov, iovcnt)
-    })
-}
-
 /// A call with `MSG_DONTWAIT` asked not to block: it passes through.
+#[inline(always)]
 fn dontwait(flags: c_int) -> bool {
     // An error-queue read never blocks either.
     flags & (libc::MSG_DONTWAIT | libc::MSG_ERRQUEUE) != 0
@@ -496,90 +501,56 @@ fn recv_len(len: size_t, flags: c_int) -> Option<usize> {
     (flags & (libc::MSG_PEEK | libc::MSG_OOB | libc::MSG_WAITALL) == 0).then_some(len)
 }
 
-/// # Safety
-/// libc's `recv`.
-#[no_mangle]
-pub unsafe extern "C" fn recv(fd: c_int, buf: *mut c_void, len: size_t, flags: c_int) -> ssize_t {
-    // SAFETY: the caller's arguments, unchanged.
-    let op = || unsafe { original::recv(fd, buf, len, flags) };
-    if dontwait(flags) {
-        return op();
+fd_hooks! {
+    fn read(fd: c_int, buf: *mut c_void, count: size_t) -> ssize_t {
+        Read, len: Some(count), pass: false, |_max| original::read(fd, buf, count)
     }
-    fd_call(H::recv, fd, Interest::Read, recv_len(len, flags), op)
-}
-
-/// # Safety
-/// libc's `recvfrom`.
-#[no_mangle]
-pub unsafe extern "C" fn recvfrom(
-    fd: c_int,
-    buf: *mut c_void,
-    len: size_t,
-    flags: c_int,
-    addr: *mut sockaddr,
-    addrlen: *mut socklen_t,
-) -> ssize_t {
-    // SAFETY: the caller's arguments, unchanged.
-    let op = || unsafe { original::recvfrom(fd, buf, len, flags, addr, addrlen) };
-    if dontwait(flags) {
-        return op();
+    fn write(fd: c_int, buf: *const c_void, count: size_t) -> ssize_t {
+        Write, len: None, pass: false, |max| original::write(fd, buf, count.min(max))
     }
-    fd_call(H::recvfrom, fd, Interest::Read, recv_len(len, flags), op)
-}
-
-/// # Safety
-/// libc's `recvmsg`.
-#[no_mangle]
-pub unsafe extern "C" fn recvmsg(fd: c_int, msg: *mut msghdr, flags: c_int) -> ssize_t {
-    // SAFETY: the caller's arguments, unchanged.
-    let op = || unsafe { original::recvmsg(fd, msg, flags) };
-    if dontwait(flags) {
-        return op();
+    fn readv(fd: c_int, iov: *const iovec, iovcnt: c_int) -> ssize_t {
+        // SAFETY (the length): the caller's iovecs.
+        Read, len: unsafe { iov_total(iov, iovcnt) }, pass: false,
+        |_max| original::readv(fd, iov, iovcnt)
     }
-    fd_call(H::recvmsg, fd, Interest::Read, None, op)
-}
-
-/// # Safety
-/// libc's `send`.
-#[no_mangle]
-pub unsafe extern "C" fn send(fd: c_int, buf: *const c_void, len: size_t, flags: c_int) -> ssize_t {
-    // SAFETY: the caller's arguments, unchanged.
-    let op = || unsafe { original::send(fd, buf, len, flags) };
-    if dontwait(flags) {
-        return op();
+    fn writev(fd: c_int, iov: *const iovec, iovcnt: c_int) -> ssize_t {
+        Write, len: None, pass: false, |_max| original::writev(fd, iov, iovcnt)
     }
-    fd_call(H::send, fd, Interest::Write, None, op)
-}
-
-/// # Safety
-/// libc's `sendto`.
-#[no_mangle]
-pub unsafe extern "C" fn sendto(
-    fd: c_int,
-    buf: *const c_void,
-    len: size_t,
-    flags: c_int,
-    addr: *const sockaddr,
-    addrlen: socklen_t,
-) -> ssize_t {
-    // SAFETY: the caller's arguments, unchanged.
-    let op = || unsafe { original::sendto(fd, buf, len, flags, addr, addrlen) };
-    if dontwait(flags) {
-        return op();
+    fn recv(fd: c_int, buf: *mut c_void, len: size_t, flags: c_int) -> ssize_t {
+        Read, len: recv_len(len, flags), pass: dontwait(flags),
+        |_max| original::recv(fd, buf, len, flags)
     }
-    fd_call(H::sendto, fd, Interest::Write, None, op)
-}
-
-/// # Safety
-/// libc's `sendmsg`.
-#[no_mangle]
-pub unsafe extern "C" fn sendmsg(fd: c_int, msg: *const msghdr, flags: c_int) -> ssize_t {
-    // SAFETY: the caller's arguments, unchanged.
-    let op = || unsafe { original::sendmsg(fd, msg, flags) };
-    if dontwait(flags) {
-        return op();
+    fn recvfrom(
+        fd: c_int,
+        buf: *mut c_void,
+        len: size_t,
+        flags: c_int,
+        addr: *mut sockaddr,
+        addrlen: *mut socklen_t,
+    ) -> ssize_t {
+        Read, len: recv_len(len, flags), pass: dontwait(flags),
+        |_max| original::recvfrom(fd, buf, len, flags, addr, addrlen)
     }
-    fd_call(H::sendmsg, fd, Interest::Write, None, op)
+    fn recvmsg(fd: c_int, msg: *mut msghdr, flags: c_int) -> ssize_t {
+        Read, len: None, pass: dontwait(flags), |_max| original::recvmsg(fd, msg, flags)
+    }
+    fn send(fd: c_int, buf: *const c_void, len: size_t, flags: c_int) -> ssize_t {
+        Write, len: None, pass: dontwait(flags), |_max| original::send(fd, buf, len, flags)
+    }
+    fn sendto(
+        fd: c_int,
+        buf: *const c_void,
+        len: size_t,
+        flags: c_int,
+        addr: *const sockaddr,
+        addrlen: socklen_t,
+    ) -> ssize_t {
+        Write, len: None, pass: dontwait(flags),
+        |_max| original::sendto(fd, buf, len, flags, addr, addrlen)
+    }
+    fn sendmsg(fd: c_int, msg: *const msghdr, flags: c_int) -> ssize_t {
+        Write, len: None, pass: dontwait(flags), |_max| original::sendmsg(fd, msg, flags)
+    }
 }
 
 /// `accept` and `accept4`: a green caller on a socket green manages parks
@@ -1414,9 +1385,17 @@ pub unsafe extern "C" fn waitid(
 /// argument slot that the caller did not fill is only read, never used:
 /// the real `syscall` is called with the same registers.
 ///
+/// On x86-64 the first decision is made in assembly: a call green takes no
+/// part in, and a futex wake while no green context waits, jump to libc's
+/// `syscall` with the stack untouched (the seventh argument lives on it,
+/// and compiled code would copy it into a frame of its own to make the
+/// call). The rest goes to [`syscall_hooked`].
+///
 /// # Safety
 /// libc's `syscall`.
+#[cfg(target_arch = "x86_64")]
 #[no_mangle]
+#[unsafe(naked)]
 pub unsafe extern "C" fn syscall(
     num: c_long,
     a1: c_long,
@@ -1426,31 +1405,133 @@ pub unsafe extern "C" fn syscall(
     a5: c_long,
     a6: c_long,
 ) -> c_long {
+    // rdi: the number; edx: the futex operation. Labels made only of the
+    // digits 0 and 1 would read as binary numbers in Intel syntax.
+    std::arch::naked_asm!(
+        "cmp rdi, {futex}",
+        "je 2f",
+        "cmp rdi, {sendfile}",
+        "je 4f",
+        "cmp rdi, {splice}",
+        "je 4f",
+        "5:",
+        "jmp {real}",
+        "2:",
+        // The command, without the private and clock flags.
+        "mov eax, edx",
+        "and eax, {cmd_mask}",
+        "cmp eax, {wake}",
+        "je 3f",
+        "cmp eax, {wake_bitset}",
+        "jne 4f",
+        "3:",
+        // A wake: a full barrier after the caller's store to the futex
+        // word (a locked no-op on the return address), then the count of
+        // green waiters (see futex::waiting_after_store).
+        "lock or dword ptr [rsp], 0",
+        "cmp qword ptr [rip + {waiting}], 0",
+        "je 5b",
+        "4:",
+        "jmp {hooked}",
+        futex = const libc::SYS_futex,
+        sendfile = const libc::SYS_sendfile,
+        splice = const libc::SYS_splice,
+        cmd_mask = const !(libc::FUTEX_PRIVATE_FLAG | libc::FUTEX_CLOCK_REALTIME),
+        wake = const libc::FUTEX_WAKE,
+        wake_bitset = const libc::FUTEX_WAKE_BITSET,
+        waiting = sym futex::WAITING,
+        real = sym original::syscall,
+        hooked = sym syscall_hooked,
+    )
+}
+
+/// Elsewhere the interposer is [`syscall_hooked`] itself.
+#[cfg(not(target_arch = "x86_64"))]
+use syscall_hooked as syscall;
+
+/// The `syscall` interposer's decision, in full (on targets other than
+/// x86-64, the interposer itself).
+///
+/// # Safety
+/// libc's `syscall`.
+#[cfg_attr(not(target_arch = "x86_64"), export_name = "syscall")]
+unsafe extern "C" fn syscall_hooked(
+    num: c_long,
+    a1: c_long,
+    a2: c_long,
+    a3: c_long,
+    a4: c_long,
+    a5: c_long,
+    a6: c_long,
+) -> c_long {
+    let st = state();
+    let hooked = if num == libc::SYS_futex {
+        futex_hooked(st, a2)
+    } else {
+        // Bulk copies: not worth deciding here.
+        (num == libc::SYS_sendfile || num == libc::SYS_splice) && st & (NET | EMULATE) != 0
+    };
+    if !hooked {
+        // SAFETY: the caller's arguments, unchanged.
+        return unsafe { original::syscall(num, a1, a2, a3, a4, a5, a6) };
+    }
+    // SAFETY: the caller's arguments.
+    unsafe { syscall_patched(num, a1, a2, a3, a4, a5, a6) }
+}
+
+/// Whether a futex call with operation `op` may concern the green wait
+/// table: a private wait with `SYNC` patched, or a wake while a green
+/// context waits (whatever the state: waiters left by `unpatch` are woken
+/// too). The check of the waiter count is ordered after the caller's change
+/// of the futex word, as in [`futex::wake`].
+#[inline(always)]
+fn futex_hooked(st: u32, op: c_long) -> bool {
+    const WAKES: u32 = 1 << libc::FUTEX_WAKE | 1 << libc::FUTEX_WAKE_BITSET;
+    const WAITS: u32 = 1 << libc::FUTEX_WAIT | 1 << libc::FUTEX_WAIT_BITSET;
+    let op = op as c_int;
+    // The command, as a bit: operations past 31 are none of these.
+    let cmd = 1u32
+        .checked_shl((op & !(libc::FUTEX_PRIVATE_FLAG | libc::FUTEX_CLOCK_REALTIME)) as u32)
+        .unwrap_or(0);
+    if cmd & WAKES != 0 {
+        return futex::waiting_after_store();
+    }
+    cmd & WAITS != 0 && st & SYNC != 0 && op & libc::FUTEX_PRIVATE_FLAG != 0
+}
+
+/// The `syscall`s green takes part in: futex, and `sendfile`/`splice`.
+///
+/// # Safety
+/// The arguments of a `syscall(num, ...)` call.
+#[inline(never)]
+unsafe extern "C" fn syscall_patched(
+    num: c_long,
+    a1: c_long,
+    a2: c_long,
+    a3: c_long,
+    a4: c_long,
+    a5: c_long,
+    a6: c_long,
+) -> c_long {
+    let st = state();
+    let a = [a1, a2, a3, a4, a5, a6];
+    // SAFETY (each call): the caller's arguments, unchanged.
+    let real = || unsafe { original::syscall(num, a1, a2, a3, a4, a5, a6) };
     if num == libc::SYS_futex {
-        let st = state();
-        if st & SYNC != 0 || futex::waiting() {
-            // SAFETY: the caller's futex arguments.
-            if let Some(r) = unsafe { futex_call(st, a1, a2, a3, a4, a6) } {
-                return r;
-            }
-        }
+        // SAFETY: the caller's futex arguments.
+        return unsafe { futex_call(st, a[0], a[1], a[2], a[3], a[5]) }.unwrap_or_else(real);
     }
-    // SAFETY (both calls): the caller's arguments, unchanged.
-    let op = || unsafe { original::syscall(num, a1, a2, a3, a4, a5, a6) } as isize;
-    if num == libc::SYS_sendfile || num == libc::SYS_splice {
-        // std copies between a socket and a file or pipe with these (in
-        // `io::copy`): on a socket green made non-blocking they wait like a
-        // write to it (or a read from it).
-        let (fd, interest) = if num == libc::SYS_sendfile {
-            (a1 as RawFd, Interest::Write)
-        } else if fds::bits(a3 as RawFd) & fds::OURS != 0 {
-            (a3 as RawFd, Interest::Write)
-        } else {
-            (a1 as RawFd, Interest::Read)
-        };
-        return fd_call(H::syscall, fd, interest, None, op) as c_long;
-    }
-    op() as c_long
+    // std copies between a socket and a file or pipe with these (in
+    // `io::copy`): on a socket green made non-blocking they wait like a
+    // write to it (or a read from it).
+    let (fd, interest) = if num == libc::SYS_sendfile {
+        (a[0] as RawFd, Interest::Write)
+    } else if fds::bits(a[2] as RawFd) & fds::OURS != 0 {
+        (a[2] as RawFd, Interest::Write)
+    } else {
+        (a[0] as RawFd, Interest::Read)
+    };
+    fd_call_patched(st, H::syscall, fd, interest, None, &mut |_| real() as isize) as c_long
 }
 
 /// The green part of a futex call, or `None` to make the real call.
@@ -1568,12 +1649,26 @@ fn mark_if_green(st: u32, h: H) {
 #[no_mangle]
 pub unsafe extern "C" fn fcntl(fd: c_int, cmd: c_int, arg: c_long) -> c_int {
     let st = state();
+    let tracked = keeping(st)
+        && match cmd {
+            libc::F_GETFL => fds::bits(fd) & fds::OURS != 0,
+            libc::F_SETFL | libc::F_DUPFD | libc::F_DUPFD_CLOEXEC => true,
+            _ => false,
+        };
+    if !tracked {
+        // SAFETY: the caller's arguments, unchanged.
+        return unsafe { original::fcntl(fd, cmd, arg) };
+    }
+    fcntl_patched(fd, cmd, arg)
+}
+
+/// The `fcntl` commands fd bookkeeping follows.
+#[inline(never)]
+extern "C" fn fcntl_patched(fd: c_int, cmd: c_int, arg: c_long) -> c_int {
+    let st = state();
     // SAFETY: the caller's arguments, with O_NONBLOCK kept on a socket
     // green manages.
     let real = |arg: c_long| unsafe { original::fcntl(fd, cmd, arg) };
-    if !keeping(st) {
-        return real(arg);
-    }
     match cmd {
         libc::F_GETFL => {
             let r = real(arg);
@@ -1593,14 +1688,14 @@ pub unsafe extern "C" fn fcntl(fd: c_int, cmd: c_int, arg: c_long) -> c_int {
                 real(arg)
             }
         }
-        libc::F_DUPFD | libc::F_DUPFD_CLOEXEC => {
+        _ => {
+            // F_DUPFD, F_DUPFD_CLOEXEC
             let r = real(arg);
             if r >= 0 {
                 fds::copy(fd, r);
             }
             r
         }
-        _ => real(arg),
     }
 }
 
@@ -1611,18 +1706,28 @@ pub unsafe extern "C" fn fcntl(fd: c_int, cmd: c_int, arg: c_long) -> c_int {
 #[no_mangle]
 pub unsafe extern "C" fn ioctl(fd: c_int, request: c_ulong, arg: *mut c_void) -> c_int {
     let st = state();
-    if keeping(st) && request == libc::FIONBIO as c_ulong && !arg.is_null() {
-        // SAFETY: FIONBIO takes a pointer to an int.
-        let on = unsafe { *(arg as *const c_int) } != 0;
-        if fds::set_user_nonblocking(fd, on) {
-            // The owner asked for blocking mode: green keeps the socket
-            // non-blocking underneath and blocks for it.
-            mark_if_green(st, H::ioctl);
-            return 0;
-        }
+    // SAFETY: FIONBIO takes a pointer to an int.
+    if keeping(st)
+        && request == libc::FIONBIO as c_ulong
+        && !arg.is_null()
+        && fionbio_kept(st, fd, unsafe { *(arg as *const c_int) } != 0)
+    {
+        // The owner asked for blocking mode: green keeps the socket
+        // non-blocking underneath and blocks for it.
+        return 0;
     }
-    // SAFETY: the caller's arguments.
+    // SAFETY: the caller's arguments, unchanged.
     unsafe { original::ioctl(fd, request, arg) }
+}
+
+/// Records a `FIONBIO`; true if the call must not reach the kernel.
+#[inline(never)]
+fn fionbio_kept(st: u32, fd: c_int, on: bool) -> bool {
+    let kept = fds::set_user_nonblocking(fd, on);
+    if kept {
+        mark_if_green(st, H::ioctl);
+    }
+    kept
 }
 
 /// # Safety
@@ -1635,12 +1740,32 @@ pub unsafe extern "C" fn setsockopt(
     value: *const c_void,
     len: socklen_t,
 ) -> c_int {
-    // SAFETY: the caller's arguments.
-    let r = unsafe { original::setsockopt(fd, level, name, value, len) };
+    let st = state();
     let timeout =
         level == libc::SOL_SOCKET && matches!(name, libc::SO_RCVTIMEO | libc::SO_SNDTIMEO);
-    let st = state();
-    if r == 0 && timeout && keeping(st) && len as usize >= std::mem::size_of::<timeval>() {
+    if !(timeout && keeping(st)) {
+        // SAFETY: the caller's arguments, unchanged.
+        return unsafe { original::setsockopt(fd, level, name, value, len) };
+    }
+    // SAFETY: the caller's arguments.
+    unsafe { set_timeout_option(st, fd, name, value, len) }
+}
+
+/// `SO_RCVTIMEO`/`SO_SNDTIMEO`, which green also keeps as a deadline.
+///
+/// # Safety
+/// The arguments of a `setsockopt(fd, SOL_SOCKET, name, ...)` call.
+#[inline(never)]
+unsafe fn set_timeout_option(
+    st: u32,
+    fd: c_int,
+    name: c_int,
+    value: *const c_void,
+    len: socklen_t,
+) -> c_int {
+    // SAFETY: the caller's arguments.
+    let r = unsafe { original::setsockopt(fd, libc::SOL_SOCKET, name, value, len) };
+    if r == 0 && len as usize >= std::mem::size_of::<timeval>() {
         mark_if_green(st, H::setsockopt);
         // SAFETY: the kernel accepted it as a timeval.
         let ns = fds::tv_nanos(unsafe { &*(value as *const timeval) });
@@ -1660,12 +1785,19 @@ pub unsafe extern "C" fn setsockopt(
 pub unsafe extern "C" fn close(fd: c_int) -> c_int {
     let st = state();
     if keeping(st) {
-        mark_if_green(st, H::close);
-        fds::forget(fd);
-        hub::notify_close(fd);
+        forget_closing(st, fd);
     }
     // SAFETY: the caller's fd.
     unsafe { original::close(fd) }
+}
+
+/// Drops what green knows of `fd`, about to be closed, and wakes its
+/// waiters.
+#[inline(never)]
+fn forget_closing(st: u32, fd: c_int) {
+    mark_if_green(st, H::close);
+    fds::forget(fd);
+    hub::notify_close(fd);
 }
 
 /// # Safety

@@ -48,15 +48,27 @@ fn resolve(name: &'static str, slot: &AtomicUsize) -> usize {
 }
 
 macro_rules! originals {
-    ($( fn $name:ident($($arg:ident: $ty:ty),* $(,)?) -> $ret:ty; )*) => {
+    ($( $(#[$doc:meta])* fn $name:ident($($arg:ident: $ty:ty),* $(,)?) -> $ret:ty; )*) => {
         $(
             #[doc = concat!("libc's `", stringify!($name), "`, bypassing green's interposer.")]
+            $(#[$doc])*
             #[inline]
             pub unsafe fn $name($($arg: $ty),*) -> $ret {
                 static SLOT: AtomicUsize = AtomicUsize::new(0);
-                let mut p = SLOT.load(Ordering::Relaxed);
+                /// The first call: looks the function up, then calls it.
+                #[cold]
+                #[inline(never)]
+                unsafe extern "C" fn first($($arg: $ty),*) -> $ret {
+                    let p = resolve(concat!(stringify!($name), "\0"), &SLOT);
+                    // SAFETY: `p` is libc's function of this name and signature.
+                    let f: unsafe extern "C" fn($($ty),*) -> $ret = unsafe { std::mem::transmute(p) };
+                    // SAFETY: the caller upholds libc's contract for it.
+                    unsafe { f($($arg),*) }
+                }
+                let p = SLOT.load(Ordering::Relaxed);
                 if p == 0 {
-                    p = resolve(concat!(stringify!($name), "\0"), &SLOT);
+                    // SAFETY: the caller upholds libc's contract for it.
+                    return unsafe { first($($arg),*) };
                 }
                 // SAFETY: `p` is libc's function of this name and signature.
                 let f: unsafe extern "C" fn($($ty),*) -> $ret = unsafe { std::mem::transmute(p) };
@@ -74,9 +86,20 @@ macro_rules! variadic_originals {
             #[inline]
             pub unsafe fn $name($($fixed: $fty,)* $($arg: $ty),*) -> $ret {
                 static SLOT: AtomicUsize = AtomicUsize::new(0);
-                let mut p = SLOT.load(Ordering::Relaxed);
+                /// The first call: looks the function up, then calls it.
+                #[cold]
+                #[inline(never)]
+                unsafe extern "C" fn first($($fixed: $fty,)* $($arg: $ty),*) -> $ret {
+                    let p = resolve(concat!(stringify!($name), "\0"), &SLOT);
+                    // SAFETY: `p` is libc's variadic function of this name.
+                    let f: unsafe extern "C" fn($($fty,)* ...) -> $ret = unsafe { std::mem::transmute(p) };
+                    // SAFETY: the caller upholds libc's contract for it.
+                    unsafe { f($($fixed,)* $($arg),*) }
+                }
+                let p = SLOT.load(Ordering::Relaxed);
                 if p == 0 {
-                    p = resolve(concat!(stringify!($name), "\0"), &SLOT);
+                    // SAFETY: the caller upholds libc's contract for it.
+                    return unsafe { first($($fixed,)* $($arg),*) };
                 }
                 // SAFETY: `p` is libc's variadic function of this name.
                 let f: unsafe extern "C" fn($($fty,)* ...) -> $ret = unsafe { std::mem::transmute(p) };
@@ -123,8 +146,71 @@ originals! {
     fn dup3(old: c_int, new: c_int, flags: c_int) -> c_int;
 }
 
+/// The address of libc's `syscall`, once looked up.
+#[cfg(target_arch = "x86_64")]
+static SYSCALL: AtomicUsize = AtomicUsize::new(0);
+
+/// libc's `syscall`, bypassing green's interposer.
+///
+/// libc's `syscall` is variadic, and this calls it with fixed arguments:
+/// the number and six more, as the kernel takes them. On x86-64 System V
+/// a variadic callee finds integer arguments exactly where a
+/// fixed-argument caller puts them, and glibc's `syscall` reads no other
+/// register (`%al` included).
+///
+/// It is a jump to libc's function, with every register and the stack as
+/// the caller left them: an interposer that passes a call through ends in
+/// a jump to it rather than holding a frame across the system call (the
+/// seventh argument is on the stack, and the compiler would copy it into
+/// a frame of its own to call through a pointer).
+#[cfg(target_arch = "x86_64")]
+#[unsafe(naked)]
+pub unsafe extern "C" fn syscall(
+    num: c_long,
+    a1: c_long,
+    a2: c_long,
+    a3: c_long,
+    a4: c_long,
+    a5: c_long,
+    a6: c_long,
+) -> c_long {
+    std::arch::naked_asm!(
+        "mov rax, qword ptr [rip + {slot}]",
+        "test rax, rax",
+        "jz {first}",
+        "jmp rax",
+        slot = sym SYSCALL,
+        first = sym syscall_first,
+    )
+}
+
+/// The first call of [`syscall`]: looks it up, then calls it.
+#[cfg(target_arch = "x86_64")]
+#[cold]
+unsafe extern "C" fn syscall_first(
+    num: c_long,
+    a1: c_long,
+    a2: c_long,
+    a3: c_long,
+    a4: c_long,
+    a5: c_long,
+    a6: c_long,
+) -> c_long {
+    let p = resolve("syscall\0", &SYSCALL);
+    // SAFETY: `p` is libc's `syscall`, which takes these arguments (see
+    // [`syscall`]).
+    let f: unsafe extern "C" fn(c_long, c_long, c_long, c_long, c_long, c_long, c_long) -> c_long =
+        unsafe { std::mem::transmute(p) };
+    // SAFETY: the caller upholds libc's contract for it.
+    unsafe { f(num, a1, a2, a3, a4, a5, a6) }
+}
+
+#[cfg(not(target_arch = "x86_64"))]
 variadic_originals! {
     fn syscall(num: c_long; a1: c_long, a2: c_long, a3: c_long, a4: c_long, a5: c_long, a6: c_long) -> c_long;
+}
+
+variadic_originals! {
     fn fcntl(fd: c_int, cmd: c_int; arg: c_long) -> c_int;
     fn ioctl(fd: c_int, request: c_ulong; arg: *mut c_void) -> c_int;
 }
