@@ -149,3 +149,98 @@ fn a_failed_dup2_leaves_the_target_alone() -> io::Result<()> {
     })
     .wait()
 }
+
+/// A `poll` that lists one fd twice, for different events, wakes when the
+/// second entry's event comes (not only the first's). Margin: the event
+/// comes after 20 ms, the poll may take up to 5 s of its 30 s timeout.
+#[test]
+fn poll_with_an_fd_listed_twice_waits_for_both_entries() -> io::Result<()> {
+    green::patch();
+    let (a, mut b) = std::os::unix::net::UnixStream::pair()?;
+    // Fill `a` so that it is not writable: only the read entry can wake.
+    a.set_nonblocking(true)?;
+    let chunk = [0u8; 4096];
+    while (&a).write(&chunk).is_ok() {}
+    a.set_nonblocking(false)?;
+    let fd = a.as_raw_fd();
+    let poller = green::spawn(move || {
+        let mut fds = [
+            libc::pollfd {
+                fd,
+                events: libc::POLLOUT,
+                revents: 0,
+            },
+            libc::pollfd {
+                fd,
+                events: libc::POLLIN,
+                revents: 0,
+            },
+        ];
+        let start = std::time::Instant::now();
+        // SAFETY: two valid pollfds.
+        let n = unsafe { libc::poll(fds.as_mut_ptr(), 2, 30_000) };
+        (n, fds[1].revents, start.elapsed())
+    });
+    let writer = green::spawn(move || {
+        green::sleep(Duration::from_millis(20));
+        b.write_all(b"x").map(|()| b)
+    });
+    // Kept open: its close would wake both entries.
+    let _b = writer.wait()?;
+    let (n, revents, took) = poller.wait();
+    assert!(took < Duration::from_secs(5), "poll woke after {took:?}");
+    assert_eq!(n, 1, "poll returned {n}, not the one ready entry");
+    assert_ne!(revents & libc::POLLIN, 0);
+    Ok(())
+}
+
+/// The state field of `/proc/self/task/<tid>/stat` (`S`: sleeping).
+fn task_state(tid: libc::pid_t) -> io::Result<char> {
+    let stat = std::fs::read_to_string(format!("/proc/self/task/{tid}/stat"))?;
+    let after_name = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+    after_name
+        .trim_start()
+        .chars()
+        .next()
+        .ok_or_else(|| io::Error::other("no state in stat"))
+}
+
+/// A green thread leaked parked on a std `Mutex` (its OS thread exited
+/// while it waited) does not absorb the wakeup meant for a later waiter.
+#[test]
+fn a_waiter_leaked_at_thread_exit_does_not_take_a_wakeup() -> io::Result<()> {
+    green::patch();
+    let m = Arc::new(Mutex::new(()));
+    let guard = m.lock().unwrap();
+    let m1 = m.clone();
+    // Its green thread parks in the futex wait, then the thread exits.
+    thread::spawn(move || {
+        green::spawn_n(move || drop(m1.lock()));
+        green::yield_now();
+    })
+    .join()
+    .unwrap();
+    let (tid_tx, tid_rx) = mpsc::channel();
+    let (done_tx, done_rx) = mpsc::channel();
+    let m2 = m.clone();
+    let plain = thread::spawn(move || {
+        // SAFETY: gettid has no preconditions.
+        tid_tx.send(unsafe { libc::gettid() }).unwrap();
+        drop(m2.lock());
+        done_tx.send(()).unwrap();
+    });
+    let tid = tid_rx.recv().unwrap();
+    // Asleep in the kernel's futex wait (bounded: 10 s).
+    for _ in 0..10_000 {
+        if task_state(tid)? == 'S' {
+            break;
+        }
+        thread::yield_now();
+        thread::sleep(Duration::from_millis(1));
+    }
+    drop(guard);
+    let woke = done_rx.recv_timeout(Duration::from_secs(10));
+    assert!(woke.is_ok(), "the plain waiter was not woken");
+    plain.join().unwrap();
+    Ok(())
+}

@@ -267,6 +267,9 @@ pub(crate) struct Shared {
     remote: Mutex<Vec<(u32, u32, u32)>>,
     has_remote: AtomicBool,
     sleeping: AtomicBool,
+    /// Set when the hub's thread tears it down: its contexts never run
+    /// again.
+    closed: AtomicBool,
 }
 
 impl Shared {
@@ -388,6 +391,7 @@ fn create() -> &'static Hub {
             remote: Mutex::new(Vec::new()),
             has_remote: AtomicBool::new(false),
             sleeping: AtomicBool::new(false),
+            closed: AtomicBool::new(false),
         }),
         slots: RefCell::new({
             let mut slab = Slab::new();
@@ -1282,6 +1286,7 @@ impl Hub {
     /// that are parked, so their destructors run).
     fn teardown(&self) {
         self.closing.set(true);
+        self.shared.closed.store(true, Ordering::Release);
         let mut leaked = false;
         loop {
             let next = {
@@ -1349,6 +1354,9 @@ impl Hub {
         // and may still be written (a tpool job borrowing from it): leave
         // all green stack memory mapped.
         if leaked {
+            // Green threads parked in a patched futex wait stay in its wait
+            // table: take them out, so that no wakeup goes to them.
+            crate::patch::forget_closed_waiters();
             std::mem::forget(std::mem::take(&mut *self.stacks.borrow_mut()));
             std::mem::forget(std::mem::take(&mut *self.arenas.borrow_mut()));
         }
@@ -1519,6 +1527,12 @@ impl Unparker {
                 .shared
                 .unpark_remote(self.token.key, self.token.gen, self.token.seq),
         }
+    }
+
+    /// Whether the hub of the context was torn down (its thread exited):
+    /// the context never runs again.
+    pub(crate) fn hub_closed(&self) -> bool {
+        self.shared.closed.load(Ordering::Acquire)
     }
 
     /// Turns the handle into a [`std::task::Waker`] that unparks on wake.

@@ -54,7 +54,10 @@ struct Held(&'static Bucket);
 
 impl Held {
     fn lock(addr: usize) -> Held {
-        let b = &TABLE[(addr >> 2).wrapping_mul(0x9E37_79B9) % BUCKETS];
+        Held::lock_bucket(&TABLE[(addr >> 2).wrapping_mul(0x9E37_79B9) % BUCKETS])
+    }
+
+    fn lock_bucket(b: &'static Bucket) -> Held {
         while b
             .locked
             .compare_exchange_weak(false, true, Ordering::Acquire, Ordering::Relaxed)
@@ -133,13 +136,19 @@ pub(super) fn wake(addr: usize, n: i32, bitset: u32) -> i32 {
         return 0;
     }
     let mut woken = Vec::new();
+    // Dropped after the lock is released, as the unparks are made.
+    let mut dead = Vec::new();
     {
         let mut held = Held::lock(addr);
         let list = held.waiters();
         let mut i = 0;
         while i < list.len() && (woken.len() as i32) < n {
             let w = &list[i];
-            if w.addr == addr && w.bitset & bitset != 0 {
+            if w.unparker.hub_closed() {
+                // Leaked at its thread's exit: it would take the wakeup.
+                dead.push(list.remove(i));
+                WAITING.fetch_sub(1, Ordering::SeqCst);
+            } else if w.addr == addr && w.bitset & bitset != 0 {
                 w.woken.store(true, Ordering::Relaxed);
                 woken.push(w.unparker.clone());
                 list.remove(i);
@@ -185,12 +194,34 @@ fn full_barrier() {
     std::sync::atomic::fence(Ordering::SeqCst);
 }
 
+/// Takes the waiters whose hub was torn down off the table.
+pub(super) fn forget_closed() {
+    for b in &TABLE {
+        let dead: Vec<Arc<Waiter>> = {
+            let mut held = Held::lock_bucket(b);
+            let list = held.waiters();
+            let (dead, live) = std::mem::take(list)
+                .into_iter()
+                .partition(|w| w.unparker.hub_closed());
+            *list = live;
+            WAITING.fetch_sub(dead.len(), Ordering::SeqCst);
+            dead
+        };
+        // Dropped with the lock released.
+        drop(dead);
+    }
+}
+
 /// In a child made by `fork`: the parent's green waiters are not the
 /// child's, and a bucket lock held at the fork belongs to a thread that is
 /// not there.
 pub(super) fn forget_all() {
     WAITING.store(0, Ordering::SeqCst);
     for b in &TABLE {
+        // Left allocated, as it was: the child frees nothing of the
+        // parent's threads.
+        // SAFETY: the child has one thread, in this handler.
+        std::mem::forget(std::mem::take(unsafe { &mut *b.waiters.get() }));
         b.locked.store(false, Ordering::Release);
     }
 }

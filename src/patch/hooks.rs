@@ -789,13 +789,24 @@ fn wait_any(set: &[pollfd], left: Option<Duration>) {
                 crate::sleep(Duration::from_millis(1).min(left.unwrap_or(Duration::MAX)));
                 return;
             }
-            for p in &active {
-                let mut ev = epoll_event {
-                    events: p.events as u16 as u32,
-                    u64: 0,
-                };
-                // SAFETY: as above; a failure (a duplicate fd) is harmless.
-                unsafe { libc::epoll_ctl(ep, libc::EPOLL_CTL_ADD, p.fd, &mut ev) };
+            // An fd listed more than once waits for all its entries' events.
+            let mut wanted: Vec<(RawFd, u32)> = active
+                .iter()
+                .map(|p| (p.fd, p.events as u16 as u32))
+                .collect();
+            wanted.sort_unstable_by_key(|&(fd, _)| fd);
+            wanted.dedup_by(|next, kept| {
+                let same = next.0 == kept.0;
+                if same {
+                    kept.1 |= next.1;
+                }
+                same
+            });
+            for (fd, events) in wanted {
+                let mut ev = epoll_event { events, u64: 0 };
+                // SAFETY: as above; a failure (an fd that cannot be
+                // polled) leaves it to the next real poll to report.
+                unsafe { libc::epoll_ctl(ep, libc::EPOLL_CTL_ADD, fd, &mut ev) };
             }
             struct CloseEp(RawFd);
             impl Drop for CloseEp {

@@ -272,3 +272,9 @@ pub fn hooks_seen() -> Vec<&'static str> {
 pub fn hooked_functions() -> &'static [&'static str] {
     hooks::NAMES
 }
+
+/// Takes the green contexts of hubs that were torn down out of the futex
+/// wait table (they were leaked parked in a futex wait).
+pub(crate) fn forget_closed_waiters() {
+    futex::forget_closed();
+}
