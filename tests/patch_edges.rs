@@ -7,6 +7,9 @@ use std::sync::{mpsc, Arc, Mutex};
 use std::thread;
 use std::time::Duration;
 
+#[path = "common/patched.rs"]
+mod patched;
+
 /// A green thread on a shared stack, blocked on a std `Mutex` that a plain
 /// OS thread holds, is woken when it is released, while other shared-stack
 /// green threads run over the same stack memory meanwhile.
@@ -242,5 +245,24 @@ fn a_waiter_leaked_at_thread_exit_does_not_take_a_wakeup() -> io::Result<()> {
     let woke = done_rx.recv_timeout(Duration::from_secs(10));
     assert!(woke.is_ok(), "the plain waiter was not woken");
     plain.join().unwrap();
+    Ok(())
+}
+
+/// A read timeout set on a clone of a socket (`try_clone`, a dup) also ends
+/// reads on the original, as the kernel keeps it per socket. Margin: the
+/// timeout is 50 ms; the read is given 10 s before it counts as stuck.
+#[test]
+fn a_read_timeout_set_on_a_clone_reaches_the_original() -> io::Result<()> {
+    green::patch();
+    let (mut client, _server) = patched::green_used_pair()?;
+    let clone = client.try_clone()?;
+    clone.set_read_timeout(Some(Duration::from_millis(50)))?;
+    let r = green::spawn(move || {
+        green::with_timeout(Duration::from_secs(10), || {
+            client.read(&mut [0; 16]).map_err(|e| e.kind())
+        })
+    })
+    .wait();
+    assert_eq!(r, Ok(Err(io::ErrorKind::WouldBlock)));
     Ok(())
 }

@@ -31,7 +31,13 @@ pub(super) struct FdState {
     /// `SO_RCVTIMEO` and `SO_SNDTIMEO` in nanoseconds; 0 means none.
     rcv: AtomicU64,
     snd: AtomicU64,
+    /// The open socket this fd names: fds made by a dup share it (and the
+    /// kernel's socket options with it). 0 until the fd is first dup'd.
+    socket: AtomicU64,
 }
+
+/// Identifies open sockets that more than one fd names.
+static SOCKETS: AtomicU64 = AtomicU64::new(1);
 
 static FDS: FdMap<FdState> = FdMap::new();
 
@@ -122,11 +128,17 @@ pub(super) fn tv_nanos(tv: &libc::timeval) -> u64 {
         .saturating_add(tv.tv_usec.max(0) as u64 * 1000)
 }
 
-/// Records `fd` as classified with `bits` and the timeouts (ns).
-pub(super) fn set(fd: RawFd, bits: u32, (rcv, snd): (u64, u64)) {
+/// Records `fd` as classified with `bits` and the timeouts (ns), naming
+/// a file no other fd names.
+pub(super) fn set(fd: RawFd, bits: u32, timeouts: (u64, u64)) {
+    set_shared(fd, bits, timeouts, 0);
+}
+
+fn set_shared(fd: RawFd, bits: u32, (rcv, snd): (u64, u64), socket: u64) {
     if let Some(s) = FDS.get_or_make(fd) {
         s.rcv.store(rcv, Ordering::Relaxed);
         s.snd.store(snd, Ordering::Relaxed);
+        s.socket.store(socket, Ordering::Relaxed);
         s.bits.store(bits, Ordering::Release);
     }
 }
@@ -143,7 +155,12 @@ pub(super) fn copy(old: RawFd, new: RawFd) {
     match FDS.get(old) {
         Some(s) if s.bits.load(Ordering::Acquire) != 0 => {
             let b = s.bits.load(Ordering::Acquire);
-            set(new, b, timeouts(old));
+            let mut socket = s.socket.load(Ordering::Relaxed);
+            if socket == 0 {
+                socket = SOCKETS.fetch_add(1, Ordering::Relaxed);
+                s.socket.store(socket, Ordering::Relaxed);
+            }
+            set_shared(new, b, timeouts(old), socket);
         }
         _ => forget(new),
     }
@@ -166,13 +183,25 @@ pub(super) fn timeout(fd: RawFd, interest: Interest) -> Option<Duration> {
     (ns != 0).then(|| Duration::from_nanos(ns))
 }
 
-/// Records a timeout its owner set with `setsockopt`.
+/// Records a timeout its owner set with `setsockopt`, for every fd that
+/// names the same socket (the kernel keeps it per socket).
 pub(super) fn set_timeout(fd: RawFd, interest: Interest, ns: u64) {
-    if let Some(s) = FDS.get(fd) {
-        match interest {
-            Interest::Read => s.rcv.store(ns, Ordering::Relaxed),
-            Interest::Write => s.snd.store(ns, Ordering::Relaxed),
-        }
+    let store = |s: &FdState| match interest {
+        Interest::Read => s.rcv.store(ns, Ordering::Relaxed),
+        Interest::Write => s.snd.store(ns, Ordering::Relaxed),
+    };
+    let Some(s) = FDS.get(fd) else { return };
+    store(s);
+    let socket = s.socket.load(Ordering::Relaxed);
+    if socket != 0 {
+        // Its dups: a walk of the table, for a call made rarely.
+        FDS.for_each(|_, other| {
+            if other.socket.load(Ordering::Relaxed) == socket
+                && other.bits.load(Ordering::Acquire) != 0
+            {
+                store(other);
+            }
+        });
     }
 }
 
