@@ -266,3 +266,21 @@ fn a_read_timeout_set_on_a_clone_reaches_the_original() -> io::Result<()> {
     assert_eq!(r, Ok(Err(io::ErrorKind::WouldBlock)));
     Ok(())
 }
+
+/// `set_nonblocking(true)` on a clone of a socket makes reads on the
+/// original non-blocking too (the flag belongs to the open file).
+#[test]
+fn non_blocking_mode_set_on_a_clone_reaches_the_original() -> io::Result<()> {
+    green::patch();
+    let (mut client, _server) = patched::green_used_pair()?;
+    let clone = client.try_clone()?;
+    clone.set_nonblocking(true)?;
+    let r = green::spawn(move || {
+        green::with_timeout(Duration::from_secs(10), || {
+            client.read(&mut [0; 16]).map_err(|e| e.kind())
+        })
+    })
+    .wait();
+    assert_eq!(r, Ok(Err(io::ErrorKind::WouldBlock)));
+    Ok(())
+}

@@ -192,17 +192,24 @@ pub(super) fn set_timeout(fd: RawFd, interest: Interest, ns: u64) {
     };
     let Some(s) = FDS.get(fd) else { return };
     store(s);
+    for_dups(s, store);
+}
+
+/// Calls `f` with the state of every other known fd that names the same
+/// socket as `s` (a walk of the table, for calls made rarely).
+fn for_dups(s: &FdState, f: impl Fn(&FdState)) {
     let socket = s.socket.load(Ordering::Relaxed);
-    if socket != 0 {
-        // Its dups: a walk of the table, for a call made rarely.
-        FDS.for_each(|_, other| {
-            if other.socket.load(Ordering::Relaxed) == socket
-                && other.bits.load(Ordering::Acquire) != 0
-            {
-                store(other);
-            }
-        });
+    if socket == 0 {
+        return;
     }
+    FDS.for_each(|_, other| {
+        if !std::ptr::eq(other, s)
+            && other.socket.load(Ordering::Relaxed) == socket
+            && other.bits.load(Ordering::Acquire) != 0
+        {
+            f(other);
+        }
+    });
 }
 
 /// Records the non-blocking mode its owner asked for on a known fd.
@@ -228,6 +235,8 @@ pub(super) fn set_user_nonblocking(fd: RawFd, on: bool) -> bool {
         KNOWN | POLL_FIRST
     };
     s.bits.store(new, Ordering::Release);
+    // The flag belongs to the open file, which its dups share.
+    for_dups(s, |other| other.bits.store(new, Ordering::Release));
     !on && socket
 }
 
