@@ -827,15 +827,26 @@ fn wait_any(set: &[pollfd], left: Option<Duration>) {
 /// libc's `poll`.
 #[no_mangle]
 pub unsafe extern "C" fn poll(fds: *mut pollfd, nfds: nfds_t, timeout: c_int) -> c_int {
-    let st = state();
-    if st != 0 && timeout != 0 {
-        if let Some(hub) = green_hub(st, NET) {
-            mark(H::poll);
-            // SAFETY: the caller's arguments.
-            return unsafe { green_poll(hub, fds, nfds, ms_deadline(timeout)) };
-        }
+    if state() & NET != 0 && timeout != 0 {
+        // SAFETY: the caller's arguments.
+        return unsafe { poll_patched(fds, nfds, timeout) };
     }
-    // SAFETY: the caller's arguments.
+    // SAFETY: the caller's arguments, unchanged.
+    unsafe { original::poll(fds, nfds, timeout) }
+}
+
+/// A `poll` that may wait.
+///
+/// # Safety
+/// libc's `poll`.
+#[inline(never)]
+unsafe extern "C" fn poll_patched(fds: *mut pollfd, nfds: nfds_t, timeout: c_int) -> c_int {
+    if let Some(hub) = green_hub(state(), NET) {
+        mark(H::poll);
+        // SAFETY: the caller's arguments.
+        return unsafe { green_poll(hub, fds, nfds, ms_deadline(timeout)) };
+    }
+    // SAFETY: the caller's arguments, unchanged.
     unsafe { original::poll(fds, nfds, timeout) }
 }
 
@@ -848,28 +859,44 @@ pub unsafe extern "C" fn ppoll(
     timeout: *const timespec,
     sigmask: *const sigset_t,
 ) -> c_int {
-    let st = state();
     // A signal mask must be swapped atomically with the wait: those pass.
-    if st != 0 && sigmask.is_null() {
-        if let Some(hub) = green_hub(st, NET) {
-            // SAFETY: the caller's timespec, if any.
-            let dur = (!timeout.is_null()).then(|| unsafe { ts_duration(&*timeout) });
-            match dur {
-                Some(None) => {
-                    set_errno(libc::EINVAL);
-                    return -1;
-                }
-                Some(Some(Duration::ZERO)) => {}
-                d => {
-                    mark(H::ppoll);
-                    let deadline = d.flatten().and_then(|d| Instant::now().checked_add(d));
-                    // SAFETY: the caller's arguments.
-                    return unsafe { green_poll(hub, fds, nfds, deadline) };
-                }
+    if state() & NET != 0 && sigmask.is_null() {
+        // SAFETY: the caller's arguments.
+        return unsafe { ppoll_patched(fds, nfds, timeout, sigmask) };
+    }
+    // SAFETY: the caller's arguments, unchanged.
+    unsafe { original::ppoll(fds, nfds, timeout, sigmask) }
+}
+
+/// A `ppoll` without a signal mask.
+///
+/// # Safety
+/// libc's `ppoll`.
+#[inline(never)]
+unsafe extern "C" fn ppoll_patched(
+    fds: *mut pollfd,
+    nfds: nfds_t,
+    timeout: *const timespec,
+    sigmask: *const sigset_t,
+) -> c_int {
+    if let Some(hub) = green_hub(state(), NET) {
+        // SAFETY: the caller's timespec, if any.
+        let dur = (!timeout.is_null()).then(|| unsafe { ts_duration(&*timeout) });
+        match dur {
+            Some(None) => {
+                set_errno(libc::EINVAL);
+                return -1;
+            }
+            Some(Some(Duration::ZERO)) => {}
+            d => {
+                mark(H::ppoll);
+                let deadline = d.flatten().and_then(|d| Instant::now().checked_add(d));
+                // SAFETY: the caller's arguments.
+                return unsafe { green_poll(hub, fds, nfds, deadline) };
             }
         }
     }
-    // SAFETY: the caller's arguments.
+    // SAFETY: the caller's arguments, unchanged.
     unsafe { original::ppoll(fds, nfds, timeout, sigmask) }
 }
 
@@ -1009,14 +1036,30 @@ pub unsafe extern "C" fn epoll_wait(
     maxevents: c_int,
     timeout: c_int,
 ) -> c_int {
-    let st = state();
-    if st != 0 && timeout != 0 && maxevents > 0 {
-        if let Some(hub) = green_hub(st, NET) {
-            mark(H::epoll_wait);
-            return green_epoll_wait(hub, epfd, events, maxevents, timeout);
-        }
+    if state() & NET != 0 && timeout != 0 && maxevents > 0 {
+        // SAFETY: the caller's arguments.
+        return unsafe { epoll_wait_patched(epfd, events, maxevents, timeout) };
     }
-    // SAFETY: the caller's arguments.
+    // SAFETY: the caller's arguments, unchanged.
+    unsafe { original::epoll_wait(epfd, events, maxevents, timeout) }
+}
+
+/// An `epoll_wait` that may wait.
+///
+/// # Safety
+/// libc's `epoll_wait`.
+#[inline(never)]
+unsafe extern "C" fn epoll_wait_patched(
+    epfd: c_int,
+    events: *mut epoll_event,
+    maxevents: c_int,
+    timeout: c_int,
+) -> c_int {
+    if let Some(hub) = green_hub(state(), NET) {
+        mark(H::epoll_wait);
+        return green_epoll_wait(hub, epfd, events, maxevents, timeout);
+    }
+    // SAFETY: the caller's arguments, unchanged.
     unsafe { original::epoll_wait(epfd, events, maxevents, timeout) }
 }
 
@@ -1030,14 +1073,31 @@ pub unsafe extern "C" fn epoll_pwait(
     timeout: c_int,
     sigmask: *const sigset_t,
 ) -> c_int {
-    let st = state();
-    if st != 0 && timeout != 0 && maxevents > 0 && sigmask.is_null() {
-        if let Some(hub) = green_hub(st, NET) {
-            mark(H::epoll_pwait);
-            return green_epoll_wait(hub, epfd, events, maxevents, timeout);
-        }
+    if state() & NET != 0 && timeout != 0 && maxevents > 0 && sigmask.is_null() {
+        // SAFETY: the caller's arguments.
+        return unsafe { epoll_pwait_patched(epfd, events, maxevents, timeout, sigmask) };
     }
-    // SAFETY: the caller's arguments.
+    // SAFETY: the caller's arguments, unchanged.
+    unsafe { original::epoll_pwait(epfd, events, maxevents, timeout, sigmask) }
+}
+
+/// An `epoll_pwait` without a signal mask that may wait.
+///
+/// # Safety
+/// libc's `epoll_pwait`.
+#[inline(never)]
+unsafe extern "C" fn epoll_pwait_patched(
+    epfd: c_int,
+    events: *mut epoll_event,
+    maxevents: c_int,
+    timeout: c_int,
+    sigmask: *const sigset_t,
+) -> c_int {
+    if let Some(hub) = green_hub(state(), NET) {
+        mark(H::epoll_pwait);
+        return green_epoll_wait(hub, epfd, events, maxevents, timeout);
+    }
+    // SAFETY: the caller's arguments, unchanged.
     unsafe { original::epoll_pwait(epfd, events, maxevents, timeout, sigmask) }
 }
 
@@ -1145,6 +1205,20 @@ pub unsafe extern "C" fn sleep(secs: c_uint) -> c_uint {
 /// libc's `sched_yield`.
 #[no_mangle]
 pub unsafe extern "C" fn sched_yield() -> c_int {
+    if state() & (SLEEP | PROBE) != 0 {
+        // SAFETY: no arguments.
+        return unsafe { sched_yield_patched() };
+    }
+    // SAFETY: no pointers.
+    unsafe { original::sched_yield() }
+}
+
+/// A `sched_yield` while sleeps are patched (or the link is probed).
+///
+/// # Safety
+/// libc's `sched_yield`.
+#[inline(never)]
+unsafe extern "C" fn sched_yield_patched() -> c_int {
     let st = state();
     if st & PROBE != 0 {
         PROBED.store(true, Ordering::SeqCst);
