@@ -412,9 +412,10 @@ pub(crate) fn io_loop_unsignalled<T>(
     }
 }
 
-/// The growing delays between the tries of [`io_loop_unsignalled`].
+/// The growing delays between the tries of [`io_loop_unsignalled`] (and of
+/// the blocking emulation of the same waits for plain OS threads).
 #[derive(Debug)]
-struct Backoff {
+pub(crate) struct Backoff {
     next: Duration,
 }
 
@@ -422,14 +423,14 @@ impl Backoff {
     const FIRST: Duration = Duration::from_millis(1);
     const MAX: Duration = Duration::from_millis(64);
 
-    fn new() -> Backoff {
+    pub(crate) fn new() -> Backoff {
         Backoff {
             next: Backoff::FIRST,
         }
     }
 
     /// The delay before the next try: 1 ms, doubling up to 64 ms.
-    fn next_delay(&mut self) -> Duration {
+    pub(crate) fn next_delay(&mut self) -> Duration {
         let d = self.next;
         self.next = (d * 2).min(Backoff::MAX);
         d

@@ -63,7 +63,7 @@ use crate::coro::{self, Arena, Coro, GreenStack, RunningInfo, StackPool, Yielder
 use timer::{Action, TimerId, Timers};
 
 pub(crate) use io::FdTable;
-pub(crate) use io::{io_loop, io_loop_unsignalled, poll_now};
+pub(crate) use io::{io_loop, io_loop_unsignalled, poll_now, Backoff};
 pub use io::{notify_close, trampoline, wait_io, Interest};
 
 /// Slot of the root context (the OS thread's own stack).

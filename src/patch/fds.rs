@@ -24,6 +24,14 @@ pub(super) const POLL_FIRST: u32 = 8;
 pub(super) const FILE: u32 = 16;
 /// A TCP stream: a read shorter than its buffer drained it.
 pub(super) const TCP: u32 = 32;
+/// A byte-stream socket (TCP, Unix stream): `MSG_WAITALL` waits for the
+/// full length.
+pub(super) const STREAM: u32 = 64;
+/// A Unix datagram socket: a send to a receiver whose queue is full gets
+/// `EAGAIN` with no readiness edge to follow.
+pub(super) const UNIX_DGRAM: u32 = 128;
+/// The bits that say what kind of socket an fd is.
+pub(super) const KIND: u32 = TCP | STREAM | UNIX_DGRAM;
 
 #[derive(Default)]
 pub(super) struct FdState {
@@ -75,9 +83,8 @@ pub(super) fn classify(fd: RawFd) -> u32 {
             {
                 return 0;
             }
-            let tcp = is_tcp(fd);
             (
-                KNOWN | OURS | if tcp { TCP } else { 0 },
+                KNOWN | OURS | sock_kind(fd),
                 Some((
                     sock_timeout(fd, libc::SO_RCVTIMEO),
                     sock_timeout(fd, libc::SO_SNDTIMEO),
@@ -92,11 +99,27 @@ pub(super) fn classify(fd: RawFd) -> u32 {
     b
 }
 
-/// Whether `fd` is a TCP stream socket.
-fn is_tcp(fd: RawFd) -> bool {
+/// The [`KIND`] bits of socket `fd`, asked of the kernel.
+fn sock_kind(fd: RawFd) -> u32 {
     let opt = |name| crate::net::sys::getsockopt_int(fd, libc::SOL_SOCKET, name).ok();
-    opt(libc::SO_TYPE) == Some(libc::SOCK_STREAM)
-        && matches!(opt(libc::SO_DOMAIN), Some(libc::AF_INET | libc::AF_INET6))
+    match opt(libc::SO_TYPE) {
+        Some(ty @ (libc::SOCK_STREAM | libc::SOCK_DGRAM)) => {
+            kind_of(opt(libc::SO_DOMAIN).unwrap_or(libc::AF_UNSPEC), ty)
+        }
+        _ => 0,
+    }
+}
+
+/// The [`KIND`] bits of a socket of `domain` and type `ty` (its
+/// `SOCK_*` flags ignored).
+pub(super) fn kind_of(domain: libc::c_int, ty: libc::c_int) -> u32 {
+    let inet = matches!(domain, libc::AF_INET | libc::AF_INET6);
+    match ty & 0xf {
+        libc::SOCK_STREAM if inet => TCP | STREAM,
+        libc::SOCK_STREAM => STREAM,
+        libc::SOCK_DGRAM if domain == libc::AF_UNIX => UNIX_DGRAM,
+        _ => 0,
+    }
 }
 
 /// A socket timeout option of `fd`, in nanoseconds (0: none).
@@ -221,11 +244,13 @@ pub(super) fn set_user_nonblocking(fd: RawFd, on: bool) -> bool {
     if b == 0 || b & FILE != 0 {
         return false;
     }
-    let socket = b & (OURS | TCP) != 0 || (b & USER_NB != 0 && is_socket(fd));
-    let kind = if socket && b & TCP == 0 && b & OURS == 0 && !on && is_tcp(fd) {
-        TCP
+    let socket = b & (OURS | KIND) != 0 || (b & USER_NB != 0 && is_socket(fd));
+    // A socket classified while its owner had it non-blocking was not
+    // asked its kind; green waits on it from now on.
+    let kind = if socket && b & KIND == 0 && b & OURS == 0 && !on {
+        sock_kind(fd)
     } else {
-        b & TCP
+        b & KIND
     };
     let new = if on {
         KNOWN | USER_NB | kind

@@ -14,6 +14,7 @@
 use std::io;
 use std::os::fd::RawFd;
 use std::panic::{self, AssertUnwindSafe};
+use std::ptr::null_mut;
 use std::sync::atomic::{AtomicBool, AtomicI32, AtomicIsize, AtomicU32, AtomicU64, Ordering};
 use std::sync::Once;
 use std::time::{Duration, Instant};
@@ -110,13 +111,20 @@ pub(super) fn seen() -> Vec<&'static str> {
 }
 
 /// Whether a libc call made from this crate reaches the interposer.
+///
+/// The answer is fixed when the binary is linked, so the probe runs once:
+/// probes running at once (`patch()` called from several threads) would
+/// reset each other's `PROBED` and `PROBE` bit.
 pub(super) fn reached() -> bool {
-    PROBED.store(false, Ordering::SeqCst);
-    STATE.fetch_or(PROBE, Ordering::SeqCst);
-    // SAFETY: sched_yield has no preconditions.
-    unsafe { libc::sched_yield() };
-    STATE.fetch_and(!PROBE, Ordering::SeqCst);
-    PROBED.load(Ordering::SeqCst)
+    static REACHED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *REACHED.get_or_init(|| {
+        PROBED.store(false, Ordering::SeqCst);
+        STATE.fetch_or(PROBE, Ordering::SeqCst);
+        // SAFETY: sched_yield has no preconditions.
+        unsafe { libc::sched_yield() };
+        STATE.fetch_and(!PROBE, Ordering::SeqCst);
+        PROBED.load(Ordering::SeqCst)
+    })
 }
 
 /// In a child made by `fork`, the hub and its fds belong to the parent:
@@ -270,11 +278,13 @@ fn maybe_green(st: u32) -> bool {
 /// `$call` as a tail call; otherwise a function of its own hands it to
 /// [`fd_call_patched`]. `$len` is the buffer size of a plain read, for the
 /// readiness cache; `None` where a short result says nothing (writes,
-/// peeks, messages).
+/// peeks, messages). `waitall`, if given, is tried first off the fast path:
+/// `Some` result if it made the whole call (a receive with `MSG_WAITALL`).
 macro_rules! fd_hooks {
     ($(
         fn $name:ident($fd:ident: $fdty:ty $(, $arg:ident: $ty:ty)* $(,)?) -> $ret:ty {
             $interest:ident, len: $len:expr, pass: $pass:expr, |$max:ident| $call:expr
+            $(, waitall: $waitall:expr)? $(,)?
         }
     )*) => {$(
         #[doc = concat!("# Safety\nlibc's `", stringify!($name), "`.")]
@@ -283,6 +293,12 @@ macro_rules! fd_hooks {
             /// The call when it does not pass straight through.
             #[inline(never)]
             unsafe extern "C" fn patched($fd: $fdty $(, $arg: $ty)*) -> $ret {
+                $(
+                    // SAFETY: the caller's arguments.
+                    if let Some(n) = unsafe { $waitall } {
+                        return n as $ret;
+                    }
+                )?
                 // SAFETY: the caller's arguments; `$max` only shortens a
                 // buffer.
                 let mut op = |$max: usize| unsafe { $call } as isize;
@@ -312,8 +328,13 @@ fn fd_call_patched(
     op: &mut dyn FnMut(usize) -> isize,
 ) -> isize {
     let Some(hub) = green_hub(st, NET) else {
-        if st & EMULATE != 0 && fds::bits(fd) & fds::OURS != 0 {
-            return emulate(fd, interest, &mut || op(usize::MAX));
+        if st & EMULATE != 0 {
+            let b = fds::bits(fd);
+            if b & fds::OURS != 0 {
+                return emulate(fd, interest, unsignalled(b, interest), &mut || {
+                    op(usize::MAX)
+                });
+            }
         }
         return op(usize::MAX);
     };
@@ -327,6 +348,11 @@ fn fd_call_patched(
     if b & fds::OURS != 0 {
         mark(h);
         let timeout = fds::timeout(fd, interest);
+        if unsignalled(b, interest) {
+            return finish(shielded(hub, || {
+                hub::io_loop_unsignalled(fd, interest, timeout, || cvt(op(usize::MAX)))
+            }));
+        }
         let tcp = b & fds::TCP != 0;
         let drained =
             |n: &isize| tcp && len.is_some_and(|l| crate::fdio::short_read(*n as usize, l));
@@ -378,6 +404,16 @@ fn fd_call_patched(
     op(usize::MAX)
 }
 
+/// Whether an `EAGAIN` of a call for `interest` on a socket with bits `b`
+/// may come with no readiness edge to follow: a send on a Unix datagram
+/// socket, refused because the *receiver's* queue is full. Nothing on the
+/// sender announces room there (an unconnected sender even stays
+/// writable), so the wait between tries is a growing delay
+/// ([`hub::io_loop_unsignalled`]).
+fn unsignalled(b: u32, interest: Interest) -> bool {
+    interest == Interest::Write && b & fds::UNIX_DGRAM != 0
+}
+
 /// Runs a file call on the tpool, carrying its errno back; in place on a
 /// shared stack, whose buffers cannot be lent to another thread.
 fn on_tpool(hub: &Hub, op: &mut dyn FnMut() -> isize) -> isize {
@@ -426,19 +462,77 @@ fn tpool_call(hub: &Hub, f: impl FnOnce() -> isize + Send) -> isize {
 
 /// Blocking behaviour for a caller that is not green, on a socket green
 /// made non-blocking: retry after a real `poll`, honouring the socket's
-/// timeout as the kernel would.
-fn emulate(fd: RawFd, interest: Interest, op: &mut dyn FnMut() -> isize) -> isize {
+/// timeout as the kernel would. `unsignalled`: the `EAGAIN` has no
+/// readiness edge to follow ([`unsignalled`]), so the tries are spaced by
+/// the growing delay of [`hub::io_loop_unsignalled`].
+fn emulate(
+    fd: RawFd,
+    interest: Interest,
+    unsignalled: bool,
+    op: &mut dyn FnMut() -> isize,
+) -> isize {
     let deadline = fds::timeout(fd, interest).and_then(|t| Instant::now().checked_add(t));
+    emulate_until(fd, interest, unsignalled, deadline, op)
+}
+
+/// [`emulate`] with the deadline given.
+fn emulate_until(
+    fd: RawFd,
+    interest: Interest,
+    unsignalled: bool,
+    deadline: Option<Instant>,
+    op: &mut dyn FnMut() -> isize,
+) -> isize {
+    let events = poll_events(interest);
+    let mut backoff = unsignalled.then(hub::Backoff::new);
     loop {
         let n = op();
         if n >= 0 || errno() != libc::EAGAIN {
             return n;
         }
-        if !os_wait(fd, poll_events(interest), deadline) {
+        let more = match &mut backoff {
+            None => os_wait(fd, events, deadline),
+            Some(b) => os_pause(fd, events, b.next_delay(), deadline),
+        };
+        if !more {
             set_errno(libc::EAGAIN);
             return -1;
         }
     }
+}
+
+/// Blocks the OS thread for `delay` at most (less if `deadline` comes
+/// first): in a real `poll` if `fd` lacks `events` now, else in a sleep,
+/// since a ready fd raises nothing to wait for. False if `deadline` has
+/// passed.
+fn os_pause(fd: RawFd, events: libc::c_short, delay: Duration, deadline: Option<Instant>) -> bool {
+    let mut wait = delay;
+    if let Some(d) = deadline {
+        let left = d.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return false;
+        }
+        wait = wait.min(left);
+    }
+    let mut p = pollfd {
+        fd,
+        events,
+        revents: 0,
+    };
+    // SAFETY: one valid pollfd, zero timeout.
+    if unsafe { original::poll(&mut p, 1, 0) } == 0 {
+        let ms = wait.as_nanos().div_ceil(1_000_000).min(c_int::MAX as u128) as c_int;
+        // SAFETY: as above; an error is left for the retried call to report.
+        unsafe { original::poll(&mut p, 1, ms) };
+    } else {
+        let ts = timespec {
+            tv_sec: wait.as_secs() as libc::time_t,
+            tv_nsec: wait.subsec_nanos() as c_long,
+        };
+        // SAFETY: a valid timespec; no remainder is asked for.
+        unsafe { original::nanosleep(&ts, std::ptr::null_mut()) };
+    }
+    true
 }
 
 /// Blocks the OS thread in a real `poll` until `fd` has `events` or
@@ -518,7 +612,8 @@ fd_hooks! {
     }
     fn recv(fd: c_int, buf: *mut c_void, len: size_t, flags: c_int) -> ssize_t {
         Read, len: recv_len(len, flags), pass: dontwait(flags),
-        |_max| original::recv(fd, buf, len, flags)
+        |_max| original::recv(fd, buf, len, flags),
+        waitall: recvfrom_waitall(H::recv, fd, buf, len, flags, null_mut(), null_mut())
     }
     fn recvfrom(
         fd: c_int,
@@ -529,10 +624,12 @@ fd_hooks! {
         addrlen: *mut socklen_t,
     ) -> ssize_t {
         Read, len: recv_len(len, flags), pass: dontwait(flags),
-        |_max| original::recvfrom(fd, buf, len, flags, addr, addrlen)
+        |_max| original::recvfrom(fd, buf, len, flags, addr, addrlen),
+        waitall: recvfrom_waitall(H::recvfrom, fd, buf, len, flags, addr, addrlen)
     }
     fn recvmsg(fd: c_int, msg: *mut msghdr, flags: c_int) -> ssize_t {
-        Read, len: None, pass: dontwait(flags), |_max| original::recvmsg(fd, msg, flags)
+        Read, len: None, pass: dontwait(flags), |_max| original::recvmsg(fd, msg, flags),
+        waitall: recvmsg_waitall(fd, msg, flags)
     }
     fn send(fd: c_int, buf: *const c_void, len: size_t, flags: c_int) -> ssize_t {
         Write, len: None, pass: dontwait(flags), |_max| original::send(fd, buf, len, flags)
@@ -551,6 +648,190 @@ fd_hooks! {
     fn sendmsg(fd: c_int, msg: *const msghdr, flags: c_int) -> ssize_t {
         Write, len: None, pass: dontwait(flags), |_max| original::sendmsg(fd, msg, flags)
     }
+}
+
+/// One real receive of a `MSG_WAITALL` loop: given the bytes received so
+/// far, it receives into the rest of the buffer and returns the count, and
+/// whether the loop ends with it (ancillary data came).
+type Part<'a> = &'a mut dyn FnMut(usize) -> (isize, bool);
+
+/// A receive with `MSG_WAITALL` on a stream socket green made non-blocking,
+/// where each real call returns only what is there: the call is made again
+/// for the rest (`part`) until `want` bytes have come, the peer shuts down,
+/// an error comes, or the socket's `SO_RCVTIMEO` passes (one deadline for
+/// the whole call, as the kernel keeps it). Bytes received before an error,
+/// the timeout or a kill are returned, as the kernel returns them. A green
+/// caller parks between the calls; another blocks as in [`emulate`].
+///
+/// `None` where the call is made as usual: no `MSG_WAITALL`, a peek or
+/// urgent data (each call would return the same bytes), an empty buffer, a
+/// caller that is neither green nor emulated, or an fd that is not a stream
+/// socket green made non-blocking (datagram sockets ignore the flag).
+fn waitall_call(h: H, fd: RawFd, flags: c_int, want: usize, part: Part<'_>) -> Option<isize> {
+    if flags & (libc::MSG_WAITALL | libc::MSG_PEEK | libc::MSG_OOB) != libc::MSG_WAITALL
+        || want == 0
+    {
+        return None;
+    }
+    let st = state();
+    let hub = green_hub(st, NET);
+    let b = match hub {
+        Some(_) => fds::classify(fd),
+        None if st & EMULATE != 0 => fds::bits(fd),
+        None => 0,
+    };
+    if b & fds::OURS == 0 || b & fds::STREAM == 0 {
+        return None;
+    }
+    let deadline = fds::timeout(fd, Interest::Read).and_then(|t| Instant::now().checked_add(t));
+    let mut done = 0usize;
+    let Some(hub) = hub else {
+        while done < want {
+            let mut last = false;
+            let n = emulate_until(fd, Interest::Read, false, deadline, &mut || {
+                let (n, l) = part(done);
+                last = l;
+                n
+            });
+            if n <= 0 {
+                return Some(if done > 0 { done as isize } else { n });
+            }
+            done += n as usize;
+            if last {
+                break;
+            }
+        }
+        return Some(done as isize);
+    };
+    mark(h);
+    let r = shielded(hub, || -> io::Result<()> {
+        while done < want {
+            let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+            let op = || {
+                let (n, last) = part(done);
+                cvt(n).map(|n| (n as usize, last))
+            };
+            let (n, last) = io_loop(fd, Interest::Read, left, op, |_| false)?;
+            done += n;
+            if n == 0 || last {
+                break;
+            }
+        }
+        Ok(())
+    });
+    Some(if done > 0 {
+        done as isize
+    } else {
+        finish(r.map(|r| r.map(|()| 0)))
+    })
+}
+
+/// [`waitall_call`] for `recv` and `recvfrom`. The sender's address is
+/// asked for until the first bytes come: it is theirs, as the kernel
+/// reports it.
+///
+/// # Safety
+/// The arguments of a `recvfrom` call.
+unsafe fn recvfrom_waitall(
+    h: H,
+    fd: c_int,
+    buf: *mut c_void,
+    len: size_t,
+    flags: c_int,
+    addr: *mut sockaddr,
+    addrlen: *mut socklen_t,
+) -> Option<isize> {
+    waitall_call(h, fd, flags, len, &mut |done| {
+        let (a, al) = if done == 0 {
+            (addr, addrlen)
+        } else {
+            (null_mut(), null_mut())
+        };
+        // SAFETY: the caller's buffer past the `done` < `len` bytes filled.
+        let n = unsafe {
+            original::recvfrom(
+                fd,
+                buf.cast::<u8>().add(done).cast(),
+                len - done,
+                flags,
+                a,
+                al,
+            )
+        };
+        (n, false)
+    })
+}
+
+/// [`waitall_call`] for `recvmsg`. The first call gets the caller's
+/// `msghdr`; the next ones a copy whose iovecs start past the bytes
+/// received, without the name (that of the first bytes' sender is kept),
+/// and with the caller's control buffer. The caller's header changes only
+/// where `recvmsg` itself writes it: `msg_namelen` (first call),
+/// `msg_controllen` (the call that brings ancillary data, which ends the
+/// loop, since what comes after may be another sender's) and `msg_flags`
+/// (those of every call).
+///
+/// # Safety
+/// The arguments of a `recvmsg` call.
+unsafe fn recvmsg_waitall(fd: c_int, msg: *mut msghdr, flags: c_int) -> Option<isize> {
+    if msg.is_null() || flags & libc::MSG_WAITALL == 0 {
+        return None;
+    }
+    // SAFETY: the caller's header, copied.
+    let hdr = unsafe { std::ptr::read(msg) };
+    let cnt = c_int::try_from(hdr.msg_iovlen).ok()?;
+    // SAFETY: the caller's iovecs.
+    let want = unsafe { iov_total(hdr.msg_iov, cnt) }?;
+    let iovs: &[iovec] = if cnt == 0 {
+        &[]
+    } else {
+        // SAFETY: as above.
+        unsafe { std::slice::from_raw_parts(hdr.msg_iov, cnt as usize) }
+    };
+    let mut rest: Vec<iovec> = Vec::with_capacity(iovs.len());
+    let ancillary = |m: &msghdr| m.msg_controllen > 0 || m.msg_flags & libc::MSG_CTRUNC != 0;
+    waitall_call(H::recvmsg, fd, flags, want, &mut |done| {
+        if done == 0 {
+            // SAFETY: the caller's arguments.
+            let n = unsafe { original::recvmsg(fd, msg, flags) };
+            // SAFETY: the caller's header, written by the call.
+            return (n, n > 0 && ancillary(unsafe { &*msg }));
+        }
+        rest.clear();
+        let mut skip = done;
+        for v in iovs {
+            if skip >= v.iov_len {
+                skip -= v.iov_len;
+                continue;
+            }
+            rest.push(iovec {
+                iov_base: v.iov_base.cast::<u8>().wrapping_add(skip).cast(),
+                iov_len: v.iov_len - skip,
+            });
+            skip = 0;
+        }
+        // SAFETY: all-zero bytes are a valid msghdr (no name, no iovecs).
+        let mut m: msghdr = unsafe { std::mem::zeroed() };
+        m.msg_iov = rest.as_mut_ptr();
+        m.msg_iovlen = rest.len() as _;
+        m.msg_control = hdr.msg_control;
+        m.msg_controllen = hdr.msg_controllen;
+        // SAFETY: the caller's buffers past the bytes received, and its
+        // control buffer.
+        let n = unsafe { original::recvmsg(fd, &mut m, flags) };
+        if n < 0 {
+            return (n, false);
+        }
+        let last = ancillary(&m);
+        // SAFETY: the caller's header.
+        unsafe {
+            if last {
+                (*msg).msg_controllen = m.msg_controllen;
+            }
+            (*msg).msg_flags |= m.msg_flags;
+        }
+        (n, last)
+    })
 }
 
 /// `accept` and `accept4`: a green caller on a socket green manages parks
@@ -575,13 +856,13 @@ fn accept_call(h: H, fd: RawFd, addr: *mut sockaddr, len: *mut socklen_t, flags:
                 } else {
                     fds::OURS
                 };
-                fds::set(n, fds::KNOWN | mode | (b & fds::TCP), fds::timeouts(fd));
+                fds::set(n, fds::KNOWN | mode | (b & fds::KIND), fds::timeouts(fd));
             }
             return n;
         }
     } else if st & EMULATE != 0 && fds::bits(fd) & fds::OURS != 0 {
         let mut op = || real4(flags) as isize;
-        let n = emulate(fd, Interest::Read, &mut op) as c_int;
+        let n = emulate(fd, Interest::Read, false, &mut op) as c_int;
         if n >= 0 {
             fds::forget(n);
         }
@@ -631,6 +912,40 @@ fn connect_result(fd: RawFd) -> c_int {
     }
 }
 
+/// Whether `addr` is an `AF_UNIX` address.
+///
+/// # Safety
+/// `addr` is null or points to `len` readable bytes.
+unsafe fn is_unix(addr: *const sockaddr, len: socklen_t) -> bool {
+    !addr.is_null()
+        && len as usize >= std::mem::size_of::<libc::sa_family_t>()
+        // SAFETY: the caller's contract; the family comes first.
+        && unsafe { std::ptr::read_unaligned(addr.cast::<libc::sa_family_t>()) }
+            == libc::AF_UNIX as libc::sa_family_t
+}
+
+/// A Unix stream `connect` that found the listener's backlog full: the
+/// kernel gives a non-blocking socket `EAGAIN` and announces no room, so
+/// the call is made again after a growing delay
+/// ([`hub::io_loop_unsignalled`]) until it connects, fails otherwise, or
+/// `SO_SNDTIMEO` passes (`EAGAIN`, as the kernel's blocking connect
+/// reports it).
+fn connect_unix_green(hub: &Hub, fd: RawFd, op: &dyn Fn() -> c_int) -> c_int {
+    let timeout = fds::timeout(fd, Interest::Write);
+    let retry = || loop {
+        if op() == 0 {
+            return Ok(0);
+        }
+        let e = io::Error::last_os_error();
+        if e.raw_os_error() != Some(libc::EINTR) {
+            return Err(e);
+        }
+    };
+    finish(shielded(hub, || {
+        hub::io_loop_unsignalled(fd, Interest::Write, timeout, retry)
+    })) as c_int
+}
+
 /// # Safety
 /// libc's `connect`.
 #[no_mangle]
@@ -647,8 +962,13 @@ pub unsafe extern "C" fn connect(fd: c_int, addr: *const sockaddr, len: socklen_
             if op() == 0 {
                 return 0;
             }
-            if errno() != libc::EINPROGRESS {
-                return -1;
+            match errno() {
+                libc::EINPROGRESS => {}
+                // SAFETY: the caller's address.
+                libc::EAGAIN if unsafe { is_unix(addr, len) } => {
+                    return connect_unix_green(hub, fd, &op);
+                }
+                _ => return -1,
             }
             let timeout = fds::timeout(fd, Interest::Write);
             return match shielded(hub, || trampoline(fd, Interest::Write, timeout)) {
@@ -674,8 +994,14 @@ pub unsafe extern "C" fn connect(fd: c_int, addr: *const sockaddr, len: socklen_
         if op() == 0 {
             return 0;
         }
-        if errno() != libc::EINPROGRESS {
-            return -1;
+        match errno() {
+            libc::EINPROGRESS => {}
+            // SAFETY: the caller's address.
+            libc::EAGAIN if unsafe { is_unix(addr, len) } => {
+                // As the green path's, with the OS thread asleep between.
+                return emulate(fd, Interest::Write, true, &mut || op() as isize) as c_int;
+            }
+            _ => return -1,
         }
         let deadline =
             fds::timeout(fd, Interest::Write).and_then(|t| Instant::now().checked_add(t));
@@ -702,11 +1028,9 @@ pub unsafe extern "C" fn socket(domain: c_int, ty: c_int, protocol: c_int) -> c_
         // SAFETY: the caller's arguments plus SOCK_NONBLOCK.
         let fd = unsafe { original::socket(domain, ty | libc::SOCK_NONBLOCK, protocol) };
         if fd >= 0 {
-            let tcp =
-                matches!(domain, libc::AF_INET | libc::AF_INET6) && ty & 0xf == libc::SOCK_STREAM;
             fds::set(
                 fd,
-                fds::KNOWN | fds::OURS | if tcp { fds::TCP } else { 0 },
+                fds::KNOWN | fds::OURS | fds::kind_of(domain, ty),
                 (0, 0),
             );
         }
