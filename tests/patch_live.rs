@@ -1,7 +1,9 @@
 //! Every interposer of `green::patch()` is live: each is triggered from a
-//! green thread, through the std API that calls it where std calls it and
-//! through `libc::name(...)` directly for the others, and must then appear
-//! in `green::patch::hooks_seen()`.
+//! green thread, through the std API that calls it where std calls it,
+//! through `libc::name(...)` directly for the others, and through
+//! declarations of this file's own for glibc's fortified variants and the
+//! named copy functions, and must then appear in
+//! `green::patch::hooks_seen()`.
 //!
 //! Run in release mode too (`cargo test --release --test patch_live`): an
 //! optimised build must reach the interposers just the same.
@@ -10,10 +12,12 @@
 //! makes it must still be parked after the others ran once, and another
 //! green thread of the same OS thread supplies what it waits for.
 
+use std::fs::File;
 use std::io::{self, IoSlice, IoSliceMut, Read, Write};
 use std::mem;
 use std::net::{TcpListener, TcpStream, ToSocketAddrs, UdpSocket};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::net::UnixStream;
 use std::process::Command;
 use std::ptr;
 use std::sync::{Arc, Mutex};
@@ -60,7 +64,71 @@ const TRIGGERS: &[(&str, Trigger)] = &[
     ("dup", dup),
     ("dup2", dup2),
     ("dup3", dup3),
+    ("sendfile", file_sendfile),
+    ("sendfile64", file_sendfile64),
+    ("splice", pipe_splice),
+    ("__read_chk", pipe_read_chk),
+    ("__recv_chk", tcp_recv_chk),
+    ("__recvfrom_chk", udp_recvfrom_chk),
+    ("__poll_chk", pipe_poll_chk),
+    ("__ppoll_chk", pipe_ppoll_chk),
 ];
+
+// Declared here rather than taken from the libc crate (which lacks the
+// fortified ones), so that these calls bind to the executable's own
+// definitions, green's interposers, as a C caller's do.
+extern "C" {
+    fn sendfile(
+        out_fd: libc::c_int,
+        in_fd: libc::c_int,
+        offset: *mut libc::off_t,
+        count: usize,
+    ) -> isize;
+    fn sendfile64(
+        out_fd: libc::c_int,
+        in_fd: libc::c_int,
+        offset: *mut libc::off64_t,
+        count: usize,
+    ) -> isize;
+    fn splice(
+        fd_in: libc::c_int,
+        off_in: *mut libc::loff_t,
+        fd_out: libc::c_int,
+        off_out: *mut libc::loff_t,
+        len: usize,
+        flags: libc::c_uint,
+    ) -> isize;
+    fn __read_chk(fd: libc::c_int, buf: *mut libc::c_void, nbytes: usize, buflen: usize) -> isize;
+    fn __recv_chk(
+        fd: libc::c_int,
+        buf: *mut libc::c_void,
+        len: usize,
+        buflen: usize,
+        flags: libc::c_int,
+    ) -> isize;
+    fn __recvfrom_chk(
+        fd: libc::c_int,
+        buf: *mut libc::c_void,
+        len: usize,
+        buflen: usize,
+        flags: libc::c_int,
+        addr: *mut libc::sockaddr,
+        addrlen: *mut libc::socklen_t,
+    ) -> isize;
+    fn __poll_chk(
+        fds: *mut libc::pollfd,
+        nfds: libc::nfds_t,
+        timeout: libc::c_int,
+        fdslen: usize,
+    ) -> libc::c_int;
+    fn __ppoll_chk(
+        fds: *mut libc::pollfd,
+        nfds: libc::nfds_t,
+        timeout: *const libc::timespec,
+        sigmask: *const libc::sigset_t,
+        fdslen: usize,
+    ) -> libc::c_int;
+}
 
 #[test]
 fn every_interposer_takes_its_green_path() {
@@ -505,6 +573,179 @@ fn pipe_epoll_pwait() -> io::Result<()> {
         let n = unsafe { libc::epoll_pwait(ep.as_raw_fd(), &mut ev, 1, -1, ptr::null()) };
         let n = cvt(n as isize)?;
         assert_eq!({ ev.u64 }, 7);
+        Ok(n)
+    })?;
+    assert_eq!(n, 1);
+    Ok(())
+}
+
+// ---- copies between fds -----------------------------------------------------
+
+/// A file in memory holding `bytes`.
+fn memfile(bytes: &[u8]) -> io::Result<File> {
+    // SAFETY: a NUL-terminated name and flags.
+    let fd =
+        cvt(unsafe { libc::memfd_create(c"patch_live".as_ptr(), libc::MFD_CLOEXEC) } as isize)?;
+    // SAFETY: memfd_create just returned it.
+    let mut f = unsafe { File::from_raw_fd(fd as RawFd) };
+    f.write_all(bytes)?;
+    Ok(f)
+}
+
+/// Runs `copy` (given the destination fd, it copies b"copy" there) on a
+/// green thread, into a Unix socket green manages that is full: it must
+/// park until another green thread drains the peer.
+fn copy_parks(copy: impl FnOnce(RawFd) -> isize + 'static) -> io::Result<()> {
+    let (a, b) = on_green(|| {
+        let (mut a, mut b) = UnixStream::pair()?;
+        a.write_all(b"x")?;
+        b.read_exact(&mut [0])?;
+        Ok((a, b))
+    })?;
+    let chunk = [0u8; 4096];
+    let mut filled = 0;
+    loop {
+        // SAFETY: a send from a live buffer, past green's interposer.
+        let n = unsafe {
+            green::patch::original::send(
+                a.as_raw_fd(),
+                chunk.as_ptr().cast(),
+                chunk.len(),
+                libc::MSG_DONTWAIT,
+            )
+        };
+        match cvt(n) {
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+            Err(e) => return Err(e),
+        }
+    }
+    let n = parks_until(
+        move || cvt(copy(a.as_raw_fd())),
+        move || {
+            let mut all = vec![0u8; filled + 4];
+            (&b).read_exact(&mut all)?;
+            assert_eq!(&all[filled..], b"copy");
+            Ok(())
+        },
+    )?;
+    assert_eq!(n, 4);
+    Ok(())
+}
+
+fn file_sendfile() -> io::Result<()> {
+    let file = memfile(b"copy")?;
+    copy_parks(move |out| {
+        let mut offset = 0;
+        // SAFETY: open fds and a live offset.
+        unsafe { sendfile(out, file.as_raw_fd(), &mut offset, 4) }
+    })
+}
+
+fn file_sendfile64() -> io::Result<()> {
+    let file = memfile(b"copy")?;
+    copy_parks(move |out| {
+        let mut offset = 0;
+        // SAFETY: open fds and a live offset.
+        unsafe { sendfile64(out, file.as_raw_fd(), &mut offset, 4) }
+    })
+}
+
+fn pipe_splice() -> io::Result<()> {
+    let (r, w) = pipe()?;
+    put(&w, b"copy")?;
+    copy_parks(move |out| {
+        // SAFETY: open fds; no offsets (a pipe and a socket).
+        unsafe { splice(r.as_raw_fd(), ptr::null_mut(), out, ptr::null_mut(), 4, 0) }
+    })
+}
+
+// ---- fortified variants -------------------------------------------------------
+
+fn pipe_read_chk() -> io::Result<()> {
+    let (r, w) = pipe()?;
+    let got = parks_until(
+        move || {
+            let mut buf = [0u8; 16];
+            let (p, len) = (buf.as_mut_ptr().cast(), buf.len());
+            // SAFETY: a read into a live buffer of that length.
+            let n = cvt(unsafe { __read_chk(r.as_raw_fd(), p, len, len) })?;
+            Ok(buf[..n].to_vec())
+        },
+        move || put(&w, b"read_chk"),
+    )?;
+    assert_eq!(got, b"read_chk");
+    Ok(())
+}
+
+fn tcp_recv_chk() -> io::Result<()> {
+    let (client, server) = tcp_pair()?;
+    let got = parks_until(
+        move || {
+            let mut buf = [0u8; 16];
+            let (p, len) = (buf.as_mut_ptr().cast(), buf.len());
+            // SAFETY: a receive into a live buffer of that length.
+            let n = cvt(unsafe { __recv_chk(client.as_raw_fd(), p, len, len, 0) })?;
+            Ok(buf[..n].to_vec())
+        },
+        move || (&server).write_all(b"recv_chk"),
+    )?;
+    assert_eq!(got, b"recv_chk");
+    Ok(())
+}
+
+fn udp_recvfrom_chk() -> io::Result<()> {
+    let (a, b) = udp_pair()?;
+    let from = b.local_addr()?;
+    let (got, port) = parks_until(
+        move || {
+            let mut buf = [0u8; 16];
+            let (p, len) = (buf.as_mut_ptr().cast(), buf.len());
+            // SAFETY: an all-zero sockaddr_in is valid.
+            let mut addr: libc::sockaddr_in = unsafe { mem::zeroed() };
+            let mut addrlen = mem::size_of_val(&addr) as libc::socklen_t;
+            let sa = (&mut addr as *mut libc::sockaddr_in).cast();
+            // SAFETY: live buffers of the lengths given.
+            let n = unsafe { __recvfrom_chk(a.as_raw_fd(), p, len, len, 0, sa, &mut addrlen) };
+            let n = cvt(n)?;
+            Ok((buf[..n].to_vec(), u16::from_be(addr.sin_port)))
+        },
+        move || b.send(b"recvfrom_chk").map(drop),
+    )?;
+    assert_eq!(got, b"recvfrom_chk");
+    assert_eq!(port, from.port());
+    Ok(())
+}
+
+fn pipe_poll_chk() -> io::Result<()> {
+    let n = pipe_readiness(|fd| {
+        let mut p = libc::pollfd {
+            fd,
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: one live pollfd, of that size.
+        let n = unsafe { __poll_chk(&mut p, 1, -1, mem::size_of_val(&p)) };
+        let n = cvt(n as isize)?;
+        assert!(p.revents & libc::POLLIN != 0);
+        Ok(n)
+    })?;
+    assert_eq!(n, 1);
+    Ok(())
+}
+
+fn pipe_ppoll_chk() -> io::Result<()> {
+    let n = pipe_readiness(|fd| {
+        let mut p = libc::pollfd {
+            fd,
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        let size = mem::size_of_val(&p);
+        // SAFETY: one live pollfd, of that size; no timeout, no mask.
+        let n = unsafe { __ppoll_chk(&mut p, 1, ptr::null(), ptr::null(), size) };
+        let n = cvt(n as isize)?;
+        assert!(p.revents & libc::POLLIN != 0);
         Ok(n)
     })?;
     assert_eq!(n, 1);

@@ -21,8 +21,8 @@ use std::time::{Duration, Instant};
 
 use libc::{
     addrinfo, c_char, c_int, c_long, c_uint, c_ulong, c_void, clockid_t, epoll_event, fd_set, id_t,
-    idtype_t, iovec, msghdr, nfds_t, pid_t, pollfd, rusage, siginfo_t, sigset_t, size_t, sockaddr,
-    socklen_t, ssize_t, timespec, timeval, useconds_t,
+    idtype_t, iovec, loff_t, msghdr, nfds_t, off64_t, off_t, pid_t, pollfd, rusage, siginfo_t,
+    sigset_t, size_t, sockaddr, socklen_t, ssize_t, timespec, timeval, useconds_t,
 };
 
 use super::{fds, futex, original, DNS, EMULATE, FILES, NET, PROCESS, SLEEP, STATE, SYNC};
@@ -89,6 +89,14 @@ hook_names!(
     dup,
     dup2,
     dup3,
+    sendfile,
+    sendfile64,
+    splice,
+    __read_chk,
+    __recv_chk,
+    __recvfrom_chk,
+    __poll_chk,
+    __ppoll_chk,
 );
 
 /// Notes that hook `h` took its green path (a load, and one store ever).
@@ -1044,6 +1052,98 @@ pub unsafe extern "C" fn socket(domain: c_int, ty: c_int, protocol: c_int) -> c_
     fd
 }
 
+// ---- copies between fds ----------------------------------------------------
+
+/// A copy made in the kernel, from one fd to another.
+#[derive(Clone, Copy)]
+enum Bulk {
+    /// `sendfile`: from a file to any fd.
+    Sendfile,
+    /// `splice`: to or from a pipe.
+    Splice,
+}
+
+/// The fd a copy from `fd_in` to `fd_out` waits on, and for what: a
+/// `sendfile` waits like a write to `fd_out`; a `splice` like a write to
+/// `fd_out` if that is a socket green manages, else like a read from
+/// `fd_in`.
+#[inline(always)]
+fn copy_wait(bulk: Bulk, fd_in: RawFd, fd_out: RawFd) -> (RawFd, Interest) {
+    match bulk {
+        Bulk::Splice if fds::bits(fd_out) & fds::OURS == 0 => (fd_in, Interest::Read),
+        _ => (fd_out, Interest::Write),
+    }
+}
+
+/// A copy that does not simply pass through (`real` makes it): it waits
+/// as [`copy_wait`] says, as a data call on that fd would.
+#[inline(never)]
+fn copy_call(
+    st: u32,
+    h: H,
+    bulk: Bulk,
+    fd_in: RawFd,
+    fd_out: RawFd,
+    real: &mut dyn FnMut() -> isize,
+) -> isize {
+    if matches!(bulk, Bulk::Splice) && green_hub(st, NET).is_some() {
+        // A socket no green call has touched yet is classified (made one
+        // green manages) now, rather than written to blocking after a wait
+        // on the pipe.
+        fds::classify(fd_out);
+    }
+    let (fd, interest) = copy_wait(bulk, fd_in, fd_out);
+    fd_call_patched(st, h, fd, interest, None, &mut |_| real())
+}
+
+/// Defines the interposers of the named copy functions: each passes
+/// through when [`fd_passes`] for the fd [`copy_wait`] names (a tail call
+/// to libc's function), and otherwise hands the call to [`copy_call`].
+macro_rules! copy_hooks {
+    ($(
+        fn $name:ident($($arg:ident: $ty:ty),* $(,)?) -> ssize_t {
+            $bulk:ident, in: $in:ident, out: $out:ident
+        }
+    )*) => {$(
+        #[doc = concat!("# Safety\nlibc's `", stringify!($name), "`.")]
+        #[no_mangle]
+        pub unsafe extern "C" fn $name($($arg: $ty),*) -> ssize_t {
+            /// The call when it does not pass straight through.
+            #[inline(never)]
+            unsafe extern "C" fn patched($($arg: $ty),*) -> ssize_t {
+                // SAFETY: the caller's arguments, unchanged.
+                let mut op = || unsafe { original::$name($($arg),*) } as isize;
+                copy_call(state(), H::$name, Bulk::$bulk, $in, $out, &mut op) as ssize_t
+            }
+            if fd_passes(state(), copy_wait(Bulk::$bulk, $in, $out).0) {
+                // SAFETY: the caller's arguments, unchanged.
+                return unsafe { original::$name($($arg),*) };
+            }
+            // SAFETY: the caller's arguments.
+            unsafe { patched($($arg),*) }
+        }
+    )*};
+}
+
+copy_hooks! {
+    fn sendfile(out_fd: c_int, in_fd: c_int, offset: *mut off_t, count: size_t) -> ssize_t {
+        Sendfile, in: in_fd, out: out_fd
+    }
+    fn sendfile64(out_fd: c_int, in_fd: c_int, offset: *mut off64_t, count: size_t) -> ssize_t {
+        Sendfile, in: in_fd, out: out_fd
+    }
+    fn splice(
+        fd_in: c_int,
+        off_in: *mut loff_t,
+        fd_out: c_int,
+        off_out: *mut loff_t,
+        len: size_t,
+        flags: c_uint,
+    ) -> ssize_t {
+        Splice, in: fd_in, out: fd_out
+    }
+}
+
 // ---- readiness waits ------------------------------------------------------
 
 /// The deadline of a wait of `ms` milliseconds (negative: none).
@@ -1423,6 +1523,146 @@ unsafe extern "C" fn epoll_pwait_patched(
     }
     // SAFETY: the caller's arguments, unchanged.
     unsafe { original::epoll_pwait(epfd, events, maxevents, timeout, sigmask) }
+}
+
+// ---- fortified variants ----------------------------------------------------
+
+// C code built with `_FORTIFY_SOURCE` calls glibc's checked variants of
+// `read`, `recv`, `recvfrom`, `poll` and `ppoll` wherever the compiler knows
+// the size of the buffer. glibc checks the size, calls `__chk_fail` (which
+// reports the overflow and aborts) if the call could write past the end,
+// and otherwise makes the plain call. Here a failed check goes to glibc's
+// function, which reports it exactly as without green; a call that passes
+// it goes to the interposer of the plain function, as a tail call.
+
+/// Whether `fdslen` bytes hold `nfds` pollfds (glibc's check).
+#[inline(always)]
+fn pollfds_fit(nfds: nfds_t, fdslen: size_t) -> bool {
+    (fdslen / std::mem::size_of::<pollfd>()) as nfds_t >= nfds
+}
+
+/// Notes fortified variant `h` as seen when its call on `fd` goes to the
+/// green path of the plain function's interposer: a green caller, on an fd
+/// that green waits on.
+#[inline(never)]
+fn fortified_fd_seen(h: H, fd: RawFd) {
+    let st = state();
+    if green_hub(st, NET).is_some() {
+        let b = fds::classify(fd);
+        if b & (fds::OURS | fds::POLL_FIRST) != 0 || (b & fds::FILE != 0 && st & FILES != 0) {
+            mark(h);
+        }
+    }
+}
+
+/// # Safety
+/// glibc's `__read_chk`.
+#[no_mangle]
+pub unsafe extern "C" fn __read_chk(
+    fd: c_int,
+    buf: *mut c_void,
+    nbytes: size_t,
+    buflen: size_t,
+) -> ssize_t {
+    if nbytes > buflen {
+        // SAFETY: the caller's arguments: glibc reports the overflow.
+        return unsafe { original::__read_chk(fd, buf, nbytes, buflen) };
+    }
+    if !fd_passes(state(), fd) {
+        fortified_fd_seen(H::__read_chk, fd);
+    }
+    // SAFETY: the caller's arguments, checked: `nbytes` fits in the buffer.
+    unsafe { read(fd, buf, nbytes) }
+}
+
+/// # Safety
+/// glibc's `__recv_chk`.
+#[no_mangle]
+pub unsafe extern "C" fn __recv_chk(
+    fd: c_int,
+    buf: *mut c_void,
+    len: size_t,
+    buflen: size_t,
+    flags: c_int,
+) -> ssize_t {
+    if len > buflen {
+        // SAFETY: the caller's arguments: glibc reports the overflow.
+        return unsafe { original::__recv_chk(fd, buf, len, buflen, flags) };
+    }
+    if !dontwait(flags) && !fd_passes(state(), fd) {
+        fortified_fd_seen(H::__recv_chk, fd);
+    }
+    // SAFETY: the caller's arguments, checked: `len` fits in the buffer.
+    unsafe { recv(fd, buf, len, flags) }
+}
+
+/// # Safety
+/// glibc's `__recvfrom_chk`.
+#[no_mangle]
+pub unsafe extern "C" fn __recvfrom_chk(
+    fd: c_int,
+    buf: *mut c_void,
+    len: size_t,
+    buflen: size_t,
+    flags: c_int,
+    addr: *mut sockaddr,
+    addrlen: *mut socklen_t,
+) -> ssize_t {
+    if len > buflen {
+        // SAFETY: the caller's arguments: glibc reports the overflow.
+        return unsafe { original::__recvfrom_chk(fd, buf, len, buflen, flags, addr, addrlen) };
+    }
+    if !dontwait(flags) && !fd_passes(state(), fd) {
+        fortified_fd_seen(H::__recvfrom_chk, fd);
+    }
+    // SAFETY: the caller's arguments, checked: `len` fits in the buffer.
+    unsafe { recvfrom(fd, buf, len, flags, addr, addrlen) }
+}
+
+/// # Safety
+/// glibc's `__poll_chk`.
+#[no_mangle]
+pub unsafe extern "C" fn __poll_chk(
+    fds: *mut pollfd,
+    nfds: nfds_t,
+    timeout: c_int,
+    fdslen: size_t,
+) -> c_int {
+    if !pollfds_fit(nfds, fdslen) {
+        // SAFETY: the caller's arguments: glibc reports the overflow.
+        return unsafe { original::__poll_chk(fds, nfds, timeout, fdslen) };
+    }
+    let st = state();
+    if st != 0 && timeout != 0 {
+        mark_if_green(st, H::__poll_chk);
+    }
+    // SAFETY: the caller's arguments, checked: the array holds `nfds`.
+    unsafe { poll(fds, nfds, timeout) }
+}
+
+/// # Safety
+/// glibc's `__ppoll_chk`.
+#[no_mangle]
+pub unsafe extern "C" fn __ppoll_chk(
+    fds: *mut pollfd,
+    nfds: nfds_t,
+    timeout: *const timespec,
+    sigmask: *const sigset_t,
+    fdslen: size_t,
+) -> c_int {
+    if !pollfds_fit(nfds, fdslen) {
+        // SAFETY: the caller's arguments: glibc reports the overflow.
+        return unsafe { original::__ppoll_chk(fds, nfds, timeout, sigmask, fdslen) };
+    }
+    let st = state();
+    // SAFETY: the caller's timespec, if any.
+    let waits =
+        || timeout.is_null() || unsafe { ts_duration(&*timeout) }.is_some_and(|d| !d.is_zero());
+    if st != 0 && sigmask.is_null() && waits() {
+        mark_if_green(st, H::__ppoll_chk);
+    }
+    // SAFETY: the caller's arguments, checked: the array holds `nfds`.
+    unsafe { ppoll(fds, nfds, timeout, sigmask) }
 }
 
 // ---- sleeping and yielding ------------------------------------------------
@@ -1931,16 +2171,21 @@ unsafe extern "C" fn syscall_patched(
         return unsafe { futex_call(st, a[0], a[1], a[2], a[3], a[5]) }.unwrap_or_else(real);
     }
     // std copies between a socket and a file or pipe with these (in
-    // `io::copy`): on a socket green made non-blocking they wait like a
-    // write to it (or a read from it).
-    let (fd, interest) = if num == libc::SYS_sendfile {
-        (a[0] as RawFd, Interest::Write)
-    } else if fds::bits(a[2] as RawFd) & fds::OURS != 0 {
-        (a[2] as RawFd, Interest::Write)
+    // `io::copy`), as the named functions do.
+    let (bulk, fd_in, fd_out) = if num == libc::SYS_sendfile {
+        (Bulk::Sendfile, a[1], a[0])
     } else {
-        (a[0] as RawFd, Interest::Read)
+        (Bulk::Splice, a[0], a[2])
     };
-    fd_call_patched(st, H::syscall, fd, interest, None, &mut |_| real() as isize) as c_long
+    let mut op = || real() as isize;
+    copy_call(
+        st,
+        H::syscall,
+        bulk,
+        fd_in as RawFd,
+        fd_out as RawFd,
+        &mut op,
+    ) as c_long
 }
 
 /// The green part of a futex call, or `None` to make the real call.

@@ -140,7 +140,7 @@ pub fn is_patched() -> bool {
 ///
 /// | category | calls |
 /// |---|---|
-/// | `net` | `read`, `write`, `readv`, `writev`, `recv*`, `send*`, `accept`, `accept4`, `connect`, `socket`, `poll`, `ppoll`, `select`, `epoll_wait`, `epoll_pwait`; `fcntl`, `ioctl(FIONBIO)`, `setsockopt` timeouts, `close`, `dup*` bookkeeping |
+/// | `net` | `read`, `write`, `readv`, `writev`, `recv*`, `send*`, `accept`, `accept4`, `connect`, `socket`, `poll`, `ppoll`, `select`, `epoll_wait`, `epoll_pwait`, `sendfile`, `splice`; glibc's `_FORTIFY_SOURCE` variants `__read_chk`, `__recv_chk`, `__recvfrom_chk`, `__poll_chk`, `__ppoll_chk`; `fcntl`, `ioctl(FIONBIO)`, `setsockopt` timeouts, `close`, `dup*` bookkeeping |
 /// | `sleep` | `nanosleep`, `clock_nanosleep`, `usleep`, `sleep`, `sched_yield` |
 /// | `sync` | `syscall(SYS_futex)`: std's `Mutex`, `Condvar`, `RwLock`, `Once`, `mpsc`, `thread::park` |
 /// | `dns` | `getaddrinfo`, run on the tpool |

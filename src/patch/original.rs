@@ -25,8 +25,8 @@
 
 use libc::{
     addrinfo, c_char, c_int, c_long, c_uint, c_ulong, c_void, clockid_t, epoll_event, fd_set, id_t,
-    idtype_t, iovec, msghdr, nfds_t, pid_t, pollfd, rusage, siginfo_t, sigset_t, size_t, sockaddr,
-    socklen_t, ssize_t, timespec, timeval, useconds_t,
+    idtype_t, iovec, loff_t, msghdr, nfds_t, off64_t, off_t, pid_t, pollfd, rusage, siginfo_t,
+    sigset_t, size_t, sockaddr, socklen_t, ssize_t, timespec, timeval, useconds_t,
 };
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -144,6 +144,27 @@ originals! {
     fn dup(fd: c_int) -> c_int;
     fn dup2(old: c_int, new: c_int) -> c_int;
     fn dup3(old: c_int, new: c_int, flags: c_int) -> c_int;
+    fn sendfile(out_fd: c_int, in_fd: c_int, offset: *mut off_t, count: size_t) -> ssize_t;
+    fn sendfile64(out_fd: c_int, in_fd: c_int, offset: *mut off64_t, count: size_t) -> ssize_t;
+    fn splice(fd_in: c_int, off_in: *mut loff_t, fd_out: c_int, off_out: *mut loff_t, len: size_t, flags: c_uint) -> ssize_t;
+    ///
+    /// glibc's checked `read` (C code built with `_FORTIFY_SOURCE`): it
+    /// aborts if `nbytes` exceeds `buflen`.
+    fn __read_chk(fd: c_int, buf: *mut c_void, nbytes: size_t, buflen: size_t) -> ssize_t;
+    ///
+    /// glibc's checked `recv`: it aborts if `len` exceeds `buflen`.
+    fn __recv_chk(fd: c_int, buf: *mut c_void, len: size_t, buflen: size_t, flags: c_int) -> ssize_t;
+    ///
+    /// glibc's checked `recvfrom`: it aborts if `len` exceeds `buflen`.
+    fn __recvfrom_chk(fd: c_int, buf: *mut c_void, len: size_t, buflen: size_t, flags: c_int, addr: *mut sockaddr, addrlen: *mut socklen_t) -> ssize_t;
+    ///
+    /// glibc's checked `poll`: it aborts if `fdslen` bytes hold fewer than
+    /// `nfds` pollfds.
+    fn __poll_chk(fds: *mut pollfd, nfds: nfds_t, timeout: c_int, fdslen: size_t) -> c_int;
+    ///
+    /// glibc's checked `ppoll`: it aborts if `fdslen` bytes hold fewer than
+    /// `nfds` pollfds.
+    fn __ppoll_chk(fds: *mut pollfd, nfds: nfds_t, timeout: *const timespec, sigmask: *const sigset_t, fdslen: size_t) -> c_int;
 }
 
 /// The address of libc's `syscall`, once looked up.
