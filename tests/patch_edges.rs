@@ -284,3 +284,22 @@ fn non_blocking_mode_set_on_a_clone_reaches_the_original() -> io::Result<()> {
     assert_eq!(r, Ok(Err(io::ErrorKind::WouldBlock)));
     Ok(())
 }
+
+/// A green thread's first write to a char device that cannot be polled
+/// (`/dev/null`) is written in full, as without `patch()`.
+#[test]
+fn a_first_green_write_to_dev_null_is_not_cut_short() -> io::Result<()> {
+    green::patch();
+    let f = std::fs::OpenOptions::new().write(true).open("/dev/null")?;
+    let fd = f.as_raw_fd();
+    let n = green::spawn(move || {
+        let buf = vec![0u8; 100_000];
+        // SAFETY (both): a valid buffer of its length, an open fd.
+        let first = unsafe { libc::write(fd, buf.as_ptr().cast(), buf.len()) };
+        let second = unsafe { libc::write(fd, buf.as_ptr().cast(), buf.len()) };
+        (first, second)
+    })
+    .wait();
+    assert_eq!(n, (100_000, 100_000));
+    Ok(())
+}

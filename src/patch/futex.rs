@@ -180,17 +180,17 @@ pub(super) fn waiting_after_store() -> bool {
 /// two always sees the other.
 #[inline(always)]
 fn full_barrier() {
-    #[cfg(target_arch = "x86_64")]
+    #[cfg(all(target_arch = "x86_64", target_pointer_width = "64"))]
     // SAFETY: a locked no-op `or` on the top of the stack, which is the
     // caller's own memory. On x86-64 a locked instruction orders all
     // earlier loads and stores before all later ones, as `mfence` does
-    // for ordinary memory, at a fraction of its cost (Linux's `smp_mb`
-    // is the same instruction). The asm reads and writes memory, so the
+    // for ordinary memory, at a fraction of its cost (Linux's `smp_mb` is
+    // a locked no-op add to a stack slot). The asm reads and writes memory, so the
     // compiler moves no memory access across it.
     unsafe {
         std::arch::asm!("lock or dword ptr [rsp], 0", options(nostack))
     };
-    #[cfg(not(target_arch = "x86_64"))]
+    #[cfg(not(all(target_arch = "x86_64", target_pointer_width = "64")))]
     std::sync::atomic::fence(Ordering::SeqCst);
 }
 

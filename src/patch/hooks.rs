@@ -390,8 +390,10 @@ fn fd_call_patched(
                 if e.raw_os_error() == Some(libc::EPERM)
                     || e.kind() == io::ErrorKind::InvalidInput =>
             {
-                // Not pollable (/dev/null and the like): never waits.
+                // Not pollable (/dev/null and the like): never waits,
+                // and takes the whole buffer.
                 fds::set(fd, fds::KNOWN | fds::FILE, (0, 0));
+                return op(usize::MAX);
             }
             Ok(Err(e)) if e.kind() == io::ErrorKind::ConnectionAborted => {
                 set_errno(libc::EBADF);
@@ -2042,7 +2044,7 @@ pub unsafe extern "C" fn waitid(
 ///
 /// # Safety
 /// libc's `syscall`.
-#[cfg(target_arch = "x86_64")]
+#[cfg(all(target_arch = "x86_64", target_pointer_width = "64"))]
 #[no_mangle]
 #[unsafe(naked)]
 pub unsafe extern "C" fn syscall(
@@ -2054,8 +2056,10 @@ pub unsafe extern "C" fn syscall(
     a5: c_long,
     a6: c_long,
 ) -> c_long {
-    // rdi: the number; edx: the futex operation. Labels made only of the
-    // digits 0 and 1 would read as binary numbers in Intel syntax.
+    // rdi: the number; edx: the futex operation; r11, a scratch register
+    // that carries no argument (rax, which may carry a variadic call's
+    // vector-register count, is left alone). Labels made only of the digits
+    // 0 and 1 would read as binary numbers in Intel syntax.
     std::arch::naked_asm!(
         "cmp rdi, {futex}",
         "je 2f",
@@ -2067,11 +2071,11 @@ pub unsafe extern "C" fn syscall(
         "jmp {real}",
         "2:",
         // The command, without the private and clock flags.
-        "mov eax, edx",
-        "and eax, {cmd_mask}",
-        "cmp eax, {wake}",
+        "mov r11d, edx",
+        "and r11d, {cmd_mask}",
+        "cmp r11d, {wake}",
         "je 3f",
-        "cmp eax, {wake_bitset}",
+        "cmp r11d, {wake_bitset}",
         "jne 4f",
         "3:",
         // A wake: a full barrier after the caller's store to the futex
@@ -2095,7 +2099,7 @@ pub unsafe extern "C" fn syscall(
 }
 
 /// Elsewhere the interposer is [`syscall_hooked`] itself.
-#[cfg(not(target_arch = "x86_64"))]
+#[cfg(not(all(target_arch = "x86_64", target_pointer_width = "64")))]
 use syscall_hooked as syscall;
 
 /// The `syscall` interposer's decision, in full (on targets other than
@@ -2103,7 +2107,10 @@ use syscall_hooked as syscall;
 ///
 /// # Safety
 /// libc's `syscall`.
-#[cfg_attr(not(target_arch = "x86_64"), export_name = "syscall")]
+#[cfg_attr(
+    not(all(target_arch = "x86_64", target_pointer_width = "64")),
+    export_name = "syscall"
+)]
 unsafe extern "C" fn syscall_hooked(
     num: c_long,
     a1: c_long,
@@ -2313,12 +2320,17 @@ pub unsafe extern "C" fn fcntl(fd: c_int, cmd: c_int, arg: c_long) -> c_int {
         // SAFETY: the caller's arguments, unchanged.
         return unsafe { original::fcntl(fd, cmd, arg) };
     }
-    fcntl_patched(fd, cmd, arg)
+    // SAFETY: the caller's arguments, of a command that takes an integer.
+    unsafe { fcntl_patched(fd, cmd, arg) }
 }
 
 /// The `fcntl` commands fd bookkeeping follows.
+///
+/// # Safety
+/// `cmd` is `F_GETFL`, `F_SETFL`, `F_DUPFD` or `F_DUPFD_CLOEXEC` (which
+/// take an integer argument, or none).
 #[inline(never)]
-extern "C" fn fcntl_patched(fd: c_int, cmd: c_int, arg: c_long) -> c_int {
+unsafe extern "C" fn fcntl_patched(fd: c_int, cmd: c_int, arg: c_long) -> c_int {
     let st = state();
     // SAFETY: the caller's arguments, with O_NONBLOCK kept on a socket
     // green manages.

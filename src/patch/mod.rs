@@ -221,7 +221,10 @@ impl Builder {
     pub fn apply(self) -> io::Result<()> {
         if !cfg!(all(
             target_os = "linux",
-            any(target_arch = "x86_64", target_arch = "aarch64")
+            any(
+                all(target_arch = "x86_64", target_pointer_width = "64"),
+                target_arch = "aarch64"
+            )
         )) {
             return Err(io::Error::new(
                 io::ErrorKind::Unsupported,

@@ -168,7 +168,7 @@ originals! {
 }
 
 /// The address of libc's `syscall`, once looked up.
-#[cfg(target_arch = "x86_64")]
+#[cfg(all(target_arch = "x86_64", target_pointer_width = "64"))]
 static SYSCALL: AtomicUsize = AtomicUsize::new(0);
 
 /// libc's `syscall`, bypassing green's interposer.
@@ -177,14 +177,15 @@ static SYSCALL: AtomicUsize = AtomicUsize::new(0);
 /// the number and six more, as the kernel takes them. On x86-64 System V
 /// a variadic callee finds integer arguments exactly where a
 /// fixed-argument caller puts them, and glibc's `syscall` reads no other
-/// register (`%al` included).
+/// register (not `%al` either, a variadic call's count of vector
+/// registers, which the jump leaves as the caller set it).
 ///
 /// It is a jump to libc's function, with every register and the stack as
 /// the caller left them: an interposer that passes a call through ends in
 /// a jump to it rather than holding a frame across the system call (the
 /// seventh argument is on the stack, and the compiler would copy it into
 /// a frame of its own to call through a pointer).
-#[cfg(target_arch = "x86_64")]
+#[cfg(all(target_arch = "x86_64", target_pointer_width = "64"))]
 #[unsafe(naked)]
 pub unsafe extern "C" fn syscall(
     num: c_long,
@@ -196,17 +197,18 @@ pub unsafe extern "C" fn syscall(
     a6: c_long,
 ) -> c_long {
     std::arch::naked_asm!(
-        "mov rax, qword ptr [rip + {slot}]",
-        "test rax, rax",
+        // r11: scratch, no argument; rax is left as the caller set it.
+        "mov r11, qword ptr [rip + {slot}]",
+        "test r11, r11",
         "jz {first}",
-        "jmp rax",
+        "jmp r11",
         slot = sym SYSCALL,
         first = sym syscall_first,
     )
 }
 
 /// The first call of [`syscall`]: looks it up, then calls it.
-#[cfg(target_arch = "x86_64")]
+#[cfg(all(target_arch = "x86_64", target_pointer_width = "64"))]
 #[cold]
 unsafe extern "C" fn syscall_first(
     num: c_long,
@@ -218,15 +220,13 @@ unsafe extern "C" fn syscall_first(
     a6: c_long,
 ) -> c_long {
     let p = resolve("syscall\0", &SYSCALL);
-    // SAFETY: `p` is libc's `syscall`, which takes these arguments (see
-    // [`syscall`]).
-    let f: unsafe extern "C" fn(c_long, c_long, c_long, c_long, c_long, c_long, c_long) -> c_long =
-        unsafe { std::mem::transmute(p) };
+    // SAFETY: `p` is libc's variadic `syscall`.
+    let f: unsafe extern "C" fn(c_long, ...) -> c_long = unsafe { std::mem::transmute(p) };
     // SAFETY: the caller upholds libc's contract for it.
     unsafe { f(num, a1, a2, a3, a4, a5, a6) }
 }
 
-#[cfg(not(target_arch = "x86_64"))]
+#[cfg(not(all(target_arch = "x86_64", target_pointer_width = "64")))]
 variadic_originals! {
     fn syscall(num: c_long; a1: c_long, a2: c_long, a3: c_long, a4: c_long, a5: c_long, a6: c_long) -> c_long;
 }
