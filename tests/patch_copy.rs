@@ -12,24 +12,9 @@ use std::rc::Rc;
 use std::thread;
 use std::time::Duration;
 
-// Declared here so that these calls bind to the executable's own
-// definitions, as a C caller's do.
-extern "C" {
-    fn sendfile(
-        out_fd: libc::c_int,
-        in_fd: libc::c_int,
-        offset: *mut libc::off_t,
-        count: usize,
-    ) -> isize;
-    fn splice(
-        fd_in: libc::c_int,
-        off_in: *mut libc::loff_t,
-        fd_out: libc::c_int,
-        off_out: *mut libc::loff_t,
-        len: usize,
-        flags: libc::c_uint,
-    ) -> isize;
-}
+// Calls to these bind to the executable's own definitions, green's
+// interposers, as a C caller's do.
+use libc::{sendfile, splice};
 
 /// What is copied: more than the sockets below can buffer.
 const LEN: usize = 256 << 10;

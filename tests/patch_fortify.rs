@@ -16,40 +16,9 @@ use std::ptr;
 use std::rc::Rc;
 use std::thread;
 
-// Declared here (the libc crate does not declare them), so that these
-// calls bind to the executable's own definitions, as a C caller's do.
-extern "C" {
-    fn __read_chk(fd: libc::c_int, buf: *mut libc::c_void, nbytes: usize, buflen: usize) -> isize;
-    fn __recv_chk(
-        fd: libc::c_int,
-        buf: *mut libc::c_void,
-        len: usize,
-        buflen: usize,
-        flags: libc::c_int,
-    ) -> isize;
-    fn __recvfrom_chk(
-        fd: libc::c_int,
-        buf: *mut libc::c_void,
-        len: usize,
-        buflen: usize,
-        flags: libc::c_int,
-        addr: *mut libc::sockaddr,
-        addrlen: *mut libc::socklen_t,
-    ) -> isize;
-    fn __poll_chk(
-        fds: *mut libc::pollfd,
-        nfds: libc::nfds_t,
-        timeout: libc::c_int,
-        fdslen: usize,
-    ) -> libc::c_int;
-    fn __ppoll_chk(
-        fds: *mut libc::pollfd,
-        nfds: libc::nfds_t,
-        timeout: *const libc::timespec,
-        sigmask: *const libc::sigset_t,
-        fdslen: usize,
-    ) -> libc::c_int;
-}
+#[path = "common/fortified.rs"]
+mod fortified;
+use fortified::{__poll_chk, __ppoll_chk, __read_chk, __recv_chk, __recvfrom_chk};
 
 fn cvt(n: isize) -> io::Result<usize> {
     if n < 0 {

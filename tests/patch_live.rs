@@ -74,61 +74,12 @@ const TRIGGERS: &[(&str, Trigger)] = &[
     ("__ppoll_chk", pipe_ppoll_chk),
 ];
 
-// Declared here rather than taken from the libc crate (which lacks the
-// fortified ones), so that these calls bind to the executable's own
-// definitions, green's interposers, as a C caller's do.
-extern "C" {
-    fn sendfile(
-        out_fd: libc::c_int,
-        in_fd: libc::c_int,
-        offset: *mut libc::off_t,
-        count: usize,
-    ) -> isize;
-    fn sendfile64(
-        out_fd: libc::c_int,
-        in_fd: libc::c_int,
-        offset: *mut libc::off64_t,
-        count: usize,
-    ) -> isize;
-    fn splice(
-        fd_in: libc::c_int,
-        off_in: *mut libc::loff_t,
-        fd_out: libc::c_int,
-        off_out: *mut libc::loff_t,
-        len: usize,
-        flags: libc::c_uint,
-    ) -> isize;
-    fn __read_chk(fd: libc::c_int, buf: *mut libc::c_void, nbytes: usize, buflen: usize) -> isize;
-    fn __recv_chk(
-        fd: libc::c_int,
-        buf: *mut libc::c_void,
-        len: usize,
-        buflen: usize,
-        flags: libc::c_int,
-    ) -> isize;
-    fn __recvfrom_chk(
-        fd: libc::c_int,
-        buf: *mut libc::c_void,
-        len: usize,
-        buflen: usize,
-        flags: libc::c_int,
-        addr: *mut libc::sockaddr,
-        addrlen: *mut libc::socklen_t,
-    ) -> isize;
-    fn __poll_chk(
-        fds: *mut libc::pollfd,
-        nfds: libc::nfds_t,
-        timeout: libc::c_int,
-        fdslen: usize,
-    ) -> libc::c_int;
-    fn __ppoll_chk(
-        fds: *mut libc::pollfd,
-        nfds: libc::nfds_t,
-        timeout: *const libc::timespec,
-        sigmask: *const libc::sigset_t,
-        fdslen: usize,
-    ) -> libc::c_int;
-}
+#[path = "common/fortified.rs"]
+mod fortified;
+use fortified::{__poll_chk, __ppoll_chk, __read_chk, __recv_chk, __recvfrom_chk};
+// Calls to these bind to the executable's own definitions, green's
+// interposers, as a C caller's do.
+use libc::{sendfile, sendfile64, splice};
 
 #[test]
 fn every_interposer_takes_its_green_path() {
