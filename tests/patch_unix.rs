@@ -116,24 +116,8 @@ fn send_to_a_full_unix_datagram_receiver_waits_green_until_it_drains() -> io::Re
     // edge at all on the sender below.
     let queued = fill_receiver(&filler, &path)?;
     let sender = UnixDatagram::unbound()?;
-    let ticker = Ticker::start();
-    let sent = Rc::new(Cell::new(false));
-    let (s, p) = (sent.clone(), path.clone());
-    let send = green::spawn(move || {
-        let r = sender.send_to(b"last", &p);
-        s.set(true);
-        r
-    });
-    ticker.wait_ticks(20);
-    assert!(!sent.get(), "the send did not wait for room");
-    assert_waits_without_spinning();
-    assert!(!sent.get(), "the send did not wait for room");
-    drain(&receiver, queued)?;
-    assert_eq!(send.wait()?, 4);
-    let mut buf = [0; 8];
-    let n = receiver.recv(&mut buf)?;
-    assert_eq!(&buf[..n], b"last");
-    Ok(())
+    let p = path.clone();
+    assert_send_waits_until_drained(move || sender.send_to(b"last", &p), &receiver, queued)
 }
 
 #[test]
@@ -145,11 +129,22 @@ fn send_on_a_connected_unix_datagram_socket_waits_green_until_the_receiver_drain
     let path = dir.path().join("receiver.sock");
     sender.connect(&path)?;
     let queued = fill_receiver(&sender, &path)?;
+    assert_send_waits_until_drained(move || sender.send(b"last"), &receiver, queued)
+}
+
+/// Runs `send` (of `b"last"`) on a green thread while `receiver` holds
+/// `queued` datagrams: it waits, while other green threads run and without
+/// spinning, until the receiver is drained, and then is sent.
+fn assert_send_waits_until_drained(
+    send: impl FnOnce() -> io::Result<usize> + 'static,
+    receiver: &UnixDatagram,
+    queued: usize,
+) -> io::Result<()> {
     let ticker = Ticker::start();
     let sent = Rc::new(Cell::new(false));
     let s = sent.clone();
     let send = green::spawn(move || {
-        let r = sender.send(b"last");
+        let r = send();
         s.set(true);
         r
     });
@@ -157,7 +152,7 @@ fn send_on_a_connected_unix_datagram_socket_waits_green_until_the_receiver_drain
     assert!(!sent.get(), "the send did not wait for room");
     assert_waits_without_spinning();
     assert!(!sent.get(), "the send did not wait for room");
-    drain(&receiver, queued)?;
+    drain(receiver, queued)?;
     assert_eq!(send.wait()?, 4);
     let mut buf = [0; 8];
     let n = receiver.recv(&mut buf)?;
