@@ -7,6 +7,7 @@ use std::sync::{mpsc, Arc, Mutex};
 use std::thread;
 use std::time::Duration;
 
+mod common;
 #[path = "common/patched.rs"]
 mod patched;
 
@@ -184,10 +185,8 @@ fn poll_with_an_fd_listed_twice_waits_for_both_entries() -> io::Result<()> {
         let n = unsafe { libc::poll(fds.as_mut_ptr(), 2, 30_000) };
         (n, fds[1].revents, start.elapsed())
     });
-    let writer = green::spawn(move || {
-        green::sleep(Duration::from_millis(20));
-        b.write_all(b"x").map(|()| b)
-    });
+    // Spawned second, it runs once the poller has parked.
+    let writer = green::spawn(move || b.write_all(b"x").map(|()| b));
     // Kept open: its close would wake both entries.
     let _b = writer.wait()?;
     let (n, revents, took) = poller.wait();
@@ -195,17 +194,6 @@ fn poll_with_an_fd_listed_twice_waits_for_both_entries() -> io::Result<()> {
     assert_eq!(n, 1, "poll returned {n}, not the one ready entry");
     assert_ne!(revents & libc::POLLIN, 0);
     Ok(())
-}
-
-/// The state field of `/proc/self/task/<tid>/stat` (`S`: sleeping).
-fn task_state(tid: libc::pid_t) -> io::Result<char> {
-    let stat = std::fs::read_to_string(format!("/proc/self/task/{tid}/stat"))?;
-    let after_name = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
-    after_name
-        .trim_start()
-        .chars()
-        .next()
-        .ok_or_else(|| io::Error::other("no state in stat"))
 }
 
 /// A green thread leaked parked on a std `Mutex` (its OS thread exited
@@ -227,20 +215,12 @@ fn a_waiter_leaked_at_thread_exit_does_not_take_a_wakeup() -> io::Result<()> {
     let (done_tx, done_rx) = mpsc::channel();
     let m2 = m.clone();
     let plain = thread::spawn(move || {
-        // SAFETY: gettid has no preconditions.
-        tid_tx.send(unsafe { libc::gettid() }).unwrap();
+        tid_tx.send(common::tid()).unwrap();
         drop(m2.lock());
         done_tx.send(()).unwrap();
     });
-    let tid = tid_rx.recv().unwrap();
-    // Asleep in the kernel's futex wait (bounded: 10 s).
-    for _ in 0..10_000 {
-        if task_state(tid)? == 'S' {
-            break;
-        }
-        thread::yield_now();
-        thread::sleep(Duration::from_millis(1));
-    }
+    // Asleep in the kernel's futex wait.
+    common::wait_until_sleeping(tid_rx.recv().unwrap());
     drop(guard);
     let woke = done_rx.recv_timeout(Duration::from_secs(10));
     assert!(woke.is_ok(), "the plain waiter was not woken");

@@ -404,25 +404,51 @@ fn recv_waitall(fd: RawFd, buf: &mut [u8]) -> io::Result<usize> {
     }
 }
 
-/// Spawns a green thread that writes `abcd`, sleeps green, then writes
-/// `efgh`.
-fn write_in_halves(mut w: impl Write + 'static) -> green::GreenThread<io::Result<()>> {
+/// Spawns a green thread that writes `abcd`, waits until the receiver
+/// (`reader`, the other end's fd) has taken it, then writes `efgh`: the
+/// receive gets the halves in two calls.
+fn write_in_halves(
+    mut w: impl Write + 'static,
+    reader: RawFd,
+) -> green::GreenThread<io::Result<()>> {
     green::spawn(move || {
         w.write_all(b"abcd")?;
-        green::sleep(Duration::from_millis(20));
+        until_received(reader)?;
         w.write_all(b"efgh")
     })
+}
+
+/// Parks (in 1 ms steps, 10 s at most) until nothing is left unread on
+/// `fd`: its receiver has taken what was sent.
+fn until_received(fd: RawFd) -> io::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let mut unread: libc::c_int = 0;
+        // SAFETY: FIONREAD into an int.
+        if unsafe { libc::ioctl(fd, libc::FIONREAD, &mut unread) } < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        if unread == 0 {
+            return Ok(());
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the receiver did not take the bytes"
+        );
+        green::sleep(Duration::from_millis(1));
+    }
 }
 
 #[test]
 fn recv_with_msg_waitall_on_a_unix_stream_waits_for_the_full_length() -> io::Result<()> {
     green::patch();
     let (a, b) = UnixStream::pair()?;
+    let fd = b.as_raw_fd();
     let reader = green::spawn(move || {
         let mut buf = [0; 8];
         recv_waitall(b.as_raw_fd(), &mut buf).map(|n| (n, buf))
     });
-    let writer = write_in_halves(a);
+    let writer = write_in_halves(a, fd);
     let (n, buf) = reader.wait()?;
     writer.wait()?;
     assert_eq!(n, 8);
@@ -436,11 +462,12 @@ fn recv_with_msg_waitall_on_a_tcp_stream_waits_for_the_full_length() -> io::Resu
     let listener = TcpListener::bind("127.0.0.1:0")?;
     let client = TcpStream::connect(listener.local_addr()?)?;
     let (server, _) = listener.accept()?;
+    let fd = server.as_raw_fd();
     let reader = green::spawn(move || {
         let mut buf = [0; 8];
         recv_waitall(server.as_raw_fd(), &mut buf).map(|n| (n, buf))
     });
-    let writer = write_in_halves(client);
+    let writer = write_in_halves(client, fd);
     let (n, buf) = reader.wait()?;
     writer.wait()?;
     assert_eq!(n, 8);
@@ -452,6 +479,7 @@ fn recv_with_msg_waitall_on_a_tcp_stream_waits_for_the_full_length() -> io::Resu
 fn recvmsg_with_msg_waitall_fills_every_iovec() -> io::Result<()> {
     green::patch();
     let (a, b) = UnixStream::pair()?;
+    let fd = b.as_raw_fd();
     let reader = green::spawn(move || -> io::Result<_> {
         let (mut x, mut y) = ([0u8; 3], [0u8; 5]);
         let mut iov = [
@@ -479,7 +507,7 @@ fn recvmsg_with_msg_waitall_fills_every_iovec() -> io::Result<()> {
         assert_eq!((msg.msg_controllen, msg.msg_flags), (0, 0));
         Ok((n as usize, x, y))
     });
-    let writer = write_in_halves(a);
+    let writer = write_in_halves(a, fd);
     let (n, x, y) = reader.wait()?;
     writer.wait()?;
     assert_eq!(n, 8);
@@ -491,13 +519,14 @@ fn recvmsg_with_msg_waitall_fills_every_iovec() -> io::Result<()> {
 fn recv_with_msg_waitall_returns_what_came_before_the_peer_shut_down() -> io::Result<()> {
     green::patch();
     let (mut a, b) = UnixStream::pair()?;
+    let fd = b.as_raw_fd();
     let reader = green::spawn(move || {
         let mut buf = [0; 8];
         recv_waitall(b.as_raw_fd(), &mut buf).map(|n| (n, buf))
     });
     let writer = green::spawn(move || -> io::Result<()> {
         a.write_all(b"abcd")?;
-        green::sleep(Duration::from_millis(20));
+        until_received(fd)?;
         a.shutdown(Shutdown::Write)
     });
     let (n, buf) = reader.wait()?;
@@ -590,6 +619,7 @@ fn recv_with_msg_waitall_on_a_plain_thread_waits_for_the_full_length() -> io::Re
     a.write_all(b"x")?;
     b.read_exact(&mut [0])?;
     assert!(kernel_nonblocking(b.as_raw_fd())?);
+    let fd = b.as_raw_fd();
     let (tid_tx, tid_rx) = mpsc::channel();
     let plain = thread::spawn(move || {
         tid_tx.send(common::tid()).unwrap();
@@ -598,7 +628,7 @@ fn recv_with_msg_waitall_on_a_plain_thread_waits_for_the_full_length() -> io::Re
     });
     // It waits in the receive.
     common::wait_until_sleeping(tid_rx.recv().unwrap());
-    write_in_halves(a).wait()?;
+    write_in_halves(a, fd).wait()?;
     let (n, buf) = plain.join().unwrap()?;
     assert_eq!(n, 8);
     assert_eq!(&buf, b"abcdefgh");

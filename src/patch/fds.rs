@@ -3,7 +3,7 @@
 
 use std::os::fd::RawFd;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use super::original;
 use crate::fdmap::FdMap;
@@ -204,6 +204,12 @@ pub(super) fn timeout(fd: RawFd, interest: Interest) -> Option<Duration> {
         Interest::Write => snd,
     };
     (ns != 0).then(|| Duration::from_nanos(ns))
+}
+
+/// When a blocking call for `interest` on `fd` that starts now times out,
+/// by the socket's timeout.
+pub(super) fn deadline(fd: RawFd, interest: Interest) -> Option<Instant> {
+    timeout(fd, interest).and_then(|t| Instant::now().checked_add(t))
 }
 
 /// Records a timeout its owner set with `setsockopt`, for every fd that

@@ -288,20 +288,51 @@ fn maybe_green(st: u32) -> bool {
 /// readiness cache; `None` where a short result says nothing (writes,
 /// peeks, messages). `waitall`, if given, is tried first off the fast path:
 /// `Some` result if it made the whole call (a receive with `MSG_WAITALL`).
+///
+/// The body lives in a module of the interposer's name, as `call(h, ...)`,
+/// `h` being the name its green path is recorded under: glibc's fortified
+/// variants make the same call under their own name.
 macro_rules! fd_hooks {
     ($(
         fn $name:ident($fd:ident: $fdty:ty $(, $arg:ident: $ty:ty)* $(,)?) -> $ret:ty {
             $interest:ident, len: $len:expr, pass: $pass:expr, |$max:ident| $call:expr
-            $(, waitall: $waitall:expr)? $(,)?
+            $(, waitall: |$h:ident| $waitall:expr)? $(,)?
         }
     )*) => {$(
         #[doc = concat!("# Safety\nlibc's `", stringify!($name), "`.")]
         #[no_mangle]
         pub unsafe extern "C" fn $name($fd: $fdty $(, $arg: $ty)*) -> $ret {
+            // SAFETY: the caller's arguments.
+            unsafe { $name::call(H::$name, $fd $(, $arg)*) }
+        }
+
+        #[doc = concat!("The body of the `", stringify!($name), "` interposer.")]
+        mod $name {
+            use super::*;
+
+            /// The call, its green path recorded as `h`'s.
+            ///
+            /// # Safety
+            #[doc = concat!("libc's `", stringify!($name), "`.")]
+            #[inline(always)]
+            pub(super) unsafe fn call(h: H, $fd: $fdty $(, $arg: $ty)*) -> $ret {
+                if $pass || fd_passes(state(), $fd) {
+                    let $max = usize::MAX;
+                    // SAFETY: the caller's arguments, unchanged.
+                    return unsafe { $call };
+                }
+                // SAFETY: the caller's arguments.
+                unsafe { patched(h, $fd $(, $arg)*) }
+            }
+
             /// The call when it does not pass straight through.
+            ///
+            /// # Safety
+            #[doc = concat!("libc's `", stringify!($name), "`.")]
             #[inline(never)]
-            unsafe extern "C" fn patched($fd: $fdty $(, $arg: $ty)*) -> $ret {
+            unsafe fn patched(h: H, $fd: $fdty $(, $arg: $ty)*) -> $ret {
                 $(
+                    let $h = h;
                     // SAFETY: the caller's arguments.
                     if let Some(n) = unsafe { $waitall } {
                         return n as $ret;
@@ -311,15 +342,8 @@ macro_rules! fd_hooks {
                 // buffer.
                 let mut op = |$max: usize| unsafe { $call } as isize;
                 let (interest, len) = (Interest::$interest, $len);
-                fd_call_patched(state(), H::$name, $fd, interest, len, &mut op) as $ret
+                fd_call_patched(state(), h, $fd, interest, len, &mut op) as $ret
             }
-            if $pass || fd_passes(state(), $fd) {
-                let $max = usize::MAX;
-                // SAFETY: the caller's arguments, unchanged.
-                return unsafe { $call };
-            }
-            // SAFETY: the caller's arguments.
-            unsafe { patched($fd $(, $arg)*) }
         }
     )*};
 }
@@ -481,7 +505,7 @@ fn emulate(
     unsignalled: bool,
     op: &mut dyn FnMut() -> isize,
 ) -> isize {
-    let deadline = fds::timeout(fd, interest).and_then(|t| Instant::now().checked_add(t));
+    let deadline = fds::deadline(fd, interest);
     emulate_until(fd, interest, unsignalled, deadline, op)
 }
 
@@ -531,7 +555,7 @@ fn os_pause(fd: RawFd, events: libc::c_short, delay: Duration, deadline: Option<
     };
     // SAFETY: one valid pollfd, zero timeout.
     if unsafe { original::poll(&mut p, 1, 0) } == 0 {
-        let ms = wait.as_nanos().div_ceil(1_000_000).min(c_int::MAX as u128) as c_int;
+        let ms = poll_ms(wait);
         // SAFETY: as above; an error is left for the retried call to report.
         unsafe { original::poll(&mut p, 1, ms) };
     } else {
@@ -545,6 +569,11 @@ fn os_pause(fd: RawFd, events: libc::c_short, delay: Duration, deadline: Option<
     true
 }
 
+/// `d` as a `poll` timeout: milliseconds, rounded up.
+fn poll_ms(d: Duration) -> c_int {
+    d.as_nanos().div_ceil(1_000_000).min(c_int::MAX as u128) as c_int
+}
+
 /// Blocks the OS thread in a real `poll` until `fd` has `events` or
 /// `deadline` passes (false).
 fn os_wait(fd: RawFd, events: libc::c_short, deadline: Option<Instant>) -> bool {
@@ -556,7 +585,7 @@ fn os_wait(fd: RawFd, events: libc::c_short, deadline: Option<Instant>) -> bool 
                 if left.is_zero() {
                     return false;
                 }
-                left.as_nanos().div_ceil(1_000_000).min(c_int::MAX as u128) as c_int
+                poll_ms(left)
             }
         };
         let mut p = pollfd {
@@ -623,7 +652,7 @@ fd_hooks! {
     fn recv(fd: c_int, buf: *mut c_void, len: size_t, flags: c_int) -> ssize_t {
         Read, len: recv_len(len, flags), pass: dontwait(flags),
         |_max| original::recv(fd, buf, len, flags),
-        waitall: recvfrom_waitall(H::recv, fd, buf, len, flags, null_mut(), null_mut())
+        waitall: |h| recvfrom_waitall(h, fd, buf, len, flags, null_mut(), null_mut())
     }
     fn recvfrom(
         fd: c_int,
@@ -635,11 +664,11 @@ fd_hooks! {
     ) -> ssize_t {
         Read, len: recv_len(len, flags), pass: dontwait(flags),
         |_max| original::recvfrom(fd, buf, len, flags, addr, addrlen),
-        waitall: recvfrom_waitall(H::recvfrom, fd, buf, len, flags, addr, addrlen)
+        waitall: |h| recvfrom_waitall(h, fd, buf, len, flags, addr, addrlen)
     }
     fn recvmsg(fd: c_int, msg: *mut msghdr, flags: c_int) -> ssize_t {
         Read, len: None, pass: dontwait(flags), |_max| original::recvmsg(fd, msg, flags),
-        waitall: recvmsg_waitall(fd, msg, flags)
+        waitall: |h| recvmsg_waitall(h, fd, msg, flags)
     }
     fn send(fd: c_int, buf: *const c_void, len: size_t, flags: c_int) -> ssize_t {
         Write, len: None, pass: dontwait(flags), |_max| original::send(fd, buf, len, flags)
@@ -693,7 +722,7 @@ fn waitall_call(h: H, fd: RawFd, flags: c_int, want: usize, part: Part<'_>) -> O
     if b & fds::OURS == 0 || b & fds::STREAM == 0 {
         return None;
     }
-    let deadline = fds::timeout(fd, Interest::Read).and_then(|t| Instant::now().checked_add(t));
+    let deadline = fds::deadline(fd, Interest::Read);
     let mut done = 0usize;
     let Some(hub) = hub else {
         while done < want {
@@ -783,7 +812,7 @@ unsafe fn recvfrom_waitall(
 ///
 /// # Safety
 /// The arguments of a `recvmsg` call.
-unsafe fn recvmsg_waitall(fd: c_int, msg: *mut msghdr, flags: c_int) -> Option<isize> {
+unsafe fn recvmsg_waitall(h: H, fd: c_int, msg: *mut msghdr, flags: c_int) -> Option<isize> {
     if msg.is_null() || flags & libc::MSG_WAITALL == 0 {
         return None;
     }
@@ -800,7 +829,7 @@ unsafe fn recvmsg_waitall(fd: c_int, msg: *mut msghdr, flags: c_int) -> Option<i
     };
     let mut rest: Vec<iovec> = Vec::with_capacity(iovs.len());
     let ancillary = |m: &msghdr| m.msg_controllen > 0 || m.msg_flags & libc::MSG_CTRUNC != 0;
-    waitall_call(H::recvmsg, fd, flags, want, &mut |done| {
+    waitall_call(h, fd, flags, want, &mut |done| {
         if done == 0 {
             // SAFETY: the caller's arguments.
             let n = unsafe { original::recvmsg(fd, msg, flags) };
@@ -1013,8 +1042,7 @@ pub unsafe extern "C" fn connect(fd: c_int, addr: *const sockaddr, len: socklen_
             }
             _ => return -1,
         }
-        let deadline =
-            fds::timeout(fd, Interest::Write).and_then(|t| Instant::now().checked_add(t));
+        let deadline = fds::deadline(fd, Interest::Write);
         if !os_wait(fd, libc::POLLOUT, deadline) {
             set_errno(libc::EINPROGRESS);
             return -1;
@@ -1253,9 +1281,20 @@ fn wait_any(set: &[pollfd], left: Option<Duration>) {
 /// libc's `poll`.
 #[no_mangle]
 pub unsafe extern "C" fn poll(fds: *mut pollfd, nfds: nfds_t, timeout: c_int) -> c_int {
+    // SAFETY: the caller's arguments.
+    unsafe { poll_as(H::poll, fds, nfds, timeout) }
+}
+
+/// `poll`, its green path recorded as `h`'s: a call that may wait goes to
+/// [`poll_patched`], any other to libc (a tail call).
+///
+/// # Safety
+/// libc's `poll`.
+#[inline(always)]
+unsafe fn poll_as(h: H, fds: *mut pollfd, nfds: nfds_t, timeout: c_int) -> c_int {
     if state() & NET != 0 && timeout != 0 {
         // SAFETY: the caller's arguments.
-        return unsafe { poll_patched(fds, nfds, timeout) };
+        return unsafe { poll_patched(h, fds, nfds, timeout) };
     }
     // SAFETY: the caller's arguments, unchanged.
     unsafe { original::poll(fds, nfds, timeout) }
@@ -1266,9 +1305,9 @@ pub unsafe extern "C" fn poll(fds: *mut pollfd, nfds: nfds_t, timeout: c_int) ->
 /// # Safety
 /// libc's `poll`.
 #[inline(never)]
-unsafe extern "C" fn poll_patched(fds: *mut pollfd, nfds: nfds_t, timeout: c_int) -> c_int {
+unsafe fn poll_patched(h: H, fds: *mut pollfd, nfds: nfds_t, timeout: c_int) -> c_int {
     if let Some(hub) = green_hub(state(), NET) {
-        mark(H::poll);
+        mark(h);
         // SAFETY: the caller's arguments.
         return unsafe { green_poll(hub, fds, nfds, ms_deadline(timeout)) };
     }
@@ -1285,10 +1324,27 @@ pub unsafe extern "C" fn ppoll(
     timeout: *const timespec,
     sigmask: *const sigset_t,
 ) -> c_int {
-    // A signal mask must be swapped atomically with the wait: those pass.
+    // SAFETY: the caller's arguments.
+    unsafe { ppoll_as(H::ppoll, fds, nfds, timeout, sigmask) }
+}
+
+/// `ppoll`, its green path recorded as `h`'s: a call without a signal mask
+/// goes to [`ppoll_patched`], any other to libc (a tail call). A signal
+/// mask must be swapped atomically with the wait.
+///
+/// # Safety
+/// libc's `ppoll`.
+#[inline(always)]
+unsafe fn ppoll_as(
+    h: H,
+    fds: *mut pollfd,
+    nfds: nfds_t,
+    timeout: *const timespec,
+    sigmask: *const sigset_t,
+) -> c_int {
     if state() & NET != 0 && sigmask.is_null() {
         // SAFETY: the caller's arguments.
-        return unsafe { ppoll_patched(fds, nfds, timeout, sigmask) };
+        return unsafe { ppoll_patched(h, fds, nfds, timeout) };
     }
     // SAFETY: the caller's arguments, unchanged.
     unsafe { original::ppoll(fds, nfds, timeout, sigmask) }
@@ -1297,14 +1353,9 @@ pub unsafe extern "C" fn ppoll(
 /// A `ppoll` without a signal mask.
 ///
 /// # Safety
-/// libc's `ppoll`.
+/// libc's `ppoll`, with a null signal mask.
 #[inline(never)]
-unsafe extern "C" fn ppoll_patched(
-    fds: *mut pollfd,
-    nfds: nfds_t,
-    timeout: *const timespec,
-    sigmask: *const sigset_t,
-) -> c_int {
+unsafe fn ppoll_patched(h: H, fds: *mut pollfd, nfds: nfds_t, timeout: *const timespec) -> c_int {
     if let Some(hub) = green_hub(state(), NET) {
         // SAFETY: the caller's timespec, if any.
         let dur = (!timeout.is_null()).then(|| unsafe { ts_duration(&*timeout) });
@@ -1315,7 +1366,7 @@ unsafe extern "C" fn ppoll_patched(
             }
             Some(Some(Duration::ZERO)) => {}
             d => {
-                mark(H::ppoll);
+                mark(h);
                 let deadline = d.flatten().and_then(|d| Instant::now().checked_add(d));
                 // SAFETY: the caller's arguments.
                 return unsafe { green_poll(hub, fds, nfds, deadline) };
@@ -1323,7 +1374,7 @@ unsafe extern "C" fn ppoll_patched(
         }
     }
     // SAFETY: the caller's arguments, unchanged.
-    unsafe { original::ppoll(fds, nfds, timeout, sigmask) }
+    unsafe { original::ppoll(fds, nfds, timeout, std::ptr::null()) }
 }
 
 /// # Safety
@@ -1535,26 +1586,13 @@ unsafe extern "C" fn epoll_pwait_patched(
 // reports the overflow and aborts) if the call could write past the end,
 // and otherwise makes the plain call. Here a failed check goes to glibc's
 // function, which reports it exactly as without green; a call that passes
-// it goes to the interposer of the plain function, as a tail call.
+// it is made as the plain function's interposer makes it, its green path
+// recorded under the variant's name.
 
 /// Whether `fdslen` bytes hold `nfds` pollfds (glibc's check).
 #[inline(always)]
 fn pollfds_fit(nfds: nfds_t, fdslen: size_t) -> bool {
     (fdslen / std::mem::size_of::<pollfd>()) as nfds_t >= nfds
-}
-
-/// Notes fortified variant `h` as seen when its call on `fd` goes to the
-/// green path of the plain function's interposer: a green caller, on an fd
-/// that green waits on.
-#[inline(never)]
-fn fortified_fd_seen(h: H, fd: RawFd) {
-    let st = state();
-    if green_hub(st, NET).is_some() {
-        let b = fds::classify(fd);
-        if b & (fds::OURS | fds::POLL_FIRST) != 0 || (b & fds::FILE != 0 && st & FILES != 0) {
-            mark(h);
-        }
-    }
 }
 
 /// # Safety
@@ -1570,11 +1608,8 @@ pub unsafe extern "C" fn __read_chk(
         // SAFETY: the caller's arguments: glibc reports the overflow.
         return unsafe { original::__read_chk(fd, buf, nbytes, buflen) };
     }
-    if !fd_passes(state(), fd) {
-        fortified_fd_seen(H::__read_chk, fd);
-    }
     // SAFETY: the caller's arguments, checked: `nbytes` fits in the buffer.
-    unsafe { read(fd, buf, nbytes) }
+    unsafe { read::call(H::__read_chk, fd, buf, nbytes) }
 }
 
 /// # Safety
@@ -1591,11 +1626,8 @@ pub unsafe extern "C" fn __recv_chk(
         // SAFETY: the caller's arguments: glibc reports the overflow.
         return unsafe { original::__recv_chk(fd, buf, len, buflen, flags) };
     }
-    if !dontwait(flags) && !fd_passes(state(), fd) {
-        fortified_fd_seen(H::__recv_chk, fd);
-    }
     // SAFETY: the caller's arguments, checked: `len` fits in the buffer.
-    unsafe { recv(fd, buf, len, flags) }
+    unsafe { recv::call(H::__recv_chk, fd, buf, len, flags) }
 }
 
 /// # Safety
@@ -1614,11 +1646,8 @@ pub unsafe extern "C" fn __recvfrom_chk(
         // SAFETY: the caller's arguments: glibc reports the overflow.
         return unsafe { original::__recvfrom_chk(fd, buf, len, buflen, flags, addr, addrlen) };
     }
-    if !dontwait(flags) && !fd_passes(state(), fd) {
-        fortified_fd_seen(H::__recvfrom_chk, fd);
-    }
     // SAFETY: the caller's arguments, checked: `len` fits in the buffer.
-    unsafe { recvfrom(fd, buf, len, flags, addr, addrlen) }
+    unsafe { recvfrom::call(H::__recvfrom_chk, fd, buf, len, flags, addr, addrlen) }
 }
 
 /// # Safety
@@ -1634,12 +1663,8 @@ pub unsafe extern "C" fn __poll_chk(
         // SAFETY: the caller's arguments: glibc reports the overflow.
         return unsafe { original::__poll_chk(fds, nfds, timeout, fdslen) };
     }
-    let st = state();
-    if st != 0 && timeout != 0 {
-        mark_if_green(st, H::__poll_chk);
-    }
     // SAFETY: the caller's arguments, checked: the array holds `nfds`.
-    unsafe { poll(fds, nfds, timeout) }
+    unsafe { poll_as(H::__poll_chk, fds, nfds, timeout) }
 }
 
 /// # Safety
@@ -1656,15 +1681,8 @@ pub unsafe extern "C" fn __ppoll_chk(
         // SAFETY: the caller's arguments: glibc reports the overflow.
         return unsafe { original::__ppoll_chk(fds, nfds, timeout, sigmask, fdslen) };
     }
-    let st = state();
-    // SAFETY: the caller's timespec, if any.
-    let waits =
-        || timeout.is_null() || unsafe { ts_duration(&*timeout) }.is_some_and(|d| !d.is_zero());
-    if st != 0 && sigmask.is_null() && waits() {
-        mark_if_green(st, H::__ppoll_chk);
-    }
     // SAFETY: the caller's arguments, checked: the array holds `nfds`.
-    unsafe { ppoll(fds, nfds, timeout, sigmask) }
+    unsafe { ppoll_as(H::__ppoll_chk, fds, nfds, timeout, sigmask) }
 }
 
 // ---- sleeping and yielding ------------------------------------------------
