@@ -122,6 +122,12 @@ impl GuardedStack {
     pub(crate) fn guard(&self) -> (usize, usize) {
         (self.limit, self.limit + page_size())
     }
+
+    /// The whole mapping as `(lowest address, length, guard length)`, as
+    /// glibc describes a thread's stack.
+    pub(crate) fn span(&self) -> (usize, usize, usize) {
+        (self.limit, self.len, page_size())
+    }
 }
 
 impl Drop for GuardedStack {
@@ -676,6 +682,11 @@ impl Arena {
 
     pub(crate) fn guard(&self) -> (usize, usize) {
         self.stack.guard()
+    }
+
+    /// The arena's mapping, as [`GuardedStack::span`].
+    pub(crate) fn span(&self) -> (usize, usize, usize) {
+        self.stack.span()
     }
 
     /// Copies the frames of a suspended occupant into `saved`: the arena from

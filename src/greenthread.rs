@@ -277,6 +277,7 @@ impl<T> GreenThread<T> {
 pub struct Builder {
     stack_size: usize,
     shared: bool,
+    identity: Option<bool>,
 }
 
 impl Default for Builder {
@@ -291,7 +292,45 @@ impl Builder {
         Builder {
             stack_size: DEFAULT_STACK_SIZE,
             shared: false,
+            identity: None,
         }
+    }
+
+    /// Gives the green thread an identity of its own: its own
+    /// `thread_local!`s, `std::thread::current()`, errno, and everything
+    /// else std and crates keep per thread, as if it were an OS thread.
+    ///
+    /// Without this call a green thread has one if [`patch()`](crate::patch())
+    /// turned identity on (the default there), and otherwise shares its OS
+    /// thread's. Where identity is not supported
+    /// ([`patch::thread_identity`](crate::patch::thread_identity) says why),
+    /// green threads share it whatever is asked. An identity costs a TLS
+    /// block of about 5 KiB and a few hundred nanoseconds per spawn; see
+    /// `docs/patching.md`.
+    ///
+    /// # Examples
+    /// ```
+    /// use std::cell::Cell;
+    /// thread_local!(static COUNT: Cell<u32> = const { Cell::new(0) });
+    ///
+    /// COUNT.set(7);
+    /// let gt = green::Builder::new()
+    ///     .thread_identity(true)
+    ///     .spawn(|| COUNT.get())?;
+    /// let seen = gt.wait();
+    /// if green::patch::thread_identity_supported().is_ok() {
+    ///     assert_eq!(seen, 0); // its own COUNT, fresh
+    /// }
+    /// assert_eq!(COUNT.get(), 7);
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub fn thread_identity(mut self, on: bool) -> Builder {
+        self.identity = Some(on);
+        self
+    }
+
+    fn identity(&self) -> bool {
+        self.identity.unwrap_or_else(crate::tls::default_on)
     }
 
     /// Sets the usable stack size in bytes (rounded up to whole pages; at
@@ -376,7 +415,8 @@ impl Builder {
         F: FnOnce() + 'static,
     {
         let h = hub();
-        h.spawn_raw(self.stack_size, self.shared, None, move || {
+        let identity = self.identity();
+        h.spawn_raw(self.stack_size, self.shared, identity, None, move || {
             let h = hub();
             if h.take_kill() {
                 return;
@@ -403,29 +443,36 @@ impl Builder {
             links: RefCell::new(Vec::new()),
         });
         let st = state.clone();
-        let (key, gen, id) = hub().spawn_raw(self.stack_size, self.shared, at, move || {
-            let h = hub();
-            st.started.set(true);
-            let result = if h.take_kill() {
-                Err(Box::new(Killed) as Box<dyn Any + Send>)
-            } else {
-                match panic::catch_unwind(AssertUnwindSafe(f)) {
-                    // Killed inside a patched libc call, which returned an
-                    // error instead of unwinding, and ended before a park.
-                    Ok(_) if h.take_foreign_kill() => Err(Box::new(Killed) as Box<dyn Any + Send>),
-                    r => r,
+        let identity = self.identity();
+        let (key, gen, id) =
+            hub().spawn_raw(self.stack_size, self.shared, identity, at, move || {
+                let h = hub();
+                st.started.set(true);
+                let result = if h.take_kill() {
+                    Err(Box::new(Killed) as Box<dyn Any + Send>)
+                } else {
+                    match panic::catch_unwind(AssertUnwindSafe(f)) {
+                        // Killed inside a patched libc call, which returned an
+                        // error instead of unwinding, and ended before a park.
+                        Ok(_) if h.take_foreign_kill() => {
+                            Err(Box::new(Killed) as Box<dyn Any + Send>)
+                        }
+                        r => r,
+                    }
+                };
+                if h.is_closing() {
+                    // The thread is exiting and this green thread is being
+                    // dropped: let the unwind reach the coroutine's root.
+                    if let Err(p) = result {
+                        panic::resume_unwind(p);
+                    }
+                    return;
                 }
-            };
-            if h.is_closing() {
-                // The thread is exiting and this green thread is being
-                // dropped: let the unwind reach the coroutine's root.
-                if let Err(p) = result {
-                    panic::resume_unwind(p);
-                }
-                return;
-            }
-            st.finish(result);
-        })?;
+                // A thread's exit (its thread-locals' destructors) comes before
+                // its joiner sees the result, as with an OS thread.
+                crate::tls::run_exit();
+                st.finish(result);
+            })?;
         Ok(GreenThread {
             state,
             key,

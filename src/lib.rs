@@ -68,6 +68,7 @@ pub mod sync;
 pub mod thread;
 pub mod time;
 mod timeout;
+mod tls;
 pub mod tpool;
 mod wait;
 

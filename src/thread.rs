@@ -698,7 +698,9 @@ impl Builder {
         // fails, it drops `body` before returning, while the borrows live.
         let body = unsafe { erase(body) };
         let stack = stack_size.unwrap_or(DEFAULT_STACK_SIZE);
-        let (key, gen, id) = h.spawn_raw(stack, false, None, body)?;
+        // A thread of std's shape is a thread: its own identity wherever
+        // that is supported.
+        let (key, gen, id) = h.spawn_raw(stack, false, true, None, body)?;
         let thread = Thread::new(id, name, h.unparker_of(key, gen));
         h.set_thread(key, gen, thread.clone());
         Ok(JoinInner { thread, packet })
@@ -741,6 +743,9 @@ where
             panic::resume_unwind(p);
         }
     }
+    // The thread's exit (its thread-locals' destructors) comes before its
+    // joiner sees the result, as with an OS thread.
+    crate::tls::run_exit();
     finish.finish(result);
 }
 

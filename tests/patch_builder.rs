@@ -24,8 +24,12 @@ const SLEEP_HOOKS: &[&str] = &[
 ];
 
 fn sleeps_only() {
+    // Thread identity is not a category of calls; its own interposers
+    // (pthread_create, ...) would take their path whenever a green thread
+    // with an identity starts an OS thread.
     green::patch::Builder::none()
         .sleep(true)
+        .thread_identity(false)
         .apply()
         .expect("patching is supported here");
 }

@@ -9,12 +9,19 @@ use std::net::{TcpListener, TcpStream};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::ptr;
 use std::rc::Rc;
-use std::thread;
 use std::time::Duration;
 
 // Calls to these bind to the executable's own definitions, green's
 // interposers, as a C caller's do.
 use libc::{sendfile, splice};
+
+/// The OS thread running the caller: under `patch()` every green thread is
+/// a thread of its own to std (`thread::current()` differs), so the OS
+/// thread is told by its kernel id.
+fn os_thread() -> libc::pid_t {
+    // SAFETY: gettid has no preconditions.
+    unsafe { libc::gettid() }
+}
 
 /// What is copied: more than the sockets below can buffer.
 const LEN: usize = 256 << 10;
@@ -71,7 +78,7 @@ fn copy_while_others_run(
     server: TcpStream,
     mut copy: impl FnMut(RawFd, usize) -> isize + 'static,
 ) -> io::Result<(Vec<u8>, usize)> {
-    let os = thread::current().id();
+    let os = os_thread();
     let in_copy = Rc::new(Cell::new(false));
     let done = Rc::new(Cell::new(false));
     let copier = {
@@ -91,7 +98,7 @@ fn copy_while_others_run(
                 }
             };
             done.set(true);
-            (r, thread::current().id())
+            (r, os_thread())
         })
     };
     let drainer = green::spawn(move || {
@@ -109,7 +116,7 @@ fn copy_while_others_run(
             // A slow reader.
             green::sleep(Duration::from_millis(1));
         };
-        (r, thread::current().id())
+        (r, os_thread())
     });
     let counter = green::spawn(move || {
         let mut ran_during_copy = 0;
@@ -119,7 +126,7 @@ fn copy_while_others_run(
             }
             green::yield_now();
         }
-        (ran_during_copy, thread::current().id())
+        (ran_during_copy, os_thread())
     });
     let (copied, copier_os) = copier.wait();
     let (got, drainer_os) = drainer.wait();

@@ -14,11 +14,18 @@ use std::os::unix::process::ExitStatusExt;
 use std::process::Command;
 use std::ptr;
 use std::rc::Rc;
-use std::thread;
 
 #[path = "common/fortified.rs"]
 mod fortified;
 use fortified::{__poll_chk, __ppoll_chk, __read_chk, __recv_chk, __recvfrom_chk};
+
+/// The OS thread running the caller: under `patch()` every green thread is
+/// a thread of its own to std (`thread::current()` differs), so the OS
+/// thread is told by its kernel id.
+fn os_thread() -> libc::pid_t {
+    // SAFETY: gettid has no preconditions.
+    unsafe { libc::gettid() }
+}
 
 fn cvt(n: isize) -> io::Result<usize> {
     if n < 0 {
@@ -50,7 +57,7 @@ fn parks_only_its_green_thread<T: 'static>(
     supply: impl FnOnce() -> io::Result<()> + 'static,
 ) -> io::Result<T> {
     green::patch();
-    let os = thread::current().id();
+    let os = os_thread();
     let log = Rc::new(RefCell::new(Vec::new()));
     let waiter = {
         let log = log.clone();
@@ -58,7 +65,7 @@ fn parks_only_its_green_thread<T: 'static>(
             log.borrow_mut().push("call");
             let r = call(fd);
             log.borrow_mut().push("returned");
-            (r, thread::current().id())
+            (r, os_thread())
         })
     };
     green::yield_now();
@@ -67,7 +74,7 @@ fn parks_only_its_green_thread<T: 'static>(
         let log = log.clone();
         green::spawn(move || {
             log.borrow_mut().push("other ran");
-            (supply(), thread::current().id())
+            (supply(), os_thread())
         })
     };
     let (supplied, other_os) = other.wait();

@@ -10,6 +10,14 @@ use std::rc::Rc;
 use std::thread;
 use std::time::{Duration, Instant};
 
+/// The OS thread running the caller: under `patch()` every green thread is
+/// a thread of its own to std (`thread::current()` differs), so the OS
+/// thread is told by its kernel id.
+fn os_thread() -> libc::pid_t {
+    // SAFETY: gettid has no preconditions.
+    unsafe { libc::gettid() }
+}
+
 /// Concurrent requests, each with its own handler.
 const REQUESTS: usize = 200;
 /// How long each handler sleeps with `std::thread::sleep`.
@@ -18,7 +26,7 @@ const HANDLER_SLEEP: Duration = Duration::from_millis(200);
 #[test]
 fn ureq_requests_to_sleeping_tiny_http_handlers_overlap_on_one_os_thread() {
     green::patch();
-    let me = thread::current().id();
+    let me = os_thread();
     let server = Rc::new(tiny_http::Server::http("127.0.0.1:0").expect("bind"));
     let port = server.server_addr().to_ip().expect("an IP listener").port();
 
@@ -35,7 +43,7 @@ fn ureq_requests_to_sleeping_tiny_http_handlers_overlap_on_one_os_thread() {
                 request
                     .respond(tiny_http::Response::from_string(body))
                     .expect("respond");
-                thread::current().id()
+                os_thread()
             })
         })
         .collect();
@@ -49,7 +57,7 @@ fn ureq_requests_to_sleeping_tiny_http_handlers_overlap_on_one_os_thread() {
                     .expect("the request succeeds")
                     .into_string()
                     .expect("a text body");
-                (body, thread::current().id())
+                (body, os_thread())
             })
         })
         .collect();

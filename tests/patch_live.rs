@@ -21,7 +21,7 @@ use std::os::unix::net::UnixStream;
 use std::process::Command;
 use std::ptr;
 use std::sync::{Arc, Mutex};
-use std::thread::{self, ThreadId};
+use std::thread;
 use std::time::Duration;
 
 type Trigger = fn() -> io::Result<()>;
@@ -72,6 +72,19 @@ const TRIGGERS: &[(&str, Trigger)] = &[
     ("__recvfrom_chk", udp_recvfrom_chk),
     ("__poll_chk", pipe_poll_chk),
     ("__ppoll_chk", pipe_ppoll_chk),
+    ("pthread_create", os_thread_spawn),
+    ("pthread_join", os_thread_join),
+    ("fork", raw_fork),
+    ("_Fork", raw_underscore_fork),
+    ("setuid", same_uid),
+    ("setgid", same_gid),
+    ("seteuid", same_euid),
+    ("setegid", same_egid),
+    ("setreuid", same_reuid),
+    ("setregid", same_regid),
+    ("setresuid", same_resuid),
+    ("setresgid", same_resgid),
+    ("setgroups", same_groups),
 ];
 
 #[path = "common/fortified.rs"]
@@ -80,6 +93,14 @@ use fortified::{__poll_chk, __ppoll_chk, __read_chk, __recv_chk, __recvfrom_chk}
 // Calls to these bind to the executable's own definitions, green's
 // interposers, as a C caller's do.
 use libc::{sendfile, sendfile64, splice};
+
+/// The OS thread running the caller: under `patch()` every green thread is
+/// a thread of its own to std (`thread::current()` differs), so the OS
+/// thread is told by its kernel id.
+fn os_thread() -> libc::pid_t {
+    // SAFETY: gettid has no preconditions.
+    unsafe { libc::gettid() }
+}
 
 #[test]
 fn every_interposer_takes_its_green_path() {
@@ -111,8 +132,8 @@ fn every_interposer_takes_its_green_path() {
 
 // ---- helpers ----------------------------------------------------------------
 
-fn me() -> ThreadId {
-    thread::current().id()
+fn me() -> libc::pid_t {
+    os_thread()
 }
 
 fn cvt(n: isize) -> io::Result<usize> {
@@ -918,4 +939,110 @@ fn dup3() -> io::Result<()> {
     })?;
     assert_eq!(TcpStream::from(onto).peer_addr()?, peer);
     Ok(())
+}
+
+// ---- thread identity: calls made as the OS thread, and pthread_join ------
+
+fn os_thread_spawn() -> io::Result<()> {
+    let tid = on_green(|| {
+        let t = thread::spawn(os_thread);
+        Ok(t.join().expect("the OS thread panicked"))
+    })?;
+    assert_ne!(tid, os_thread(), "a thread of its own");
+    Ok(())
+}
+
+fn os_thread_join() -> io::Result<()> {
+    let (tx, rx) = std::sync::mpsc::channel::<()>();
+    let t = thread::spawn(move || rx.recv().is_ok());
+    // The join parks (the thread waits for the supplier's message).
+    let joined = parks_until(
+        move || Ok(t.join().expect("the OS thread panicked")),
+        move || {
+            tx.send(()).expect("the OS thread is waiting");
+            Ok(())
+        },
+    )?;
+    assert!(joined);
+    Ok(())
+}
+
+/// Forks with `fork_fn`; the child exits with 5, which the parent sees.
+fn fork_with(fork_fn: unsafe extern "C" fn() -> libc::pid_t) -> io::Result<()> {
+    on_green(move || {
+        // SAFETY: the child only calls async-signal-safe `_exit`.
+        let pid = unsafe { fork_fn() };
+        if pid == 0 {
+            // SAFETY: ends the child at once.
+            unsafe { libc::_exit(5) };
+        }
+        cvt(pid as isize)?;
+        let mut status = 0;
+        // SAFETY: a live out-parameter.
+        cvt(unsafe { libc::waitpid(pid, &mut status, 0) } as isize)?;
+        assert!(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 5);
+        Ok(())
+    })
+}
+
+extern "C" {
+    fn _Fork() -> libc::pid_t;
+}
+
+fn raw_fork() -> io::Result<()> {
+    fork_with(libc::fork)
+}
+
+fn raw_underscore_fork() -> io::Result<()> {
+    fork_with(_Fork)
+}
+
+/// Makes a credential call that changes nothing, on a green thread.
+fn same_ids(call: fn() -> libc::c_int) -> io::Result<()> {
+    on_green(move || {
+        // An unprivileged caller may be refused (setgroups): what matters
+        // is that the call completes, as the OS thread.
+        let rc = call();
+        if rc != 0 {
+            let e = io::Error::last_os_error();
+            assert_eq!(e.raw_os_error(), Some(libc::EPERM), "{e}");
+        }
+        Ok(())
+    })
+}
+
+// SAFETY (all below): each sets the ids the process already has.
+fn same_uid() -> io::Result<()> {
+    same_ids(|| unsafe { libc::setuid(libc::getuid()) })
+}
+fn same_gid() -> io::Result<()> {
+    same_ids(|| unsafe { libc::setgid(libc::getgid()) })
+}
+fn same_euid() -> io::Result<()> {
+    same_ids(|| unsafe { libc::seteuid(libc::geteuid()) })
+}
+fn same_egid() -> io::Result<()> {
+    same_ids(|| unsafe { libc::setegid(libc::getegid()) })
+}
+fn same_reuid() -> io::Result<()> {
+    same_ids(|| unsafe { libc::setreuid(u32::MAX, u32::MAX) })
+}
+fn same_regid() -> io::Result<()> {
+    same_ids(|| unsafe { libc::setregid(u32::MAX, u32::MAX) })
+}
+fn same_resuid() -> io::Result<()> {
+    same_ids(|| unsafe { libc::setresuid(u32::MAX, u32::MAX, u32::MAX) })
+}
+fn same_resgid() -> io::Result<()> {
+    same_ids(|| unsafe { libc::setresgid(u32::MAX, u32::MAX, u32::MAX) })
+}
+fn same_groups() -> io::Result<()> {
+    same_ids(|| {
+        let mut groups = [0 as libc::gid_t; 256];
+        // SAFETY: room for 256 groups.
+        let n = unsafe { libc::getgroups(256, groups.as_mut_ptr()) };
+        assert!(n >= 0, "getgroups: {}", io::Error::last_os_error());
+        // SAFETY: the `n` groups just read.
+        unsafe { libc::setgroups(n as usize, groups.as_ptr()) }
+    })
 }

@@ -9,10 +9,17 @@ use std::io::{self, Read, Write};
 use std::net::{TcpListener, TcpStream, UdpSocket};
 use std::os::fd::{AsRawFd, RawFd};
 use std::rc::Rc;
-use std::thread::{self, ThreadId};
 
-fn me() -> ThreadId {
-    thread::current().id()
+/// The OS thread running the caller: under `patch()` every green thread is
+/// a thread of its own to std (`thread::current()` differs), so the OS
+/// thread is told by its kernel id.
+fn os_thread() -> libc::pid_t {
+    // SAFETY: gettid has no preconditions.
+    unsafe { libc::gettid() }
+}
+
+fn me() -> libc::pid_t {
+    os_thread()
 }
 
 /// Whether `fd`'s flags, read through the (patched) `fcntl` that user code

@@ -13,15 +13,23 @@ use std::process::Command;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc, Barrier, Condvar, Mutex, OnceLock, RwLock};
-use std::thread::{self, ThreadId};
+use std::thread;
 use std::time::{Duration, Instant};
 
-fn me() -> ThreadId {
-    thread::current().id()
+/// The OS thread running the caller: under `patch()` every green thread is
+/// a thread of its own to std (`thread::current()` differs), so the OS
+/// thread is told by its kernel id.
+fn os_thread() -> libc::pid_t {
+    // SAFETY: gettid has no preconditions.
+    unsafe { libc::gettid() }
+}
+
+fn me() -> libc::pid_t {
+    os_thread()
 }
 
 /// Waits for every green thread and checks that each ran on OS thread `os`.
-fn wait_all<T>(threads: Vec<green::GreenThread<(T, ThreadId)>>, os: ThreadId) -> Vec<T> {
+fn wait_all<T>(threads: Vec<green::GreenThread<(T, libc::pid_t)>>, os: libc::pid_t) -> Vec<T> {
     threads
         .into_iter()
         .enumerate()

@@ -16,6 +16,14 @@ use std::time::{Duration, Instant};
 mod patched;
 use patched::{green_used_pair, kernel_nonblocking};
 
+/// The OS thread running the caller: under `patch()` every green thread is
+/// a thread of its own to std (`thread::current()` differs), so the OS
+/// thread is told by its kernel id.
+fn os_thread() -> libc::pid_t {
+    // SAFETY: gettid has no preconditions.
+    unsafe { libc::gettid() }
+}
+
 /// Green threads that each make one std sleep of [`NAP`].
 const SLEEPERS: u32 = 4;
 const NAP: Duration = Duration::from_millis(250);
@@ -23,13 +31,13 @@ const NAP: Duration = Duration::from_millis(250);
 /// How long `SLEEPERS` green threads on this OS thread take to each make a
 /// std sleep of `NAP`.
 fn std_sleeps_on_green_threads() -> Duration {
-    let me = thread::current().id();
+    let me = os_thread();
     let start = Instant::now();
     let sleepers: Vec<_> = (0..SLEEPERS)
         .map(|_| {
             green::spawn(|| {
                 thread::sleep(NAP);
-                thread::current().id()
+                os_thread()
             })
         })
         .collect();

@@ -117,6 +117,10 @@ pub(crate) struct GreenCtx {
     guard: (usize, usize),
     /// Boxed: only shared-stack green threads have one.
     seat: Option<Box<Seat>>,
+    /// Its own TLS block and thread pointer, if it has an identity of its
+    /// own (0: it runs on the OS thread's).
+    tls: Option<crate::tls::Block>,
+    tp: usize,
 }
 
 /// Where a shared-stack green thread keeps its frames.
@@ -317,6 +321,11 @@ pub(crate) struct Hub {
     closing: Cell<bool>,
     ticks: Cell<u32>,
     altstack: Cell<Option<(usize, usize)>>,
+    /// The OS thread's thread pointer, restored when a green thread with
+    /// a block of its own suspends.
+    os_tp: usize,
+    /// `wrfsbase` may set the thread pointer.
+    fsgsbase: bool,
 }
 
 thread_local! {
@@ -419,6 +428,8 @@ fn create() -> &'static Hub {
         closing: Cell::new(false),
         ticks: Cell::new(0),
         altstack: Cell::new(altstack),
+        os_tp: crate::tls::os_tp(),
+        fsgsbase: crate::tls::layout().is_ok_and(|l| l.fsgsbase()),
     });
     let p = Box::into_raw(hub);
     HUB.with(|h| h.set(p));
@@ -865,7 +876,7 @@ impl Hub {
     /// Resumes green thread `key` until it parks or finishes.
     #[inline]
     fn run_green(&self, key: u32, gen: u32) {
-        let (coro, yielder, info, seated) = {
+        let (coro, yielder, info, seated, tp) = {
             let mut slots = self.slots.borrow_mut();
             let Some(slot) = slots.get_mut(key as usize) else {
                 return;
@@ -898,6 +909,7 @@ impl Hub {
                     id: g.id,
                 },
                 seated,
+                g.tp,
             )
         };
         self.current.set(key);
@@ -907,8 +919,19 @@ impl Hub {
         coro::set_running(Some(info));
         // SAFETY: the coroutine lives in its slot, which never moves (the
         // slab's chunks are fixed) and is emptied only by `reap` below,
-        // after the coroutine returned.
-        let done = unsafe { (*coro).resume() };
+        // after the coroutine returned. A block of its own lives as long
+        // as the slot's green thread; the hub holds no thread-local
+        // reference across the switch.
+        let done = unsafe {
+            if tp != 0 {
+                crate::tls::set_tp(self.fsgsbase, tp);
+            }
+            let done = (*coro).resume();
+            if tp != 0 {
+                crate::tls::set_tp(self.fsgsbase, self.os_tp);
+            }
+            done
+        };
         self.current.set(HUB_CTX);
         if done {
             self.reap(key);
@@ -1084,6 +1107,7 @@ impl Hub {
         &self,
         stack_size: usize,
         shared: bool,
+        identity: bool,
         at: Option<Instant>,
         body: F,
     ) -> std::io::Result<(u32, u32, u64)>
@@ -1092,8 +1116,11 @@ impl Hub {
     {
         let entry = move |y: &Yielder| {
             hub().started(y);
+            // A thread's exit, under its own block, however the body ends.
+            let _exit = crate::tls::ExitGuard;
             body();
         };
+        let span;
         let green = if shared {
             let arena = {
                 let mut arenas = self.arenas.borrow_mut();
@@ -1108,7 +1135,11 @@ impl Hub {
                 id: crate::greenthread::next_id(),
                 coro: None,
                 yielder: std::ptr::null(),
-                guard: self.arenas.borrow()[arena].guard(),
+                guard: {
+                    let arenas = self.arenas.borrow();
+                    span = arenas[arena].span();
+                    arenas[arena].guard()
+                },
                 seat: Some(Box::new(Seat {
                     arena,
                     start: Some(Box::new(entry)),
@@ -1116,18 +1147,27 @@ impl Hub {
                     saved: Vec::new(),
                     evicted: false,
                 })),
+                tls: None,
+                tp: 0,
             }
         } else {
             let stack = self.stacks.borrow_mut().get(stack_size)?;
             let guard = stack.guard();
+            span = stack.span();
             GreenCtx {
                 id: crate::greenthread::next_id(),
                 coro: Some(Coro::new(GreenStack::Own(stack), entry)),
                 yielder: std::ptr::null(),
                 guard,
                 seat: None,
+                tls: None,
+                tp: 0,
             }
         };
+        let mut green = green;
+        if identity {
+            self.give_identity(&mut green, span)?;
+        }
         let id = green.id;
         let free = self.free_slots.borrow_mut().pop();
         let mut slots = self.slots.borrow_mut();
@@ -1163,6 +1203,33 @@ impl Hub {
         }
         self.green_count.set(self.green_count.get() + 1);
         Ok((key, gen, id))
+    }
+
+    /// Gives a green thread about to be spawned a TLS block of its own,
+    /// where that is supported (else it keeps sharing the OS thread's).
+    fn give_identity(
+        &self,
+        green: &mut GreenCtx,
+        stack: (usize, usize, usize),
+    ) -> std::io::Result<()> {
+        let Ok(layout) = crate::tls::layout() else {
+            return Ok(());
+        };
+        let hub = self as *const Hub;
+        let info = RunningInfo {
+            guard_lo: green.guard.0,
+            guard_hi: green.guard.1,
+            id: green.id,
+        };
+        let block = crate::tls::Block::new(layout, self.os_tp, stack, &|| {
+            // The runtime's own thread-locals, as the OS thread has them
+            // (the overflow handler's: this green thread's own).
+            HUB.with(|h| h.set(hub));
+            coro::set_running(Some(info));
+        })?;
+        green.tp = block.tp();
+        green.tls = Some(block);
+        Ok(())
     }
 
     /// Whether green thread `(key, gen)` is the running context.
@@ -1335,7 +1402,20 @@ impl Hub {
             if cfg!(panic = "abort") || foreign {
                 if let Some(c) = green.coro.take() {
                     std::mem::forget(c);
+                    // Its thread-locals may still be reached from the
+                    // abandoned frames (a tpool job): keep the block too.
+                    std::mem::forget(green.tls.take());
                     leaked = true;
+                }
+            } else if green.tp != 0 {
+                // It unwinds under its own thread pointer, so that its
+                // thread-locals and their destructors are its own.
+                // SAFETY: the block lives in `green` until after the drop;
+                // no thread-local reference is held across the switch.
+                unsafe {
+                    crate::tls::set_tp(self.fsgsbase, green.tp);
+                    drop(green.coro.take());
+                    crate::tls::set_tp(self.fsgsbase, self.os_tp);
                 }
             } else {
                 drop(green.coro.take());

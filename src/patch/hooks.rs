@@ -25,6 +25,10 @@ use libc::{
     sigset_t, size_t, sockaddr, socklen_t, ssize_t, timespec, timeval, useconds_t,
 };
 
+use super::thread_hooks::{
+    _Fork, fork, pthread_create, pthread_join, setegid, seteuid, setgid, setgroups, setregid,
+    setresgid, setresuid, setreuid, setuid,
+};
 use super::{fds, futex, original, DNS, EMULATE, FILES, NET, PROCESS, SLEEP, STATE, SYNC};
 use crate::hub::{self, io_loop, trampoline, Cancel, Hub, Interest};
 
@@ -42,7 +46,7 @@ macro_rules! hook_names {
 
         #[allow(non_camel_case_types, clippy::upper_case_acronyms)]
         #[derive(Clone, Copy)]
-        enum H { $($name),* }
+        pub(super) enum H { $($name),* }
 
         /// Refers to every interposer, so that the linker keeps them all
         /// wherever `patch` is linked.
@@ -97,11 +101,24 @@ hook_names!(
     __recvfrom_chk,
     __poll_chk,
     __ppoll_chk,
+    pthread_create,
+    pthread_join,
+    fork,
+    _Fork,
+    setuid,
+    setgid,
+    seteuid,
+    setegid,
+    setreuid,
+    setregid,
+    setresuid,
+    setresgid,
+    setgroups,
 );
 
 /// Notes that hook `h` took its green path (a load, and one store ever).
 #[inline]
-fn mark(h: H) {
+pub(super) fn mark(h: H) {
     let bit = 1u64 << h as u32;
     if SEEN.load(Ordering::Relaxed) & bit == 0 {
         SEEN.fetch_or(bit, Ordering::Relaxed);
@@ -152,14 +169,14 @@ pub(super) fn install_fork_handler() {
 }
 
 #[inline(always)]
-fn state() -> u32 {
+pub(super) fn state() -> u32 {
     STATE.load(Ordering::Relaxed)
 }
 
 /// The hub to park on, if category `cat` is patched and the caller is a
 /// green context that may park.
 #[inline]
-fn green_hub(st: u32, cat: u32) -> Option<&'static Hub> {
+pub(super) fn green_hub(st: u32, cat: u32) -> Option<&'static Hub> {
     if st & cat == 0 {
         return None;
     }
@@ -471,7 +488,7 @@ fn on_tpool(hub: &Hub, op: &mut dyn FnMut() -> isize) -> isize {
 /// the result away: `tpool::execute` waits for the call, which has
 /// happened, so its result is returned and the cancellation is kept for the
 /// next park point.
-fn tpool_call(hub: &Hub, f: impl FnOnce() -> isize + Send) -> isize {
+pub(super) fn tpool_call(hub: &Hub, f: impl FnOnce() -> isize + Send) -> isize {
     let out = AtomicIsize::new(0);
     let err = AtomicI32::new(0);
     let done = AtomicBool::new(false);
@@ -1818,6 +1835,80 @@ unsafe extern "C" fn sched_yield_patched() -> c_int {
 
 // ---- name resolution ------------------------------------------------------
 
+/// A run of futex waits by one context on one word that all found the word
+/// changed: the caller re-checks and waits again at once, without parking.
+#[derive(Clone, Copy)]
+struct Spin {
+    addr: usize,
+    who: u64,
+    count: u32,
+    since: Option<Instant>,
+}
+
+impl Spin {
+    const NONE: Spin = Spin {
+        addr: 0,
+        who: 0,
+        count: 0,
+        since: None,
+    };
+}
+
+thread_local! {
+    /// The current run of mismatched futex waits (per context where green
+    /// threads have identities of their own, else per OS thread).
+    static SPIN: std::cell::Cell<Spin> = const { std::cell::Cell::new(Spin::NONE) };
+}
+
+/// Mismatched waits in a row after which the waiter yields to the others.
+const SPIN_YIELD: u32 = 64;
+/// How long a run of mismatched waits may last on a shared identity before
+/// it is reported as the known freeze.
+const SPIN_LIMIT: Duration = Duration::from_secs(10);
+
+/// Notes a futex wait that returned at once because its word had changed.
+///
+/// Loops such as std's `thread::park` wait again at once. Where green
+/// threads share their OS thread's identity, two of them parked in std's
+/// `thread::park` share one parker word that never again holds the value
+/// they wait for: each wait returns at once, and the loop would hold the
+/// hub for ever. So after a run of such waits the waiter yields, letting
+/// the others run; a run that lasts [`SPIN_LIMIT`] on a shared identity
+/// panics with the cause and the fix.
+#[cold]
+fn futex_mismatch(hub: &Hub, addr: usize) {
+    let who = hub.current_green_id().unwrap_or(0);
+    let mut s = SPIN.get();
+    if s.addr != addr || s.who != who {
+        s = Spin {
+            addr,
+            who,
+            count: 0,
+            since: None,
+        };
+    }
+    s.count = s.count.saturating_add(1);
+    if s.count >= SPIN_YIELD {
+        let since = *s.since.get_or_insert_with(Instant::now);
+        if !crate::tls::on_own_block() && since.elapsed() > SPIN_LIMIT {
+            SPIN.set(Spin::NONE);
+            panic!(
+                "green: a green thread has retried a futex wait on {addr:#x} for {SPIN_LIMIT:?} \
+                 without the word ever holding the value it waits for: green threads of this OS \
+                 thread share one identity (one std::thread::park parker, one set of \
+                 thread-locals), and two of them wait on the same per-thread word. Turn on \
+                 per-green-thread identity (green::patch() does where supported; see \
+                 green::patch::thread_identity() for why it is off), or use green::sync and \
+                 green::thread::park, which park per green thread"
+            );
+        }
+        SPIN.set(s);
+        let _ = shielded(hub, crate::yield_now);
+        return;
+    }
+    SPIN.set(s);
+}
+
 /// # Safety
 /// libc's `getaddrinfo`.
 #[no_mangle]
@@ -1903,7 +1994,7 @@ fn park_on_pidfd(hub: &Hub, pid: pid_t) -> Result<Result<(), Cancel>, ()> {
 
 /// A pointer to a heap copy that a tpool job writes through while its
 /// caller waits for it.
-struct SendPtr<T>(*mut T);
+pub(super) struct SendPtr<T>(pub(super) *mut T);
 // SAFETY: see above: one writer, and the owner waits for it.
 unsafe impl<T> Send for SendPtr<T> {}
 
@@ -2262,10 +2353,19 @@ unsafe fn futex_call(
             mark(H::syscall);
             let word = uaddr as *const AtomicU32;
             match futex::wait(hub, word, val as u32, bitset, deadline) {
-                0 => Some(0),
-                e => {
-                    set_errno(e);
+                libc::EAGAIN => {
+                    futex_mismatch(hub, uaddr as usize);
+                    set_errno(libc::EAGAIN);
                     Some(-1)
+                }
+                e => {
+                    SPIN.set(Spin::NONE);
+                    if e == 0 {
+                        Some(0)
+                    } else {
+                        set_errno(e);
+                        Some(-1)
+                    }
                 }
             }
         }

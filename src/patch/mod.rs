@@ -45,6 +45,7 @@ mod fds;
 mod futex;
 mod hooks;
 pub mod original;
+mod thread_hooks;
 
 use std::io;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -114,6 +115,7 @@ pub fn patch() {
 /// assert!(!green::is_patched());
 /// ```
 pub fn unpatch() {
+    crate::tls::set_default(false);
     // Green paths off first; emulation for the sockets still non-blocking
     // stays on until they are restored.
     STATE.fetch_and(EMULATE, Ordering::SeqCst);
@@ -157,17 +159,53 @@ pub fn is_patched() -> bool {
 #[derive(Clone, Copy, Debug)]
 pub struct Builder {
     bits: u32,
+    identity: bool,
 }
 
 impl Builder {
-    /// Every category on; regular files pass through.
+    /// Every category on; regular files pass through; every green thread
+    /// gets an identity of its own where supported.
     pub fn all() -> Builder {
-        Builder { bits: ALL }
+        Builder {
+            bits: ALL,
+            identity: true,
+        }
     }
 
-    /// Every category off; turn some on with the methods below.
+    /// Every category off; turn some on with the methods below. Thread
+    /// identity stays on (see [`Builder::thread_identity`]).
     pub fn none() -> Builder {
-        Builder { bits: 0 }
+        Builder {
+            bits: 0,
+            identity: true,
+        }
+    }
+
+    /// Whether every green thread gets an identity of its own: its own
+    /// `thread_local!`s, `std::thread::current()` and parker, errno, and
+    /// what crates keep per thread (on by default).
+    ///
+    /// With it, code that tells threads apart works per green thread:
+    /// std's `mpsc` and `thread::park` between green threads of one OS
+    /// thread, crossbeam-channel, parking_lot, tokio's `block_on` inside
+    /// a blocking client, rayon. Where it is not supported green threads
+    /// share their OS thread's identity ([`thread_identity`] says which
+    /// and why). A [`crate::Builder::thread_identity`] of a spawn wins over
+    /// this.
+    ///
+    /// # Examples
+    /// ```
+    /// green::patch::Builder::all().thread_identity(false).apply()?;
+    /// assert!(matches!(
+    ///     green::patch::thread_identity(),
+    ///     green::patch::IdentityMode::Shared { .. }
+    /// ));
+    /// green::unpatch();
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub fn thread_identity(mut self, on: bool) -> Builder {
+        self.identity = on;
+        self
     }
 
     fn with(mut self, bit: u32, on: bool) -> Builder {
@@ -245,6 +283,7 @@ impl Builder {
         } else {
             bits &= !FILES;
         }
+        crate::tls::set_default(self.identity && crate::tls::layout().is_ok());
         let old = STATE.swap(bits, Ordering::SeqCst);
         if old & EMULATE != 0 && bits & NET == 0 {
             STATE.fetch_or(EMULATE, Ordering::SeqCst);
@@ -253,6 +292,65 @@ impl Builder {
         }
         Ok(())
     }
+}
+
+/// The identity green threads get: a thread of their own, or their OS
+/// thread's.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum IdentityMode {
+    /// Each green thread has its own TLS block and thread pointer: its own
+    /// `thread_local!`s, `std::thread::current()`, errno.
+    PerGreenThread,
+    /// Green threads share their OS thread's identity.
+    Shared {
+        /// Why: turned off, not patched, or not supported here (and why).
+        reason: String,
+    },
+}
+
+/// The identity that green threads spawned now get by default (a
+/// [`crate::Builder::thread_identity`] of a spawn wins over it).
+///
+/// [`patch()`] turns per-green-thread identity on where it is supported:
+/// Linux on x86-64 with glibc, whose thread layout green checks at run
+/// time.
+///
+/// # Examples
+/// ```
+/// green::patch();
+/// match green::patch::thread_identity() {
+///     green::patch::IdentityMode::PerGreenThread => {}
+///     green::patch::IdentityMode::Shared { reason } => eprintln!("shared: {reason}"),
+/// }
+/// green::unpatch();
+/// ```
+pub fn thread_identity() -> IdentityMode {
+    if crate::tls::default_on() {
+        return IdentityMode::PerGreenThread;
+    }
+    let reason = match crate::tls::layout() {
+        Err(e) => format!("not supported here: {e}"),
+        Ok(_) if is_patched() => "turned off by patch::Builder::thread_identity(false)".into(),
+        Ok(_) => "not patched: patch() turns it on".into(),
+    };
+    IdentityMode::Shared { reason }
+}
+
+/// Whether green threads can have an identity of their own in this
+/// process, and if not, why.
+///
+/// # Errors
+/// The reason, where it is not supported: another architecture or C
+/// library, or a glibc whose thread layout green does not recognise.
+///
+/// # Examples
+/// ```
+/// if let Err(why) = green::patch::thread_identity_supported() {
+///     eprintln!("green threads share their OS thread's identity: {why}");
+/// }
+/// ```
+pub fn thread_identity_supported() -> Result<(), String> {
+    crate::tls::layout().map(|_| ()).map_err(str::to_string)
 }
 
 /// The interposers that have taken their green path at least once in this

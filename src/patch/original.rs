@@ -21,7 +21,7 @@
 //! let rc = unsafe { green::patch::original::nanosleep(&ts, std::ptr::null_mut()) };
 //! assert_eq!(rc, 0);
 //! ```
-#![allow(clippy::missing_safety_doc)]
+#![allow(clippy::missing_safety_doc, non_snake_case)]
 
 use libc::{
     addrinfo, c_char, c_int, c_long, c_uint, c_ulong, c_void, clockid_t, epoll_event, fd_set, id_t,
@@ -229,6 +229,22 @@ unsafe extern "C" fn syscall_first(
 #[cfg(not(all(target_arch = "x86_64", target_pointer_width = "64")))]
 variadic_originals! {
     fn syscall(num: c_long; a1: c_long, a2: c_long, a3: c_long, a4: c_long, a5: c_long, a6: c_long) -> c_long;
+}
+
+originals! {
+    fn pthread_create(thread: *mut libc::pthread_t, attr: *const libc::pthread_attr_t, start: extern "C" fn(*mut c_void) -> *mut c_void, arg: *mut c_void) -> c_int;
+    fn pthread_join(thread: libc::pthread_t, retval: *mut *mut c_void) -> c_int;
+    fn fork() -> pid_t;
+    fn _Fork() -> pid_t;
+    fn setuid(uid: libc::uid_t) -> c_int;
+    fn setgid(gid: libc::gid_t) -> c_int;
+    fn seteuid(uid: libc::uid_t) -> c_int;
+    fn setegid(gid: libc::gid_t) -> c_int;
+    fn setreuid(ruid: libc::uid_t, euid: libc::uid_t) -> c_int;
+    fn setregid(rgid: libc::gid_t, egid: libc::gid_t) -> c_int;
+    fn setresuid(ruid: libc::uid_t, euid: libc::uid_t, suid: libc::uid_t) -> c_int;
+    fn setresgid(rgid: libc::gid_t, egid: libc::gid_t, sgid: libc::gid_t) -> c_int;
+    fn setgroups(size: size_t, list: *const libc::gid_t) -> c_int;
 }
 
 variadic_originals! {
