@@ -562,7 +562,7 @@ impl Layout {
         // Malloc's slots of this OS thread must be set before they are
         // shared (a first malloc sets them).
         // SAFETY: malloc and free of a small block.
-        unsafe { libc::free(libc::malloc(40)) };
+        unsafe { malloc_once() };
         let block = Block::new(self, os, (0, 0, 0), &|| {})
             .map_err(|e| format!("cannot allocate a TLS block: {e}"))?;
         let base = block.tcb as isize + off;
@@ -573,7 +573,7 @@ impl Layout {
         unsafe {
             let prev = current_tp();
             set_tp(self.fsgsbase, block.tcb);
-            libc::free(libc::malloc(40));
+            malloc_once();
             set_tp(self.fsgsbase, prev);
         }
         // SAFETY: as above.
@@ -594,6 +594,20 @@ impl Layout {
             ));
         }
         Ok(changed)
+    }
+}
+
+/// A malloc and free that the optimiser keeps (it may drop an unused
+/// pair).
+///
+/// # Safety
+/// Only libc runs: callable under any valid thread pointer.
+#[inline(never)]
+unsafe fn malloc_once() {
+    // SAFETY: a small allocation, freed at once.
+    unsafe {
+        let p = std::hint::black_box(libc::malloc(40));
+        libc::free(std::hint::black_box(p));
     }
 }
 

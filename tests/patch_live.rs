@@ -130,6 +130,22 @@ fn every_interposer_takes_its_green_path() {
     assert!(unseen.is_empty(), "never seen: {unseen:?}");
 }
 
+/// Thread identity is found and validated in this build too (an optimised
+/// build must not defeat the probes that find glibc's layout).
+#[test]
+fn thread_identity_is_per_green_thread() {
+    green::patch();
+    if cfg!(all(target_arch = "x86_64", target_env = "gnu")) {
+        assert_eq!(
+            green::patch::thread_identity(),
+            green::patch::IdentityMode::PerGreenThread
+        );
+        thread_local!(static X: std::cell::Cell<u32> = const { std::cell::Cell::new(0) });
+        X.set(1);
+        assert_eq!(green::spawn(|| X.get()).wait(), 0, "a fresh thread-local");
+    }
+}
+
 // ---- helpers ----------------------------------------------------------------
 
 fn me() -> libc::pid_t {
