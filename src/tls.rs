@@ -56,7 +56,7 @@
 
 use std::cell::Cell;
 use std::ffi::{c_int, c_void, CStr};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::OnceLock;
 
 /// What [`Layout::discover`] needs of the dynamic linker and libc.
@@ -551,6 +551,7 @@ impl Layout {
             return fail("this thread's tid");
         }
         layout.malloc_slots = layout.find_malloc_slots(os)?;
+        wrap_setxid_handler();
         Ok(layout)
     }
 
@@ -609,6 +610,84 @@ unsafe fn malloc_once() {
         let p = std::hint::black_box(libc::malloc(40));
         libc::free(std::hint::black_box(p));
     }
+}
+
+/// glibc's internal signal for `set*id` (`__SIGRTMIN + 1`).
+const SIGSETXID: c_int = 33;
+
+/// glibc's own `SIGSETXID` handler, which [`setxid_handler`] calls.
+static GLIBC_SETXID: AtomicUsize = AtomicUsize::new(0);
+
+/// The kernel's `struct sigaction` on x86-64 (`rt_sigaction`).
+#[repr(C)]
+struct KernelSigaction {
+    handler: usize,
+    flags: u64,
+    restorer: usize,
+    mask: u64,
+}
+
+/// Puts [`setxid_handler`] in front of glibc's `SIGSETXID` handler.
+///
+/// When one OS thread calls `setuid` (or another `set*id`), glibc signals
+/// every other thread and waits for each to change its credentials and
+/// report on a word in its TCB. The handler reports through the current
+/// thread pointer's TCB: run on a green thread's block it would report
+/// where nobody waits, and the caller would wait for ever. The wrapper
+/// runs it as the OS thread. glibc refuses `sigaction` for its internal
+/// signals, so this uses the system call.
+fn wrap_setxid_handler() {
+    let ksize = std::mem::size_of::<u64>();
+    let mut old = KernelSigaction {
+        handler: 0,
+        flags: 0,
+        restorer: 0,
+        mask: 0,
+    };
+    // SAFETY: reads the current action into `old`.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_rt_sigaction,
+            SIGSETXID,
+            std::ptr::null::<KernelSigaction>(),
+            &mut old,
+            ksize,
+        )
+    };
+    // No handler of glibc's (or ours already): nothing to wrap.
+    if rc != 0 || old.handler <= 1 || old.handler == setxid_handler as *const () as usize {
+        return;
+    }
+    GLIBC_SETXID.store(old.handler, Ordering::SeqCst);
+    let new = KernelSigaction {
+        handler: setxid_handler as *const () as usize,
+        ..old
+    };
+    // SAFETY: the same action with our handler, which calls glibc's.
+    unsafe {
+        libc::syscall(
+            libc::SYS_rt_sigaction,
+            SIGSETXID,
+            &new,
+            std::ptr::null_mut::<KernelSigaction>(),
+            ksize,
+        )
+    };
+}
+
+/// Runs glibc's `SIGSETXID` handler as the OS thread (see
+/// [`wrap_setxid_handler`]).
+extern "C" fn setxid_handler(sig: c_int, info: *mut libc::siginfo_t, ctx: *mut c_void) {
+    let h = GLIBC_SETXID.load(Ordering::Relaxed);
+    // SAFETY: glibc's SA_SIGINFO handler, stored before ours was installed.
+    let glibc: extern "C" fn(c_int, *mut libc::siginfo_t, *mut c_void) =
+        unsafe { std::mem::transmute(h) };
+    // Async-signal-safe: a const thread-local read, a thread-pointer
+    // switch around the call, and glibc's handler.
+    under_os_tp(false, || {
+        glibc(sig, info, ctx);
+        0
+    });
 }
 
 /// Runs [`probe_main`] on a new OS thread and waits for it.

@@ -242,3 +242,47 @@ fn a_green_thread_with_identity_spawns_and_joins_others() -> std::io::Result<()>
     assert_eq!(outer.wait()?, (1, 2, 7));
     Ok(())
 }
+
+/// glibc's `setuid` from another OS thread signals this one and waits for
+/// it to report in its (the OS thread's) TCB: a green thread with its own
+/// TCB running when the signal comes must not leave the caller waiting.
+#[test]
+fn setuid_from_another_os_thread_while_a_green_thread_runs() -> std::io::Result<()> {
+    if !supported() {
+        return Ok(());
+    }
+    use std::sync::atomic::AtomicBool;
+    let done = Arc::new(AtomicBool::new(false));
+    let started = Arc::new(AtomicBool::new(false));
+    let busy = {
+        let (done, started) = (done.clone(), started.clone());
+        own().spawn(move || {
+            // Runs (without parking) until the other thread's setuid is
+            // done, so the signal finds this green thread's TCB installed.
+            let deadline = std::time::Instant::now() + Duration::from_secs(20);
+            started.store(true, Ordering::SeqCst);
+            while !done.load(Ordering::SeqCst) && std::time::Instant::now() < deadline {
+                std::hint::spin_loop();
+            }
+            done.load(Ordering::SeqCst)
+        })?
+    };
+    let setter = {
+        let (done, started) = (done.clone(), started.clone());
+        std::thread::spawn(move || {
+            while !started.load(Ordering::SeqCst) {
+                std::thread::yield_now();
+            }
+            // SAFETY: sets the real uid the process already has.
+            let rc = unsafe { libc::setuid(libc::getuid()) };
+            done.store(true, Ordering::SeqCst);
+            rc
+        })
+    };
+    assert!(
+        busy.wait(),
+        "setuid on another OS thread did not return in 20 s"
+    );
+    assert_eq!(setter.join().unwrap(), 0);
+    Ok(())
+}
