@@ -54,6 +54,10 @@
 //! cache would be leaked at its end, since glibc frees it only at a real
 //! thread's exit.
 
+mod live;
+
+pub(crate) use live::{init_new_static_tls, tls_modules};
+
 use std::cell::Cell;
 use std::ffi::{c_int, c_void, CStr};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -147,6 +151,11 @@ pub(crate) fn layout() -> Result<&'static Layout, &'static str> {
         Ok(l) => Ok(l),
         Err(e) => Err(e.as_str()),
     }
+}
+
+/// The layout, if it was found already (never starts the search).
+pub(crate) fn layout_found() -> Option<&'static Layout> {
+    LAYOUT.get().and_then(|r| r.as_ref().ok())
 }
 
 thread_local! {
@@ -761,6 +770,8 @@ fn libc_tls(tp: usize) -> Option<(isize, usize)> {
 pub(crate) struct Block {
     tcb: usize,
     dealloc: DeallocTls,
+    /// Its layout's offset of the list node (see `live`).
+    list: usize,
 }
 
 impl Block {
@@ -788,6 +799,7 @@ impl Block {
         let block = Block {
             tcb,
             dealloc: l.dealloc,
+            list: l.list,
         };
         // SAFETY: every offset lies inside `struct pthread` or the static
         // TLS below it (Layout::discover found each on a live thread), in
@@ -808,9 +820,8 @@ impl Block {
                 rd::<u32>(os, head::FEATURE_1 as isize),
             );
             wr(tcb, l.tid as isize, rd::<i32>(os, l.tid as isize));
-            let list = tcb + l.list;
-            wr(tcb, l.list as isize, list);
-            wr(tcb, l.list as isize + 8, list);
+            // The list node links the block into the list of live blocks.
+            live::link(l, tcb);
             let robust = tcb + l.robust;
             wr(tcb, l.robust as isize, robust);
             wr(
@@ -858,9 +869,12 @@ impl Block {
 impl Drop for Block {
     fn drop(&mut self) {
         debug_assert_ne!(current_tp(), self.tcb, "a TLS block freed while in use");
-        // SAFETY: allocated by `_dl_allocate_tls` (Invariant), not in use;
-        // `true` frees the TCB with it.
-        unsafe { (self.dealloc)(self.tcb as *mut c_void, true) };
+        // SAFETY: allocated by `_dl_allocate_tls` (Invariant) and linked
+        // by `new`, not in use; `true` frees the TCB with it.
+        unsafe {
+            live::unlink(self.list, self.tcb);
+            (self.dealloc)(self.tcb as *mut c_void, true);
+        }
     }
 }
 

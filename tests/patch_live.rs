@@ -74,6 +74,7 @@ const TRIGGERS: &[(&str, Trigger)] = &[
     ("__ppoll_chk", pipe_ppoll_chk),
     ("pthread_create", os_thread_spawn),
     ("pthread_join", os_thread_join),
+    ("dlopen", dlopen_libc),
     ("fork", raw_fork),
     ("_Fork", raw_underscore_fork),
     ("setuid", same_uid),
@@ -1003,6 +1004,17 @@ fn fork_with(fork_fn: unsafe extern "C" fn() -> libc::pid_t) -> io::Result<()> {
 
 extern "C" {
     fn _Fork() -> libc::pid_t;
+}
+
+fn dlopen_libc() -> io::Result<()> {
+    on_green(|| {
+        // SAFETY: libc is loaded already; NOLOAD only takes a reference.
+        let h = unsafe { libc::dlopen(c"libc.so.6".as_ptr(), libc::RTLD_NOW | libc::RTLD_NOLOAD) };
+        assert!(!h.is_null(), "libc.so.6 is loaded");
+        // SAFETY: the reference just taken.
+        unsafe { libc::dlclose(h) };
+        Ok(())
+    })
 }
 
 fn raw_fork() -> io::Result<()> {

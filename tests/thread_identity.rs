@@ -6,6 +6,7 @@
 //! thread's.
 
 use std::cell::Cell;
+use std::rc::Rc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -284,5 +285,71 @@ fn setuid_from_another_os_thread_while_a_green_thread_runs() -> std::io::Result<
         "setuid on another OS thread did not return in 20 s"
     );
     assert_eq!(setter.join().unwrap(), 0);
+    Ok(())
+}
+
+/// A library with initial-exec TLS loaded while green threads with their
+/// own blocks are alive: glibc initialises it only in the threads it knows;
+/// green's `dlopen` initialises it in those blocks too.
+#[test]
+fn dlopen_initial_exec_tls_is_initialised_in_live_green_threads() -> std::io::Result<()> {
+    if !supported() {
+        return Ok(());
+    }
+    let dir = tempfile::tempdir()?;
+    let src = dir.path().join("ie.c");
+    let lib = dir.path().join("libie.so");
+    std::fs::write(
+        &src,
+        "static __thread int value __attribute__((tls_model(\"initial-exec\"))) = 42;\n\
+         static __thread char pad[64] __attribute__((tls_model(\"initial-exec\")));\n\
+         int ie_get(void) { return value + pad[7]; }\n\
+         void ie_set(int v) { value = v; }\n",
+    )?;
+    let status = std::process::Command::new("cc")
+        .args(["-shared", "-fPIC", "-O1", "-o"])
+        .arg(&lib)
+        .arg(&src)
+        .status()?;
+    assert!(status.success(), "cc failed: {status}");
+
+    type Get = extern "C" fn() -> libc::c_int;
+    type Set = extern "C" fn(libc::c_int);
+    let loaded: Rc<Cell<Option<(Get, Set)>>> = Rc::new(Cell::new(None));
+    let ready = Rc::new(green::Event::new());
+    // Alive (parked) while the library is loaded.
+    let early = {
+        let (loaded, ready) = (loaded.clone(), ready.clone());
+        own().spawn(move || {
+            ready.wait();
+            let (get, set) = loaded.get().expect("loaded");
+            let first = get();
+            set(7);
+            green::yield_now();
+            (first, get())
+        })?
+    };
+    green::yield_now();
+    let path = std::ffi::CString::new(lib.to_str().unwrap()).unwrap();
+    // SAFETY: a library of our own with no constructors; the names looked
+    // up are its functions with these signatures.
+    let (get, set) = unsafe {
+        let h = libc::dlopen(path.as_ptr(), libc::RTLD_NOW);
+        assert!(!h.is_null(), "dlopen failed");
+        let get = libc::dlsym(h, c"ie_get".as_ptr());
+        let set = libc::dlsym(h, c"ie_set".as_ptr());
+        assert!(!get.is_null() && !set.is_null());
+        (
+            std::mem::transmute::<*mut libc::c_void, Get>(get),
+            std::mem::transmute::<*mut libc::c_void, Set>(set),
+        )
+    };
+    loaded.set(Some((get, set)));
+    let late = own().spawn(move || get())?;
+    ready.send(()).expect("sent once");
+    // Each block its own value, from the library's init image.
+    assert_eq!(early.wait(), (42, 7));
+    assert_eq!(late.wait(), 42);
+    assert_eq!(get(), 42, "the OS thread's own");
     Ok(())
 }

@@ -26,8 +26,8 @@ use libc::{
 };
 
 use super::thread_hooks::{
-    _Fork, fork, pthread_create, pthread_join, setegid, seteuid, setgid, setgroups, setregid,
-    setresgid, setresuid, setreuid, setuid,
+    _Fork, dlopen, fork, pthread_create, pthread_join, setegid, seteuid, setgid, setgroups,
+    setregid, setresgid, setresuid, setreuid, setuid,
 };
 use super::{fds, futex, original, DNS, EMULATE, FILES, NET, PROCESS, SLEEP, STATE, SYNC};
 use crate::hub::{self, io_loop, trampoline, Cancel, Hub, Interest};
@@ -103,6 +103,7 @@ hook_names!(
     __ppoll_chk,
     pthread_create,
     pthread_join,
+    dlopen,
     fork,
     _Fork,
     setuid,

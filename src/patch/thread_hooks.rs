@@ -9,11 +9,14 @@
 //! not `patch()` is in effect, since identity can be asked for without it;
 //! elsewhere they call libc at once.
 //!
+//! `dlopen` gives the blocks of green threads what glibc gives the threads
+//! it knows: a newly loaded library's initial-exec TLS, initialised.
+//!
 //! `pthread_join` on a green context (patched, `sync`) waits for the thread
 //! on the tpool, so that joining an OS thread (`std::thread::JoinHandle`,
 //! `thread::scope`) parks only the green thread.
 
-use libc::{c_int, c_void, gid_t, pid_t, pthread_attr_t, pthread_t, size_t, uid_t};
+use libc::{c_char, c_int, c_void, gid_t, pid_t, pthread_attr_t, pthread_t, size_t, uid_t};
 
 use super::hooks::{green_hub, mark, state, tpool_call, SendPtr, H};
 use super::{original, SYNC};
@@ -71,6 +74,26 @@ pub unsafe extern "C" fn pthread_join(thread: pthread_t, retval: *mut *mut c_voi
         unsafe { *retval = *out };
     }
     rc as c_int
+}
+
+/// # Safety
+/// libc's `dlopen`.
+#[no_mangle]
+pub unsafe extern "C" fn dlopen(file: *const c_char, mode: c_int) -> *mut c_void {
+    let Some(layout) = crate::tls::layout_found() else {
+        // No block was ever made: glibc initialises every thread there is.
+        // SAFETY: the caller's arguments.
+        return unsafe { original::dlopen(file, mode) };
+    };
+    mark(H::dlopen);
+    let before = crate::tls::tls_modules();
+    // SAFETY: the caller's arguments.
+    let handle = unsafe { original::dlopen(file, mode) };
+    if !handle.is_null() {
+        let now = crate::tls::tls_modules();
+        crate::tls::init_new_static_tls(layout, &before, &now);
+    }
+    handle
 }
 
 /// # Safety
