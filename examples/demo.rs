@@ -228,6 +228,28 @@ mod legacy {
         )
     }
 
+    thread_local! {
+        /// Jobs done by the calling thread.
+        static DONE: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+    }
+
+    /// A job-queue worker: takes jobs from its own channel until it is
+    /// closed, spends `work` on each, counts them in a thread-local and
+    /// reports each result on the shared channel. Returns its thread's id
+    /// and its own count.
+    pub fn job_worker(
+        jobs: std::sync::mpsc::Receiver<u64>,
+        results: std::sync::mpsc::Sender<u64>,
+        work: Duration,
+    ) -> (thread::ThreadId, u64) {
+        for job in jobs {
+            thread::sleep(work);
+            DONE.with(|d| d.set(d.get() + 1));
+            results.send(job * 2).expect("the collector is listening");
+        }
+        (thread::current().id(), DONE.with(|d| d.get()))
+    }
+
     /// Fetches `path` from `host:port`; returns the whole response.
     pub fn get(host: &str, port: u16, path: &str) -> io::Result<String> {
         let mut stream = TcpStream::connect((host, port))?;
@@ -304,12 +326,66 @@ fn patched() -> io::Result<()> {
     Ok(())
 }
 
+const WORKERS: usize = 100;
+const QUEUED_JOBS: u64 = 1000;
+const JOB_WORK: Duration = Duration::from_millis(20);
+
+/// std-only code that tells threads apart, under `patch()`: `WORKERS`
+/// green threads each block in `recv` on a std `mpsc` channel of its own,
+/// kept open while a dispatcher (also green) feeds them; each counts its
+/// jobs in a `thread_local!`. All on this one OS thread: every green
+/// thread is a thread of its own to std.
+fn identity() {
+    let (results_tx, results) = std::sync::mpsc::channel::<u64>();
+    let start = Instant::now();
+    let mut queues = Vec::with_capacity(WORKERS);
+    let workers: Vec<_> = (0..WORKERS)
+        .map(|_| {
+            let (tx, rx) = std::sync::mpsc::channel::<u64>();
+            queues.push(tx);
+            let results_tx = results_tx.clone();
+            green::spawn(move || legacy::job_worker(rx, results_tx, JOB_WORK))
+        })
+        .collect();
+    drop(results_tx);
+    let collector = green::spawn(move || results.iter().sum::<u64>());
+    for job in 0..QUEUED_JOBS {
+        queues[job as usize % WORKERS]
+            .send(job)
+            .expect("a worker is listening");
+    }
+    drop(queues);
+    let mut ids = std::collections::HashSet::new();
+    let mut counted = 0;
+    for w in workers {
+        let (id, done) = w.wait();
+        ids.insert(id);
+        counted += done;
+    }
+    let sum = collector.wait();
+    let wall = start.elapsed();
+    assert_eq!(sum, QUEUED_JOBS * (QUEUED_JOBS - 1));
+    assert_eq!(counted, QUEUED_JOBS, "per-thread counts add up");
+    assert_eq!(ids.len(), WORKERS, "each worker a thread of its own");
+    println!(
+        "identity: {WORKERS} green threads on one OS thread, each a std thread ({:?}): std mpsc \
+         queues kept open, thread_local counters, {QUEUED_JOBS} jobs of {} ms thread::sleep in \
+         {:.1} ms (back to back: {} ms); {} distinct thread ids, counts add up to {counted}",
+        green::patch::thread_identity(),
+        JOB_WORK.as_millis(),
+        wall.as_secs_f64() * 1e3,
+        QUEUED_JOBS as u128 * JOB_WORK.as_millis(),
+        ids.len(),
+    );
+}
+
 fn main() -> io::Result<()> {
     sleepers();
     echo()?;
     pipeline();
     children()?;
     patched()?;
+    identity();
     println!("hub:    {:?}", green::hub::stats());
     Ok(())
 }
