@@ -61,8 +61,15 @@
 //! - A name set with [`Builder::name`] is seen by [`Thread::name`]; it is
 //!   not given to the OS thread, and the panic message of a green thread
 //!   names its OS thread.
-//! - Thread-locals ([`thread_local!`], [`LocalKey`]) are std's: one value per
-//!   OS thread, shared by every green thread on it.
+//! - Each thread spawned here is a thread of its own to std and crates: its
+//!   own thread-locals ([`thread_local!`], [`LocalKey`]), its own
+//!   `std::thread::current()` and errno, destroyed when it ends (a TLS block
+//!   of its own, where thread identity is supported:
+//!   [`patch::thread_identity_supported`](crate::patch::thread_identity_supported)).
+//!   Where it is not, and for [`green::spawn`](crate::spawn)'s green
+//!   threads without `patch()`, thread-locals are shared by every green
+//!   thread of the OS thread. [`current`] is this module's own handle
+//!   either way.
 //! - A thread still running when its OS thread exits is unwound (see
 //!   [`JoinHandle::join`]).
 //! - [`current`] and [`park`] work in every context: a green thread (spawned
