@@ -470,7 +470,7 @@ impl Builder {
                 }
                 // A thread's exit (its thread-locals' destructors) comes before
                 // its joiner sees the result, as with an OS thread.
-                crate::tls::run_exit();
+                hub().exit_thread();
                 st.finish(result);
             })?;
         Ok(GreenThread {

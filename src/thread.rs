@@ -752,7 +752,7 @@ where
     }
     // The thread's exit (its thread-locals' destructors) comes before its
     // joiner sees the result, as with an OS thread.
-    crate::tls::run_exit();
+    hub().exit_thread();
     finish.finish(result);
 }
 

@@ -164,8 +164,38 @@ thread_local! {
     static OS_TP: Cell<usize> = const { Cell::new(0) };
     /// Whether the running code is on a green thread's own block.
     static OWN: Cell<bool> = const { Cell::new(false) };
-    /// The thread's exit has run ([`run_exit`]).
-    static EXITED: Cell<bool> = const { Cell::new(false) };
+    /// In an OS thread's block: the code running is inside
+    /// [`under_os_tp`] (or a fork under the OS thread's pointer) on behalf
+    /// of a green thread, and must not park.
+    static IN_OS_REGION: Cell<bool> = const { Cell::new(false) };
+    /// In an OS thread's block: the block a fork's preparation switched
+    /// away from, to switch back to after the fork (0: none).
+    static FORK_SAVED: Cell<usize> = const { Cell::new(0) };
+}
+
+/// Whether the running code makes a call as the OS thread on behalf of a
+/// green thread ([`under_os_tp`]): it must not park there, since the hub
+/// would resume it under the green thread's pointer.
+#[inline]
+pub(crate) fn in_os_region() -> bool {
+    IN_OS_REGION.get()
+}
+
+/// Enters or leaves an OS-thread region ([`in_os_region`]). Not inlined:
+/// its thread-local access must be made under the thread pointer current
+/// at the call, not one a caller computed before switching it.
+#[inline(never)]
+fn set_os_region(on: bool) {
+    IN_OS_REGION.set(on);
+}
+
+/// Whether the kernel lets user code set the FS base (`wrfsbase`).
+pub(crate) fn fsgsbase() -> bool {
+    static FSGSBASE: OnceLock<bool> = OnceLock::new();
+    // SAFETY: getauxval has no preconditions.
+    *FSGSBASE.get_or_init(|| {
+        cfg!(target_arch = "x86_64") && unsafe { libc::getauxval(libc::AT_HWCAP2) } & 2 != 0
+    })
 }
 
 /// Whether green threads get an identity of their own unless their
@@ -224,12 +254,13 @@ pub(crate) fn on_own_block() -> bool {
 /// Runs `f` under the OS thread's own thread pointer when the caller is a
 /// green thread with a block of its own (else just runs it): for the libc
 /// calls that must see the OS thread as themselves (`pthread_create`,
-/// `set*id`, `fork`). `f` must not touch a thread-local of the caller's,
-/// park, or unwind.
+/// `set*id`, `fork`). `f` must not touch a thread-local of the caller's or
+/// unwind; it cannot park (the hooks pass through inside it, see
+/// [`in_os_region`]). The errno `f` leaves is the caller's.
 ///
-/// In a child made by `fork` under it (`f` returns 0 where `forked`), the
-/// green thread's block takes the child's tid, so that the child carries
-/// on as the same green thread with its own thread-locals.
+/// In a child made by `fork` under it (`f` returns 0 where `forked`), every
+/// live block takes the child's tid, so that the child carries on as the
+/// same green thread with its own thread-locals.
 pub(crate) fn under_os_tp<T: PartialEq + Default>(forked: bool, f: impl FnOnce() -> T) -> T {
     if !on_own_block() {
         return f();
@@ -239,16 +270,78 @@ pub(crate) fn under_os_tp<T: PartialEq + Default>(forked: bool, f: impl FnOnce()
     let os = OS_TP.get();
     // SAFETY: `os` is this OS thread's own thread pointer (seeded into the
     // block) and `own` the live block the caller runs on; `f` holds no
-    // thread-local reference (the caller's contract).
+    // thread-local reference (the caller's contract), and every
+    // thread-local access below is made by a call, under the pointer
+    // current then.
     unsafe {
         set_tp(l.fsgsbase, os);
+        set_os_region(true);
         let r = f();
+        let errno = *libc::__errno_location();
+        set_os_region(false);
         if forked && r == T::default() {
             // glibc set the child's tid in the OS thread's TCB.
-            wr(own, l.tid as isize, rd::<i32>(os, l.tid as isize));
+            live::set_tids(l, rd::<i32>(os, l.tid as isize));
         }
         set_tp(l.fsgsbase, own);
+        *libc::__errno_location() = errno;
         r
+    }
+}
+
+/// Makes every way into glibc's `fork` run as the OS thread: `forkpty`,
+/// `daemon` and others call glibc's own fork, not the interposed one. The
+/// preparation step (which glibc runs after the handlers registered later)
+/// switches to the OS thread's pointer and holds the live-block list; the
+/// parent and child steps (run before the handlers registered later)
+/// switch back, and in the child give every block the child's tid.
+fn install_fork_handlers() {
+    extern "C" fn prepare() {
+        if let Some(l) = layout_found().filter(|_| on_own_block()) {
+            let own = current_tp();
+            let os = OS_TP.get();
+            // SAFETY: as in `under_os_tp`; the thread-locals below are set
+            // by a call made under the OS thread's pointer.
+            unsafe { set_tp(l.fsgsbase, os) };
+            note_fork(own);
+        }
+        // Held across the fork: a child never finds it held by a thread it
+        // does not have.
+        live::lock_for_fork();
+    }
+    extern "C" fn parent() {
+        live::unlock_after_fork();
+        back_from_fork(false);
+    }
+    extern "C" fn child() {
+        live::unlock_after_fork();
+        back_from_fork(true);
+    }
+    // SAFETY: registers three handlers that only switch the thread pointer
+    // and take or release a lock.
+    unsafe { libc::pthread_atfork(Some(prepare), Some(parent), Some(child)) };
+}
+
+#[inline(never)]
+fn note_fork(own: usize) {
+    FORK_SAVED.set(own);
+    IN_OS_REGION.set(true);
+}
+
+/// After a fork: back to the block the preparation switched away from.
+#[inline(never)]
+fn back_from_fork(child: bool) {
+    let own = FORK_SAVED.replace(0);
+    let Some(l) = layout_found() else { return };
+    if child {
+        // SAFETY: `tid` lies in every TCB; glibc set the child's in this,
+        // the OS thread's.
+        live::set_tids(l, unsafe { rd::<i32>(current_tp(), l.tid as isize) });
+    }
+    if own != 0 {
+        IN_OS_REGION.set(false);
+        // SAFETY: the live block the preparation switched away from.
+        unsafe { set_tp(l.fsgsbase, own) };
     }
 }
 
@@ -388,6 +481,7 @@ extern "C" fn probe_main(arg: *mut c_void) -> *mut c_void {
 
 extern "C" {
     fn __res_state() -> *mut c_void;
+    fn __res_nclose(state: *mut c_void);
 }
 
 /// The only 4-aligned offset at or past `from` where `bytes` hold `v`.
@@ -416,12 +510,6 @@ fn word(bytes: &[u8], off: usize) -> usize {
 }
 
 impl Layout {
-    /// Whether `wrfsbase` may set the thread pointer (else a system call
-    /// does).
-    pub(crate) fn fsgsbase(&self) -> bool {
-        self.fsgsbase
-    }
-
     #[cfg(not(target_arch = "x86_64"))]
     fn discover() -> Result<Layout, String> {
         Err("per-green-thread identity is implemented for x86-64 only".into())
@@ -441,9 +529,7 @@ impl Layout {
         let call_tls_dtors = need(c"__call_tls_dtors", true)?;
         let ctype_init = need(c"__ctype_init", true)?;
         let keys = need(c"__pthread_keys", true)?;
-        // SAFETY: getauxval has no preconditions.
-        let hwcap2 = unsafe { libc::getauxval(libc::AT_HWCAP2) };
-        let fsgsbase = hwcap2 & 2 != 0;
+        let fsgsbase = fsgsbase();
 
         // A probe thread reports where glibc keeps its fields.
         let mut probe = Probe {
@@ -561,6 +647,8 @@ impl Layout {
         }
         layout.malloc_slots = layout.find_malloc_slots(os)?;
         wrap_setxid_handler();
+        install_fork_handlers();
+        live::note_loaded_modules();
         Ok(layout)
     }
 
@@ -787,6 +875,9 @@ impl Block {
         seed: &dyn Fn(),
     ) -> std::io::Result<Block> {
         let l = layout;
+        // Allocated and put on the live list under the list's lock, so
+        // that a `dlopen` between the two cannot miss it.
+        let live = live::lock();
         // SAFETY: `_dl_allocate_tls(NULL)` allocates a block as
         // pthread_create does, with a zeroed TCB.
         let tcb = unsafe { (l.alloc)(std::ptr::null_mut()) } as usize;
@@ -821,7 +912,8 @@ impl Block {
             );
             wr(tcb, l.tid as isize, rd::<i32>(os, l.tid as isize));
             // The list node links the block into the list of live blocks.
-            live::link(l, tcb);
+            live.link(l, tcb);
+            drop(live);
             let robust = tcb + l.robust;
             wr(tcb, l.robust as isize, robust);
             wr(
@@ -850,10 +942,7 @@ impl Block {
             }
             let prev = current_tp();
             set_tp(l.fsgsbase, tcb);
-            (l.ctype_init)();
-            OS_TP.set(os);
-            OWN.set(true);
-            seed();
+            seed_block(l, os, seed);
             set_tp(l.fsgsbase, prev);
         }
         Ok(block)
@@ -864,6 +953,19 @@ impl Block {
     pub(crate) fn tp(&self) -> usize {
         self.tcb
     }
+}
+
+/// What a new block needs under its own thread pointer: libc's ctype
+/// tables, and the runtime's thread-locals. Not inlined: its thread-local
+/// accesses must be made under the new pointer, not one its caller
+/// computed before switching.
+#[inline(never)]
+fn seed_block(l: &Layout, os: usize, seed: &dyn Fn()) {
+    // SAFETY: glibc's per-thread ctype set-up, as at a thread's start.
+    unsafe { (l.ctype_init)() };
+    OS_TP.set(os);
+    OWN.set(true);
+    seed();
 }
 
 impl Drop for Block {
@@ -878,22 +980,13 @@ impl Drop for Block {
     }
 }
 
-/// Runs [`run_exit`] when dropped: a green thread's body holds one, so
-/// that its thread's exit runs however the body ends (returns, is killed,
-/// or is unwound at its OS thread's exit).
-pub(crate) struct ExitGuard;
-
-impl Drop for ExitGuard {
-    fn drop(&mut self) {
-        run_exit();
-    }
-}
-
 /// Runs a thread's exit under the current green thread's own block: its
 /// `thread_local!` destructors, its pthread-key destructors, and libc's
-/// per-thread buffers. Does nothing elsewhere.
+/// per-thread state (message buffers, resolver sockets, `dlerror`'s
+/// message). Does nothing elsewhere. It may run again, later in the green
+/// thread's end, for what code after the first run set up.
 pub(crate) fn run_exit() {
-    if !on_own_block() || EXITED.replace(true) {
+    if !on_own_block() {
         return;
     }
     let Ok(l) = layout() else { return };
@@ -909,11 +1002,19 @@ pub(crate) fn run_exit() {
                 wr(tcb, off as isize, std::ptr::null_mut::<c_void>());
             }
         }
-        // Malloc's cache and arena are the OS thread's: not this block's to
-        // free.
-        for &slot in &l.malloc_slots {
-            wr(tcb, slot, 0usize);
+        if let Some((res, _)) = l.res {
+            // `options & RES_INIT`: set up by a resolver call (which sets
+            // its socket fields too; a zeroed state has socket 0).
+            if rd::<libc::c_ulong>(tcb, res as isize + 8) & 1 != 0 {
+                __res_nclose((tcb + res) as *mut c_void);
+            }
         }
+        // dlerror's message, if any: taken, then freed by the next call.
+        if !libc::dlerror().is_null() {
+            libc::dlerror();
+        }
+        // Malloc's cache and arena stay: they are the OS thread's, shared,
+        // and code after this may still allocate.
     }
 }
 

@@ -353,3 +353,250 @@ fn dlopen_initial_exec_tls_is_initialised_in_live_green_threads() -> std::io::Re
     assert_eq!(get(), 42, "the OS thread's own");
     Ok(())
 }
+
+/// A call made as the OS thread (set*id) leaves its errno to the caller.
+#[test]
+fn errno_of_a_call_made_as_the_os_thread_is_the_callers() -> std::io::Result<()> {
+    if !supported() {
+        return Ok(());
+    }
+    let (rc, errno) = own()
+        .spawn(|| {
+            // SAFETY: an invalid uid: the call fails and changes nothing.
+            let rc = unsafe { libc::setuid(u32::MAX) };
+            (rc, std::io::Error::last_os_error().raw_os_error())
+        })?
+        .wait();
+    assert_eq!((rc, errno), (-1, Some(libc::EINVAL)));
+    Ok(())
+}
+
+/// Waits for child `pid` for at most 20 s (then kills it): its exit status.
+fn wait_child(pid: libc::pid_t) -> libc::c_int {
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let mut status = 0;
+    loop {
+        // SAFETY: a live out-parameter.
+        let r = unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) };
+        if r == pid {
+            return status;
+        }
+        assert_eq!(r, 0, "waitpid: {}", std::io::Error::last_os_error());
+        if std::time::Instant::now() > deadline {
+            // SAFETY: our own child.
+            unsafe {
+                libc::kill(pid, libc::SIGKILL);
+                libc::waitpid(pid, &mut status, 0);
+            }
+            panic!("the child hung");
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// Whether the kernel knows the thread that `pthread_self()` names in
+/// this process: its CPU clock (made from the TCB's tid) can be read.
+fn own_tid_is_current() -> bool {
+    let mut clock: libc::clockid_t = 0;
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: live out-parameters.
+    unsafe {
+        libc::pthread_getcpuclockid(libc::pthread_self(), &mut clock) == 0
+            && libc::clock_gettime(clock, &mut ts) == 0
+    }
+}
+
+/// `forkpty` forks inside glibc, past the `fork` interposer: the child
+/// must still adopt the OS thread's TCB as its thread, not the green
+/// thread's (glibc would then count the OS thread's stack and TCB as free
+/// and hand them to the child's next thread of the same stack size), and
+/// every green thread there must have the child's tid.
+#[test]
+fn forkpty_on_a_green_thread_forks_as_the_os_thread() {
+    if !supported() {
+        return;
+    }
+    const STACK: usize = 1 << 20;
+    let code = std::thread::Builder::new()
+        .stack_size(STACK)
+        .spawn(|| {
+            // SAFETY: pthread_self has no preconditions.
+            let os_self = unsafe { libc::pthread_self() } as usize;
+            let seen = Rc::new(Cell::new(false));
+            let other = {
+                let seen = seen.clone();
+                own()
+                    .spawn(move || {
+                        green::yield_now(); // parked across the fork
+                        seen.set(own_tid_is_current());
+                    })
+                    .unwrap()
+            };
+            let forker = own().spawn(move || {
+                let mut master = -1;
+                // SAFETY: the child runs this hub briefly, starts one
+                // thread and `_exit`s.
+                let pid = unsafe {
+                    libc::forkpty(
+                        &mut master,
+                        std::ptr::null_mut(),
+                        std::ptr::null(),
+                        std::ptr::null(),
+                    )
+                };
+                if pid == 0 {
+                    other.wait();
+                    let new = std::thread::Builder::new()
+                        .stack_size(STACK)
+                        .spawn(|| unsafe { libc::pthread_self() } as usize)
+                        .and_then(|t| t.join().map_err(|_| std::io::Error::other("panicked")))
+                        .unwrap_or(os_self);
+                    let code = u8::from(new == os_self) + 2 * u8::from(!seen.get());
+                    // SAFETY: ends the child at once.
+                    unsafe { libc::_exit(code.into()) };
+                }
+                assert!(pid > 0, "forkpty: {}", std::io::Error::last_os_error());
+                let status = wait_child(pid);
+                // SAFETY: the pty master, ours.
+                unsafe { libc::close(master) };
+                status
+            });
+            let status = forker.unwrap().wait();
+            assert!(libc::WIFEXITED(status), "the child died: {status:#x}");
+            libc::WEXITSTATUS(status)
+        })
+        .unwrap()
+        .join()
+        .unwrap();
+    assert_eq!(
+        code, 0,
+        "1: a new thread got the OS thread's TCB; 2: a green thread kept the parent's tid; 3: both"
+    );
+}
+
+/// In a fork's child every green thread with an identity has the child's
+/// tid, not the parent's: calls that act on `pthread_self()` reach the
+/// child's thread.
+#[test]
+fn in_a_fork_child_every_green_thread_has_the_childs_tid() -> std::io::Result<()> {
+    if !supported() {
+        return Ok(());
+    }
+    let seen = Rc::new(Cell::new(false));
+    let other = {
+        let seen = seen.clone();
+        own().spawn(move || {
+            green::yield_now(); // parked across the fork
+            seen.set(own_tid_is_current());
+        })?
+    };
+    let forker = own().spawn(move || {
+        // SAFETY: the child runs this process's hub briefly, then `_exit`s.
+        let pid = unsafe { libc::fork() };
+        if pid == 0 {
+            other.wait();
+            // SAFETY: ends the child at once.
+            unsafe { libc::_exit(if seen.get() { 0 } else { 1 }) };
+        }
+        wait_child(pid)
+    })?;
+    let status = forker.wait();
+    assert!(
+        libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+        "the other green thread's tid in the child: exit status {}",
+        libc::WEXITSTATUS(status)
+    );
+    Ok(())
+}
+
+struct SleepsOnDrop(Arc<AtomicUsize>);
+impl Drop for SleepsOnDrop {
+    fn drop(&mut self) {
+        self.0.fetch_add(1, Ordering::SeqCst);
+        green::sleep(Duration::from_millis(30));
+        self.0.fetch_add(1, Ordering::SeqCst);
+    }
+}
+thread_local!(static SLEEPER: Cell<Option<SleepsOnDrop>> = const { Cell::new(None) });
+
+/// A kill that arrives while a thread-local destructor parks cannot unwind
+/// (the destructor runs inside a C frame): it is held back, and the
+/// destructor finishes.
+#[test]
+fn kill_while_a_thread_local_destructor_parks() -> std::io::Result<()> {
+    if !supported() {
+        return Ok(());
+    }
+    let steps = Arc::new(AtomicUsize::new(0));
+    let s = steps.clone();
+    let gt = own().spawn(move || SLEEPER.set(Some(SleepsOnDrop(s))))?;
+    while steps.load(Ordering::SeqCst) == 0 {
+        green::yield_now();
+    }
+    gt.kill();
+    let _ = gt.join();
+    assert_eq!(steps.load(Ordering::SeqCst), 2, "the destructor finished");
+    Ok(())
+}
+
+/// A library whose constructor `dlopen`s another one with initial-exec TLS
+/// and sets it: the outer `dlopen` must not reset it to its init image.
+#[test]
+fn dlopen_from_a_constructor_keeps_what_it_set() -> std::io::Result<()> {
+    if !supported() {
+        return Ok(());
+    }
+    let dir = tempfile::tempdir()?;
+    let a = dir.path().join("liba.so");
+    let b = dir.path().join("libb.so");
+    std::fs::write(
+        dir.path().join("a.c"),
+        "static __thread int v __attribute__((tls_model(\"initial-exec\"))) = 42;\n\
+         int a_get(void) { return v; }\n\
+         void a_set(int x) { v = x; }\n",
+    )?;
+    std::fs::write(
+        dir.path().join("b.c"),
+        format!(
+            "#include <dlfcn.h>\n\
+             int b_loaded;\n\
+             __attribute__((constructor)) static void init(void) {{\n\
+               void *h = dlopen(\"{}\", RTLD_NOW);\n\
+               void (*set)(int) = h ? (void (*)(int)) dlsym(h, \"a_set\") : 0;\n\
+               if (set) {{ set(7); b_loaded = 1; }}\n\
+             }}\n",
+            a.display()
+        ),
+    )?;
+    for (src, out) in [("a.c", &a), ("b.c", &b)] {
+        let status = std::process::Command::new("cc")
+            .args(["-shared", "-fPIC", "-O1", "-o"])
+            .arg(out)
+            .arg(dir.path().join(src))
+            .arg("-ldl")
+            .status()?;
+        assert!(status.success(), "cc {src} failed: {status}");
+    }
+    let b = std::ffi::CString::new(b.to_str().unwrap()).unwrap();
+    let a = std::ffi::CString::new(a.to_str().unwrap()).unwrap();
+    let got = own()
+        .spawn(move || {
+            // SAFETY: libraries of our own; the names looked up are
+            // functions with these signatures.
+            unsafe {
+                let hb = libc::dlopen(b.as_ptr(), libc::RTLD_NOW);
+                assert!(!hb.is_null(), "dlopen libb failed");
+                let ha = libc::dlopen(a.as_ptr(), libc::RTLD_NOW | libc::RTLD_NOLOAD);
+                assert!(!ha.is_null(), "liba was not loaded by libb");
+                let get = libc::dlsym(ha, c"a_get".as_ptr());
+                let get: extern "C" fn() -> libc::c_int = std::mem::transmute(get);
+                get()
+            }
+        })?
+        .wait();
+    assert_eq!(got, 7, "the constructor's value");
+    Ok(())
+}

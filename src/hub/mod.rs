@@ -159,6 +159,10 @@ struct Slot {
     /// could not unwind there). It becomes pending again at the context's
     /// next park point outside such a call.
     foreign_cancel: Option<Cancel>,
+    /// Its thread's exit runs (thread-local destructors): no kill or
+    /// timeout is delivered to it any more (it would unwind through C
+    /// frames), and teardown leaks rather than unwinds it.
+    exiting: bool,
     /// Inline, so spawning allocates no box for it; the slab never moves
     /// a slot, so a running coroutine stays put.
     green: Option<GreenCtx>,
@@ -182,6 +186,7 @@ impl Slot {
             timer: None,
             foreign: 0,
             foreign_cancel: None,
+            exiting: false,
             green: None,
             thread: None,
         }
@@ -429,7 +434,7 @@ fn create() -> &'static Hub {
         ticks: Cell::new(0),
         altstack: Cell::new(altstack),
         os_tp: crate::tls::os_tp(),
-        fsgsbase: crate::tls::layout().is_ok_and(|l| l.fsgsbase()),
+        fsgsbase: crate::tls::fsgsbase(),
     });
     let p = Box::into_raw(hub);
     HUB.with(|h| h.set(p));
@@ -671,7 +676,7 @@ impl Hub {
         self.park_inner(deadline, false)
     }
 
-    fn park_inner(&self, deadline: Option<Instant>, take_cancel: bool) -> Wake {
+    fn park_inner(&self, deadline: Option<Instant>, mut take_cancel: bool) -> Wake {
         let key = self.current.get();
         if key == HUB_CTX {
             Self::blocking_from_hub();
@@ -686,6 +691,8 @@ impl Hub {
         {
             let mut slots = self.slots.borrow_mut();
             let slot = &mut slots[key as usize];
+            // A thread's exit takes no cancellation (see `exit_thread`).
+            take_cancel &= !slot.exiting;
             // A context that is already unwinding (a destructor parks) gets
             // its cancellation at a park after the unwind: a second unwind
             // from inside a destructor would abort the process.
@@ -777,7 +784,7 @@ impl Hub {
                     self.set_pending(slot, c);
                 }
             }
-            if self.pending_count.get() != 0 && !std::thread::panicking() {
+            if self.pending_count.get() != 0 && !std::thread::panicking() && !slot.exiting {
                 if let Some(c) = take_pending(&self.pending_count, slot) {
                     drop(slots);
                     deliver(c);
@@ -789,10 +796,15 @@ impl Hub {
         self.run_queue.borrow_mut().push_back((key, gen));
         self.switch_out(key);
         if self.pending_count.get() != 0 && !std::thread::panicking() {
-            let pending = take_pending(
-                &self.pending_count,
-                &mut self.slots.borrow_mut()[key as usize],
-            );
+            let pending = {
+                let mut slots = self.slots.borrow_mut();
+                let slot = &mut slots[key as usize];
+                if slot.exiting {
+                    None
+                } else {
+                    take_pending(&self.pending_count, slot)
+                }
+            };
             if let Some(c) = pending {
                 deliver(c);
             }
@@ -1074,6 +1086,7 @@ impl Hub {
             set_cancel_unwind(slot, false);
             slot.foreign_cancel = None;
             slot.foreign = 0;
+            slot.exiting = false;
             let timer = slot.timer.take();
             let (coro, seat) = match slot.green.as_mut() {
                 Some(g) => (g.coro.take(), g.seat.take()),
@@ -1117,7 +1130,7 @@ impl Hub {
         let entry = move |y: &Yielder| {
             hub().started(y);
             // A thread's exit, under its own block, however the body ends.
-            let _exit = crate::tls::ExitGuard;
+            let _exit = ExitGuard;
             body();
         };
         let span;
@@ -1230,6 +1243,24 @@ impl Hub {
         green.tp = block.tp();
         green.tls = Some(block);
         Ok(())
+    }
+
+    /// Runs the current green thread's thread exit if it has an identity
+    /// of its own ([`crate::tls::run_exit`]: its thread-local and
+    /// pthread-key destructors). The destructors run inside C frames
+    /// (`__call_tls_dtors`): while they run, a kill or timeout is kept
+    /// pending rather than delivered by unwinding, and an OS-thread exit
+    /// leaks the green thread rather than unwinding it.
+    pub(crate) fn exit_thread(&self) {
+        if !crate::tls::on_own_block() {
+            return;
+        }
+        let key = self.current.get();
+        if key == HUB_CTX || key == ROOT {
+            return;
+        }
+        self.slots.borrow_mut()[key as usize].exiting = true;
+        self.in_foreign(crate::tls::run_exit);
     }
 
     /// Whether green thread `(key, gen)` is the running context.
@@ -1462,6 +1493,18 @@ impl Hub {
 impl fmt::Debug for Hub {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Hub").field("stats", &self.stats()).finish()
+    }
+}
+
+/// Runs the thread exit ([`Hub::exit_thread`]) when dropped: a green
+/// thread's entry holds one, so that it runs however the body ends
+/// (returns, is killed, or is unwound at its OS thread's exit), and again
+/// for what code after an earlier run set up.
+struct ExitGuard;
+
+impl Drop for ExitGuard {
+    fn drop(&mut self) {
+        hub().exit_thread();
     }
 }
 

@@ -184,7 +184,9 @@ pub(super) fn green_hub(st: u32, cat: u32) -> Option<&'static Hub> {
     let h = hub::try_hub()?;
     // An unwinding context (a destructor, a panic message being written)
     // holds std's per-OS-thread panic state: it does not park.
-    (h.can_park_foreign() && !std::thread::panicking()).then_some(h)
+    // A call made as the OS thread for a green thread with an identity
+    // (inside `tls::under_os_tp`) must not park there either.
+    (h.can_park_foreign() && !std::thread::panicking() && !crate::tls::in_os_region()).then_some(h)
 }
 
 fn errno() -> c_int {

@@ -80,16 +80,12 @@ pub unsafe extern "C" fn pthread_join(thread: pthread_t, retval: *mut *mut c_voi
 /// libc's `dlopen`.
 #[no_mangle]
 pub unsafe extern "C" fn dlopen(file: *const c_char, mode: c_int) -> *mut c_void {
-    let Some(layout) = crate::tls::layout_found() else {
-        // No block was ever made: glibc initialises every thread there is.
-        // SAFETY: the caller's arguments.
-        return unsafe { original::dlopen(file, mode) };
-    };
-    mark(H::dlopen);
     let before = crate::tls::tls_modules();
     // SAFETY: the caller's arguments.
     let handle = unsafe { original::dlopen(file, mode) };
-    if !handle.is_null() {
+    // Where no block was ever made, glibc initialised every thread there is.
+    if let (false, Some(layout)) = (handle.is_null(), crate::tls::layout_found()) {
+        mark(H::dlopen);
         let now = crate::tls::tls_modules();
         crate::tls::init_new_static_tls(layout, &before, &now);
     }

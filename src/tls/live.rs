@@ -11,28 +11,76 @@
 
 use std::cell::UnsafeCell;
 use std::ffi::{c_int, c_void};
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
 
-use super::{current_tp, Layout};
+use super::{current_tp, wr, Layout};
 
 /// The list head: `[next, prev]` node addresses; zero until first used.
-struct Head(UnsafeCell<[usize; 2]>);
+/// With it, the modules whose TLS every live block has.
+struct Live {
+    head: UnsafeCell<[usize; 2]>,
+    modules: UnsafeCell<Vec<TlsModule>>,
+}
 
 // SAFETY: only touched with `LOCK` held.
-unsafe impl Sync for Head {}
+unsafe impl Sync for Live {}
 
-static HEAD: Head = Head(UnsafeCell::new([0, 0]));
-static LOCK: Mutex<()> = Mutex::new(());
+static LIVE: Live = Live {
+    head: UnsafeCell::new([0, 0]),
+    modules: UnsafeCell::new(Vec::new()),
+};
+
+/// A spin lock, not a mutex: the fork handlers take it in one handler and
+/// release it in another, and no holder ever parks or blocks.
+static LOCK: AtomicBool = AtomicBool::new(false);
+
+/// The live list, locked.
+pub(super) struct Guard(());
+
+/// Takes the lock.
+pub(super) fn lock() -> Guard {
+    let mut spins = 0u32;
+    while LOCK
+        .compare_exchange_weak(false, true, Ordering::Acquire, Ordering::Relaxed)
+        .is_err()
+    {
+        spins += 1;
+        if spins < 64 {
+            std::hint::spin_loop();
+        } else {
+            // The holder is another OS thread, in a short critical section.
+            // SAFETY: sched_yield as a raw system call (never a green yield).
+            unsafe { libc::syscall(libc::SYS_sched_yield) };
+        }
+    }
+    Guard(())
+}
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        LOCK.store(false, Ordering::Release);
+    }
+}
+
+/// Takes the lock in a fork's preparation.
+pub(super) fn lock_for_fork() {
+    std::mem::forget(lock());
+}
+
+/// Releases it in the fork's parent and child.
+pub(super) fn unlock_after_fork() {
+    LOCK.store(false, Ordering::Release);
+}
 
 /// The list node of block `tcb`, at offset `list` of its TCB.
 fn node(list: usize, tcb: usize) -> *mut [usize; 2] {
     (tcb + list) as *mut [usize; 2]
 }
 
-/// The head, self-linked on first use. `LOCK` must be held.
-fn head() -> *mut [usize; 2] {
-    let h = HEAD.0.get();
-    // SAFETY: the caller holds LOCK.
+/// The head, self-linked on first use.
+fn head(_: &Guard) -> *mut [usize; 2] {
+    let h = LIVE.head.get();
+    // SAFETY: the lock is held (the guard).
     unsafe {
         if (*h)[0] == 0 {
             *h = [h as usize, h as usize];
@@ -41,31 +89,46 @@ fn head() -> *mut [usize; 2] {
     h
 }
 
-/// Adds a new block to the list.
-///
-/// # Safety
-/// `tcb` is a block made with layout `l`, not yet on the list.
-pub(super) unsafe fn link(l: &Layout, tcb: usize) {
-    let _g = LOCK.lock().unwrap_or_else(|e| e.into_inner());
-    let h = head();
-    let n = node(l.list, tcb);
-    // SAFETY: `n` is the block's list node; `h` and its neighbours are
-    // live nodes (the head or blocks on the list), all under LOCK.
-    unsafe {
-        let next = (*h)[0] as *mut [usize; 2];
-        *n = [next as usize, h as usize];
-        (*next)[1] = n as usize;
-        (*h)[0] = n as usize;
+impl Guard {
+    /// Adds a new block to the list.
+    ///
+    /// # Safety
+    /// `tcb` is a block made with layout `l`, not yet on the list.
+    pub(super) unsafe fn link(&self, l: &Layout, tcb: usize) {
+        let h = head(self);
+        let n = node(l.list, tcb);
+        // SAFETY: `n` is the block's list node; `h` and its neighbours are
+        // live nodes (the head or blocks on the list), under the lock.
+        unsafe {
+            let next = (*h)[0] as *mut [usize; 2];
+            *n = [next as usize, h as usize];
+            (*next)[1] = n as usize;
+            (*h)[0] = n as usize;
+        }
+    }
+
+    /// Calls `f` with each live block.
+    fn each(&self, list: usize, mut f: impl FnMut(usize)) {
+        let h = head(self);
+        // SAFETY: every node on the list is a live block's, under the lock.
+        unsafe {
+            let mut n = (*h)[0];
+            while n != h as usize {
+                let next = (*(n as *const [usize; 2]))[0];
+                f(n - list);
+                n = next;
+            }
+        }
     }
 }
 
 /// Takes a block off the list.
 ///
 /// # Safety
-/// `tcb` is on the list (linked by [`link`] with a layout whose list node
-/// lies at `list`).
+/// `tcb` is on the list (linked by [`Guard::link`] with a layout whose
+/// list node lies at `list`).
 pub(super) unsafe fn unlink(list: usize, tcb: usize) {
-    let _g = LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    let _g = lock();
     let n = node(list, tcb);
     // SAFETY: `n` is on the list, so its neighbours are live nodes.
     unsafe {
@@ -76,8 +139,27 @@ pub(super) unsafe fn unlink(list: usize, tcb: usize) {
     }
 }
 
+/// Gives every live block the tid `tid` (in a fork's child, whose only
+/// thread has a new one).
+pub(super) fn set_tids(l: &Layout, tid: i32) {
+    let g = lock();
+    g.each(l.list, |tcb| {
+        // SAFETY: `tid` lies in every block's TCB.
+        unsafe { wr(tcb, l.tid as isize, tid) }
+    });
+}
+
+/// Records the modules loaded now: every block made from here on has
+/// their TLS from glibc.
+pub(super) fn note_loaded_modules() {
+    let now = tls_modules();
+    let _g = lock();
+    // SAFETY: under the lock.
+    unsafe { *LIVE.modules.get() = now };
+}
+
 /// A loaded module with TLS, and its init image.
-#[derive(Clone, Copy, PartialEq, Eq)]
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub(crate) struct TlsModule {
     modid: usize,
     base: usize,
@@ -122,9 +204,11 @@ extern "C" {
     fn __tls_get_addr(index: *const [usize; 2]) -> *mut c_void;
 }
 
-/// Copies the init image of every module in `now` but not in `before`
-/// whose TLS is static into every live block: what glibc does for the
-/// threads it knows.
+/// Copies the init image of every module loaded between `before` and
+/// `now` whose TLS is static into every live block: what glibc does for
+/// the threads it knows. A module is copied once (a `dlopen` from a
+/// library's constructor, or on another thread, may have done it), and
+/// only one loaded by a `dlopen` (in `now` but not in `before`).
 pub(crate) fn init_new_static_tls(l: &Layout, before: &[TlsModule], now: &[TlsModule]) {
     let tp = current_tp();
     let mut size = 0usize;
@@ -132,36 +216,50 @@ pub(crate) fn init_new_static_tls(l: &Layout, before: &[TlsModule], now: &[TlsMo
     // SAFETY: writes the two sizes.
     unsafe { _dl_get_tls_static_info(&mut size, &mut align) };
     let lo = tp.saturating_sub(size);
+    let loaded: Vec<&TlsModule> = now.iter().filter(|m| !before.contains(m)).collect();
+    if loaded.is_empty() {
+        return;
+    }
     // Where each new module's TLS lies in the calling thread's block:
     // `__tls_get_addr` brings this thread's DTV up to date and answers with
     // the module's static area (below the thread pointer) if it has one.
-    let new: Vec<(isize, &TlsModule)> = now
+    // Asked before taking the lock: it may take glibc's.
+    let placed: Vec<(isize, &TlsModule)> = loaded
         .iter()
-        .filter(|m| !before.contains(m))
-        .filter_map(|m| {
+        .map(|m| {
             // SAFETY: a `tls_index` of a loaded module, offset 0.
             let at = unsafe { __tls_get_addr(&[m.modid, 0]) } as usize;
-            (at >= lo && at < tp).then_some((at as isize - tp as isize, m))
+            (at as isize - tp as isize, *m)
         })
         .collect();
-    if new.is_empty() {
+    let g = lock();
+    // SAFETY: under the lock.
+    let done = unsafe { &mut *LIVE.modules.get() };
+    let fresh: Vec<(isize, &TlsModule)> = placed
+        .into_iter()
+        .filter(|(_, m)| !done.contains(m))
+        .collect();
+    done.extend(fresh.iter().map(|(_, m)| **m));
+    let fresh: Vec<(isize, &TlsModule)> = fresh
+        .into_iter()
+        .filter(|(off, _)| {
+            let at = (tp as isize + off) as usize;
+            at >= lo && at < tp
+        })
+        .collect();
+    if fresh.is_empty() {
         return;
     }
-    let _g = LOCK.lock().unwrap_or_else(|e| e.into_inner());
-    let h = head();
-    // SAFETY: every node on the list is a live block's (under LOCK); each
-    // module's area lies in the static TLS of every block, as in the
-    // calling thread's, and its image is `filesz` bytes of the module.
-    unsafe {
-        let mut n = (*h)[0];
-        while n != h as usize {
-            let tcb = n - l.list;
-            for (offset, m) in &new {
+    g.each(l.list, |tcb| {
+        for (offset, m) in &fresh {
+            // SAFETY: each module's area lies in the static TLS of every
+            // block, as in the calling thread's; its image is `filesz`
+            // bytes of the loaded module.
+            unsafe {
                 let dst = (tcb as isize + offset) as *mut u8;
                 std::ptr::copy_nonoverlapping(m.image as *const u8, dst, m.filesz);
                 std::ptr::write_bytes(dst.add(m.filesz), 0, m.memsz - m.filesz);
             }
-            n = (*(n as *const [usize; 2]))[0];
         }
-    }
+    });
 }
