@@ -215,7 +215,7 @@ pub(crate) fn on_own_block() -> bool {
 /// Runs `f` under the OS thread's own thread pointer when the caller is a
 /// green thread with a block of its own (else just runs it): for the libc
 /// calls that must see the OS thread as themselves (`pthread_create`,
-/// `set*id`, `fork`). `f` must not touch a thread-local of the caller's,
+/// `set*id`, `fork`). `f` must touch no thread-local (see [`set_tp`]),
 /// park, or unwind.
 ///
 /// In a child made by `fork` under it (`f` returns 0 where `forked`), the
@@ -244,6 +244,13 @@ pub(crate) fn under_os_tp<T: PartialEq + Default>(forked: bool, f: impl FnOnce()
 }
 
 /// Sets the thread pointer.
+///
+/// The compiler takes the thread pointer for a constant within a function:
+/// it may keep a thread-local's address, computed before this call, and
+/// use it after. Code that runs between a `set_tp` and the one that sets
+/// it back, in the same function after inlining, must therefore touch no
+/// thread-local; whatever must see the new thread pointer's thread-locals
+/// runs in a function that is not inlined.
 ///
 /// # Safety
 /// `tp` must be the thread pointer of this OS thread or of a live [`Block`]
@@ -840,9 +847,7 @@ impl Block {
             let prev = current_tp();
             set_tp(l.fsgsbase, tcb);
             (l.ctype_init)();
-            OS_TP.set(os);
-            OWN.set(true);
-            seed();
+            seed_own(os, seed);
             set_tp(l.fsgsbase, prev);
         }
         Ok(block)
@@ -853,6 +858,18 @@ impl Block {
     pub(crate) fn tp(&self) -> usize {
         self.tcb
     }
+}
+
+/// Gives a new block's thread-locals their values, under its thread
+/// pointer: this module's, then the runtime's (`seed`).
+///
+/// Not inlined, so that it reaches its thread-locals through the thread
+/// pointer it is called under (see [`set_tp`]).
+#[inline(never)]
+fn seed_own(os: usize, seed: &dyn Fn()) {
+    OS_TP.set(os);
+    OWN.set(true);
+    seed();
 }
 
 impl Drop for Block {
@@ -977,6 +994,19 @@ mod tests {
     fn a_block_has_its_own_thread_locals() {
         let Ok(l) = layout() else { return };
         thread_local!(static X: Cell<u32> = const { Cell::new(1) });
+        /// What the thread sees under the block (not inlined: see
+        /// `set_tp`), and its exit.
+        #[inline(never)]
+        fn inside() -> (u32, i32, usize, bool) {
+            let seen = (
+                X.get(),
+                unsafe { libc::gettid() },
+                unsafe { libc::__errno_location() as usize },
+                on_own_block(),
+            );
+            run_exit();
+            seen
+        }
         X.set(5);
         let os = os_tp();
         let block = Block::new(l, os, (0, 0, 0), &|| X.set(9)).unwrap();
@@ -984,11 +1014,7 @@ mod tests {
         // SAFETY: the block is live and made on this thread; no reference
         // to a thread-local is held across the switch.
         unsafe { set_tp(l.fsgsbase, block.tp()) };
-        let (x, tid, errno_addr) = (X.get(), unsafe { libc::gettid() }, unsafe {
-            libc::__errno_location() as usize
-        });
-        let own = on_own_block();
-        run_exit();
+        let (x, tid, errno_addr, own) = inside();
         // SAFETY: back to the OS thread's own.
         unsafe { set_tp(l.fsgsbase, os) };
         assert_eq!(x, 9);
