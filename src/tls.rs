@@ -322,6 +322,7 @@ struct Probe {
     key: libc::pthread_key_t,
     tp: usize,
     tid: i32,
+    /// `&robust_head`, from the kernel (0 where it keeps no robust list).
     robust: usize,
     res: usize,
     resp: usize,
@@ -474,8 +475,17 @@ impl Layout {
             Some(t) if p.list_ok && p.list_off + 16 == t => t,
             _ => return fail("tid and thread list"),
         };
-        let robust = p.robust.wrapping_sub(p.tp);
-        if robust >= p.tcb.len() || word(&p.tcb, robust) != p.robust {
+        let robust = if p.robust != 0 {
+            p.robust.wrapping_sub(p.tp)
+        } else {
+            // The kernel keeps no robust list (qemu-user answers ENOSYS):
+            // glibc still links the head to itself and `robust_prev` to it.
+            (tid + 8..p.tcb.len().saturating_sub(7))
+                .step_by(8)
+                .find(|&o| word(&p.tcb, o) == p.tp + o && word(&p.tcb, o - 8) == p.tp + o)
+                .unwrap_or(usize::MAX)
+        };
+        if robust >= p.tcb.len() || word(&p.tcb, robust) != p.tp + robust {
             return fail("robust list head");
         }
         let key = p.key as usize;
