@@ -23,24 +23,38 @@
 //!   |  robust list, keys,  |   and hub   |  OS thread's guards  |
 //!   |  res, rseq ...       |             |  and tid, own lists  |
 //!   +----------------------+             +----------------------+
+//!
+//!   AArch64 (TLS variant I): static TLS lies above the thread pointer,
+//!   struct pthread below it
+//!
+//!   +----------------------+
+//!   | executable's TLS,    |
+//!   | libc's TLS, others   |
+//!   +----------------------+ <- TP + 16
+//!   | tcbhead_t: dtv, -    |
+//!   +----------------------+ <- TPIDR_EL0
+//!   | struct pthread       |
+//!   +----------------------+ <- pthread_self()
 //! ```
 //!
 //! The hub sets the thread pointer when it resumes such a green thread and
 //! sets it back to the OS thread's when the green thread suspends
-//! ([`set_tp`]: `wrfsbase` where the kernel allows it, else
-//! `arch_prctl`). Nothing else on the switch path changes.
+//! ([`set_tp`]: on x86-64 `wrfsbase` where the kernel allows it, else
+//! `arch_prctl`; on AArch64 `msr tpidr_el0`). Nothing else on the switch
+//! path changes.
 //!
 //! A block is made the way `pthread_create` makes one: `_dl_allocate_tls`
 //! from the dynamic linker, which initialises every static TLS module from
 //! its init image and gives the block its own DTV. The parts of
 //! `struct pthread` that glibc fills in at thread start are then filled in
-//! from the OS thread's (the stack and pointer guards, the tid) or as a new
-//! thread's would be (self pointers, empty robust and key lists, the rseq
-//! area marked unregistered, ctype tables, resolver state). Their offsets
-//! differ between glibc versions: [`Layout`] derives each one once per
-//! process from values glibc itself reports on a probe thread, and checks
-//! them; if anything does not match, identity is not supported and green
-//! threads share their OS thread's identity as before.
+//! from the OS thread's (the stack and pointer guards on x86-64, the tid)
+//! or as a new thread's would be (self pointers, empty robust and key
+//! lists, the rseq area marked unregistered, ctype tables, resolver
+//! state). Their offsets differ between glibc versions and architectures:
+//! [`Layout`] derives each one once per process from values glibc itself
+//! reports on a probe thread, and checks them; if anything does not match,
+//! identity is not supported and green threads share their OS thread's
+//! identity as before.
 //!
 //! When a green thread with a block ends (returns, is killed, or is unwound
 //! at thread exit), [`run_exit`] runs under its own thread pointer what a
@@ -98,8 +112,22 @@ mod head {
     pub(super) const END: usize = 0x50;
 }
 
-/// Where glibc keeps each per-thread field this module fills in, as
-/// offsets from the thread pointer, found by [`Layout::discover`].
+/// The fixed part of AArch64's `struct pthread`: its `header`, which glibc
+/// pads to 24 words (its fields follow that; zeros before them). The
+/// `tcbhead_t` at the thread pointer (`dtv`, `private`) is filled in by
+/// `_dl_allocate_tls`; the stack and pointer guards are globals.
+#[cfg(target_arch = "aarch64")]
+mod head {
+    /// `header.multiple_threads` (then `header.gscope_flag`).
+    pub(super) const MULTIPLE_THREADS: usize = 0x00;
+    /// Offsets below this are the header's; glibc's own fields follow.
+    pub(super) const END: usize = 0x08;
+}
+
+/// Where glibc keeps each per-thread field this module fills in, found by
+/// [`Layout::discover`]: offsets from the thread's `struct pthread`, which
+/// begins at the thread pointer on x86-64 and lies below it on AArch64
+/// (see `pd`), except those marked TP-relative.
 #[derive(Debug)]
 pub(crate) struct Layout {
     alloc: AllocTls,
@@ -107,8 +135,11 @@ pub(crate) struct Layout {
     call_tls_dtors: VoidFn,
     ctype_init: VoidFn,
     keys: *const KeyStruct,
-    /// `wrfsbase` is allowed (`HWCAP2_FSGSBASE`).
+    /// `wrfsbase` is allowed (`HWCAP2_FSGSBASE`; x86-64 only).
     fsgsbase: bool,
+    /// Where `struct pthread` begins, from the thread pointer: 0 on x86-64,
+    /// minus its size on AArch64.
+    pd: isize,
     /// `pid_t tid`; the `list_t list` node lies just before it.
     tid: usize,
     list: usize,
@@ -188,7 +219,18 @@ pub(crate) fn current_tp() -> usize {
         }
         tp
     }
-    #[cfg(not(target_arch = "x86_64"))]
+    #[cfg(target_arch = "aarch64")]
+    {
+        let tp: usize;
+        // SAFETY: reads TPIDR_EL0, the thread pointer; not `pure`, so that
+        // it is never merged with a read from before a `set_tp`.
+        unsafe {
+            std::arch::asm!("mrs {}, tpidr_el0", out(reg) tp,
+                options(nomem, nostack, preserves_flags));
+        }
+        tp
+    }
+    #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
     {
         0
     }
@@ -236,7 +278,11 @@ pub(crate) fn under_os_tp<T: PartialEq + Default>(forked: bool, f: impl FnOnce()
         let r = f();
         if forked && r == T::default() {
             // glibc set the child's tid in the OS thread's TCB.
-            wr(own, l.tid as isize, rd::<i32>(os, l.tid as isize));
+            wr(
+                l.pd(own),
+                l.tid as isize,
+                rd::<i32>(l.pd(os), l.tid as isize),
+            );
         }
         set_tp(l.fsgsbase, own);
         r
@@ -247,10 +293,12 @@ pub(crate) fn under_os_tp<T: PartialEq + Default>(forked: bool, f: impl FnOnce()
 ///
 /// The compiler takes the thread pointer for a constant within a function:
 /// it may keep a thread-local's address, computed before this call, and
-/// use it after. Code that runs between a `set_tp` and the one that sets
-/// it back, in the same function after inlining, must therefore touch no
-/// thread-local; whatever must see the new thread pointer's thread-locals
-/// runs in a function that is not inlined.
+/// use it after (on AArch64 it reads `TPIDR_EL0` once and keeps it; x86-64
+/// reaches thread-locals through `fs`, whose accesses follow the switch).
+/// Code that runs between a `set_tp` and the one that sets it back, in the
+/// same function after inlining, must therefore touch no thread-local;
+/// whatever must see the new thread pointer's thread-locals runs in a
+/// function that is not inlined.
 ///
 /// # Safety
 /// `tp` must be the thread pointer of this OS thread or of a live [`Block`]
@@ -280,10 +328,19 @@ pub(crate) unsafe fn set_tp(fsgsbase: bool, tp: usize) {
             }
         }
     }
-    #[cfg(not(target_arch = "x86_64"))]
+    #[cfg(target_arch = "aarch64")]
+    {
+        let _ = fsgsbase;
+        // SAFETY: TPIDR_EL0 is writable at EL0; the caller vouches for
+        // `tp`. Not `nomem`: no memory access moves across it.
+        unsafe {
+            std::arch::asm!("msr tpidr_el0, {}", in(reg) tp, options(nostack, preserves_flags));
+        }
+    }
+    #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
     {
         let _ = (fsgsbase, tp);
-        unreachable!("thread identity is supported on x86-64 only");
+        unreachable!("thread identity is supported on x86-64 and AArch64 only");
     }
 }
 
@@ -321,6 +378,8 @@ fn sym(name: &CStr, version: Option<&CStr>) -> Option<usize> {
 struct Probe {
     key: libc::pthread_key_t,
     tp: usize,
+    /// `pthread_self()`: its `struct pthread`.
+    pd: usize,
     tid: i32,
     /// `&robust_head`, from the kernel (0 where it keeps no robust list).
     robust: usize,
@@ -334,7 +393,7 @@ struct Probe {
     /// `list.next->prev == &list`, for each candidate offset tested.
     list_ok: bool,
     list_off: usize,
-    /// The first bytes of its TCB.
+    /// The first bytes of its `struct pthread`.
     tcb: Vec<u8>,
 }
 
@@ -344,6 +403,8 @@ extern "C" fn probe_main(arg: *mut c_void) -> *mut c_void {
     // SAFETY: `arg` is the `Probe` the creator owns until it joins.
     let p = unsafe { &mut *(arg as *mut Probe) };
     p.tp = current_tp();
+    // SAFETY: no preconditions.
+    p.pd = unsafe { libc::pthread_self() } as usize;
     // SAFETY: plain calls with valid out pointers; each only reads or
     // writes this thread's own state.
     unsafe {
@@ -372,11 +433,11 @@ extern "C" fn probe_main(arg: *mut c_void) -> *mut c_void {
         }
         // The TCB lies at the top of the thread's stack block: read no
         // further than that.
-        let len = p.stack_top.saturating_sub(p.tp).min(4096);
-        p.tcb = std::slice::from_raw_parts(p.tp as *const u8, len).to_vec();
+        let len = scan_len(p);
+        p.tcb = std::slice::from_raw_parts(p.pd as *const u8, len).to_vec();
         let tid_off = find_i32(&p.tcb, p.tid, head::END);
         if let Some(t) = tid_off.filter(|&t| t >= 16 + head::END) {
-            let list = p.tp + t - 16;
+            let list = p.pd + t - 16;
             let next = *(list as *const usize);
             p.list_off = t - 16;
             p.list_ok = next != 0 && *((next + 8) as *const usize) == list;
@@ -387,6 +448,58 @@ extern "C" fn probe_main(arg: *mut c_void) -> *mut c_void {
 
 extern "C" {
     fn __res_state() -> *mut c_void;
+}
+
+/// What x86-64's layout must satisfy beyond the checks all targets share:
+/// `struct pthread` begins at the thread pointer (its header's fields are
+/// at fixed offsets).
+#[cfg(target_arch = "x86_64")]
+fn check_arch(_p: &Probe, pd: isize, _rseq: Option<isize>) -> Result<(), &'static str> {
+    if pd != 0 {
+        return Err("struct pthread at the thread pointer");
+    }
+    Ok(())
+}
+
+/// What AArch64's layout must satisfy beyond the checks all targets
+/// share: `struct pthread` ends at the thread pointer (every field found
+/// lies in it: the scan reads no further), its header says the probe is
+/// one of several threads (as `pthread_create` sets it), and the rseq
+/// area is in it.
+#[cfg(target_arch = "aarch64")]
+fn check_arch(p: &Probe, pd: isize, rseq: Option<isize>) -> Result<(), &'static str> {
+    let size = pd.unsigned_abs();
+    if pd >= 0 || size <= head::END || p.tcb.len() != size {
+        return Err("struct pthread below the thread pointer");
+    }
+    let at = head::MULTIPLE_THREADS;
+    if i32::from_ne_bytes(p.tcb[at..at + 4].try_into().expect("4 bytes")) != 1 {
+        return Err("header.multiple_threads");
+    }
+    if rseq.is_some_and(|r| r < pd || r + 32 > 0) {
+        return Err("rseq area");
+    }
+    Ok(())
+}
+
+/// How many bytes of the probe's `struct pthread` to read: x86-64's
+/// begins at the thread pointer and ends below the top of the stack
+/// block.
+#[cfg(target_arch = "x86_64")]
+fn scan_len(p: &Probe) -> usize {
+    p.stack_top.saturating_sub(p.tp).min(4096)
+}
+
+/// How many bytes of the probe's `struct pthread` to read: AArch64's lies
+/// between `pthread_self()` and the thread pointer, below the TCB and
+/// static TLS at the top of the stack block. Nothing if they are not so.
+#[cfg(target_arch = "aarch64")]
+fn scan_len(p: &Probe) -> usize {
+    if p.pd < p.tp && p.tp < p.stack_top {
+        (p.tp - p.pd).min(4096)
+    } else {
+        0
+    }
 }
 
 /// The only 4-aligned offset at or past `from` where `bytes` hold `v`.
@@ -421,12 +534,19 @@ impl Layout {
         self.fsgsbase
     }
 
-    #[cfg(not(target_arch = "x86_64"))]
-    fn discover() -> Result<Layout, String> {
-        Err("per-green-thread identity is implemented for x86-64 only".into())
+    /// Where `struct pthread` begins in the block whose thread pointer is
+    /// `tp`.
+    #[inline]
+    fn pd(&self, tp: usize) -> usize {
+        tp.wrapping_add_signed(self.pd)
     }
 
-    #[cfg(target_arch = "x86_64")]
+    #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
+    fn discover() -> Result<Layout, String> {
+        Err("per-green-thread identity is implemented for x86-64 and AArch64 only".into())
+    }
+
+    #[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
     fn discover() -> Result<Layout, String> {
         if !cfg!(target_env = "gnu") {
             return Err("per-green-thread identity needs glibc".into());
@@ -442,12 +562,13 @@ impl Layout {
         let keys = need(c"__pthread_keys", true)?;
         // SAFETY: getauxval has no preconditions.
         let hwcap2 = unsafe { libc::getauxval(libc::AT_HWCAP2) };
-        let fsgsbase = hwcap2 & 2 != 0;
+        let fsgsbase = cfg!(target_arch = "x86_64") && hwcap2 & 2 != 0;
 
         // A probe thread reports where glibc keeps its fields.
         let mut probe = Probe {
             key: 0,
             tp: 0,
+            pd: 0,
             tid: 0,
             robust: 0,
             res: 0,
@@ -476,16 +597,16 @@ impl Layout {
             _ => return fail("tid and thread list"),
         };
         let robust = if p.robust != 0 {
-            p.robust.wrapping_sub(p.tp)
+            p.robust.wrapping_sub(p.pd)
         } else {
             // The kernel keeps no robust list (qemu-user answers ENOSYS):
             // glibc still links the head to itself and `robust_prev` to it.
             (tid + 8..p.tcb.len().saturating_sub(7))
                 .step_by(8)
-                .find(|&o| word(&p.tcb, o) == p.tp + o && word(&p.tcb, o - 8) == p.tp + o)
+                .find(|&o| word(&p.tcb, o) == p.pd + o && word(&p.tcb, o - 8) == p.pd + o)
                 .unwrap_or(usize::MAX)
         };
-        if robust >= p.tcb.len() || word(&p.tcb, robust) != p.tp + robust {
+        if robust >= p.tcb.len() || word(&p.tcb, robust) != p.pd + robust {
             return fail("robust list head");
         }
         let key = p.key as usize;
@@ -497,7 +618,7 @@ impl Layout {
         let specific_used = specific + 32 * 8;
         let user_stack = specific_used + 2;
         if user_stack >= p.tcb.len()
-            || word(&p.tcb, specific) != p.tp + specific_1st
+            || word(&p.tcb, specific) != p.pd + specific_1st
             || p.tcb[specific_used] != 1
             || p.tcb[user_stack] != 0
         {
@@ -521,7 +642,7 @@ impl Layout {
             return fail("stack fields");
         };
         let res = {
-            let off = p.res.wrapping_sub(p.tp);
+            let off = p.res.wrapping_sub(p.pd);
             (off < p.tcb.len() && p.resp != 0).then(|| (off, p.resp as isize - p.tp as isize))
         };
         let tls_state = find_word(&p.tcb, p.strsignal, head::END)
@@ -536,6 +657,10 @@ impl Layout {
                 .map(|a| unsafe { *(a as *const isize) });
             off.filter(|_| size > 0)
         };
+        let pd = p.pd as isize - p.tp as isize;
+        if let Err(what) = check_arch(p, pd, rseq) {
+            return fail(what);
+        }
         let mut layout = Layout {
             // SAFETY: each is glibc's function of this signature
             // (`_dl_deallocate_tls(void *, bool)`, and so on).
@@ -548,6 +673,7 @@ impl Layout {
             ctype_init: unsafe { std::mem::transmute::<usize, VoidFn>(ctype_init) },
             keys: keys as *const KeyStruct,
             fsgsbase,
+            pd,
             tid,
             list: tid - 16,
             robust,
@@ -564,7 +690,7 @@ impl Layout {
         // The OS thread's TCB must agree with the probe's layout.
         let os = os_tp();
         // SAFETY: `tid` lies inside struct pthread (found on the probe).
-        if unsafe { rd::<i32>(os, tid as isize) } != unsafe { libc::gettid() } {
+        if unsafe { rd::<i32>(layout.pd(os), tid as isize) } != unsafe { libc::gettid() } {
             return fail("this thread's tid");
         }
         layout.malloc_slots = layout.find_malloc_slots(os)?;
@@ -574,7 +700,7 @@ impl Layout {
 
     /// Finds libc's `tcache` and `thread_arena` slots: the words of libc's
     /// TLS that a first `malloc` changes in a fresh block.
-    #[cfg(target_arch = "x86_64")]
+    #[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
     fn find_malloc_slots(&self, os: usize) -> Result<Vec<isize>, String> {
         let (off, len) = libc_tls(os).ok_or("libc's TLS block not found")?;
         // Malloc's slots of this OS thread must be set before they are
@@ -635,7 +761,7 @@ const SIGSETXID: c_int = 33;
 /// glibc's own `SIGSETXID` handler, which [`setxid_handler`] calls.
 static GLIBC_SETXID: AtomicUsize = AtomicUsize::new(0);
 
-/// The kernel's `struct sigaction` on x86-64 (`rt_sigaction`).
+/// The kernel's `struct sigaction` on x86-64 and AArch64 (`rt_sigaction`).
 #[repr(C)]
 struct KernelSigaction {
     handler: usize,
@@ -806,45 +932,33 @@ impl Block {
             tcb,
             dealloc: l.dealloc,
         };
+        let (pd, os_pd) = (l.pd(tcb), l.pd(os));
         // SAFETY: every offset lies inside `struct pthread` or the static
-        // TLS below it (Layout::discover found each on a live thread), in
+        // TLS next to it (Layout::discover found each on a live thread), in
         // the new block and in the OS thread's.
         unsafe {
-            wr(tcb, head::TCB as isize, tcb);
-            wr(tcb, head::SELF as isize, tcb);
-            wr::<i32>(tcb, head::MULTIPLE_THREADS as isize, 1);
-            // Without this on the OS thread too, glibc's atomics in malloc
-            // drop their lock prefix while it believes itself alone.
-            wr::<i32>(os, head::MULTIPLE_THREADS as isize, 1);
-            for off in [head::SYSINFO, head::STACK_GUARD, head::POINTER_GUARD] {
-                wr(tcb, off as isize, rd::<usize>(os, off as isize));
-            }
+            fill_header(tcb, os, pd, os_pd);
+            wr(pd, l.tid as isize, rd::<i32>(os_pd, l.tid as isize));
+            let list = pd + l.list;
+            wr(pd, l.list as isize, list);
+            wr(pd, l.list as isize + 8, list);
+            let robust = pd + l.robust;
+            wr(pd, l.robust as isize, robust);
             wr(
-                tcb,
-                head::FEATURE_1 as isize,
-                rd::<u32>(os, head::FEATURE_1 as isize),
-            );
-            wr(tcb, l.tid as isize, rd::<i32>(os, l.tid as isize));
-            let list = tcb + l.list;
-            wr(tcb, l.list as isize, list);
-            wr(tcb, l.list as isize + 8, list);
-            let robust = tcb + l.robust;
-            wr(tcb, l.robust as isize, robust);
-            wr(
-                tcb,
+                pd,
                 l.robust as isize + 8,
-                rd::<isize>(os, l.robust as isize + 8),
+                rd::<isize>(os_pd, l.robust as isize + 8),
             );
-            wr(tcb, l.specific as isize, tcb + l.specific_1st);
-            wr(tcb, l.user_stack as isize, 1u8);
+            wr(pd, l.specific as isize, pd + l.specific_1st);
+            wr(pd, l.user_stack as isize, 1u8);
             if stack.1 != 0 {
-                wr(tcb, l.stack as isize, stack.0);
-                wr(tcb, l.stack as isize + 8, stack.1);
-                wr(tcb, l.stack as isize + 16, stack.2);
-                wr(tcb, l.stack as isize + 24, stack.2);
+                wr(pd, l.stack as isize, stack.0);
+                wr(pd, l.stack as isize + 8, stack.1);
+                wr(pd, l.stack as isize + 16, stack.2);
+                wr(pd, l.stack as isize + 24, stack.2);
             }
             if let Some((res, resp)) = l.res {
-                wr(tcb, resp, tcb + res);
+                wr(tcb, resp, pd + res);
             }
             if let Some(rseq) = l.rseq {
                 // cpu_id: RSEQ_CPU_ID_REGISTRATION_FAILED, so that
@@ -882,6 +996,51 @@ fn seed_own(os: usize, seed: &dyn Fn()) {
     seed();
 }
 
+/// Fills in the fixed header of a new block's TCB, x86-64's `tcbhead_t`:
+/// its self pointers, and the OS thread's guards, vDSO entry and CET
+/// state.
+///
+/// # Safety
+/// `tcb` is a new block's thread pointer, `os` this OS thread's, and
+/// `pd`, `os_pd` their `struct pthread`s.
+#[cfg(target_arch = "x86_64")]
+unsafe fn fill_header(tcb: usize, os: usize, _pd: usize, _os_pd: usize) {
+    // SAFETY: the header lies at the thread pointer in every TCB.
+    unsafe {
+        wr(tcb, head::TCB as isize, tcb);
+        wr(tcb, head::SELF as isize, tcb);
+        wr::<i32>(tcb, head::MULTIPLE_THREADS as isize, 1);
+        // Without this on the OS thread too, glibc's atomics in malloc
+        // drop their lock prefix while it believes itself alone.
+        wr::<i32>(os, head::MULTIPLE_THREADS as isize, 1);
+        for off in [head::SYSINFO, head::STACK_GUARD, head::POINTER_GUARD] {
+            wr(tcb, off as isize, rd::<usize>(os, off as isize));
+        }
+        wr(
+            tcb,
+            head::FEATURE_1 as isize,
+            rd::<u32>(os, head::FEATURE_1 as isize),
+        );
+    }
+}
+
+/// Fills in the fixed header of a new block's `struct pthread` on AArch64:
+/// `multiple_threads`, as `pthread_create` sets it in the new thread and
+/// its creator (glibc's libc tests a global; the dynamic linker tests
+/// this). The `tcbhead_t` needs nothing: `_dl_allocate_tls` installed the
+/// DTV, and the guards are globals.
+///
+/// # Safety
+/// As for x86-64's.
+#[cfg(target_arch = "aarch64")]
+unsafe fn fill_header(_tcb: usize, _os: usize, pd: usize, os_pd: usize) {
+    // SAFETY: the header begins every struct pthread.
+    unsafe {
+        wr::<i32>(pd, head::MULTIPLE_THREADS as isize, 1);
+        wr::<i32>(os_pd, head::MULTIPLE_THREADS as isize, 1);
+    }
+}
+
 impl Drop for Block {
     fn drop(&mut self) {
         debug_assert_ne!(current_tp(), self.tcb, "a TLS block freed while in use");
@@ -911,15 +1070,16 @@ pub(crate) fn run_exit() {
     }
     let Ok(l) = layout() else { return };
     let tcb = current_tp();
+    let pd = l.pd(tcb);
     // SAFETY: under the block's own thread pointer, as at a thread's exit;
     // the offsets were validated by `Layout::discover`.
     unsafe {
         (l.call_tls_dtors)();
-        run_key_destructors(l, tcb);
+        run_key_destructors(l, pd);
         if let Some(ts) = l.tls_state {
             for off in [ts, ts + 8] {
-                libc::free(rd::<*mut c_void>(tcb, off as isize));
-                wr(tcb, off as isize, std::ptr::null_mut::<c_void>());
+                libc::free(rd::<*mut c_void>(pd, off as isize));
+                wr(pd, off as isize, std::ptr::null_mut::<c_void>());
             }
         }
         // Malloc's cache and arena are the OS thread's: not this block's to
@@ -933,10 +1093,10 @@ pub(crate) fn run_exit() {
 /// What glibc's `__nptl_deallocate_tsd` does at a thread's exit.
 ///
 /// # Safety
-/// `tcb` is the running block; `l` its validated layout.
-unsafe fn run_key_destructors(l: &Layout, tcb: usize) {
-    // SAFETY: `specific_used` is a bool of the running TCB.
-    if unsafe { rd::<u8>(tcb, l.specific_used as isize) } == 0 {
+/// `pd` is the running block's `struct pthread`; `l` its validated layout.
+unsafe fn run_key_destructors(l: &Layout, pd: usize) {
+    // SAFETY: `specific_used` is a bool of the running struct pthread.
+    if unsafe { rd::<u8>(pd, l.specific_used as isize) } == 0 {
         return;
     }
     for _ in 0..DESTRUCTOR_ROUNDS {
@@ -945,7 +1105,7 @@ unsafe fn run_key_destructors(l: &Layout, tcb: usize) {
             // SAFETY: `specific[idx / 32]` is null or a block of 32 key
             // values of this thread.
             let level2 =
-                unsafe { rd::<*mut KeyData>(tcb, (l.specific + 8 * (idx / KEYS_2ND)) as isize) };
+                unsafe { rd::<*mut KeyData>(pd, (l.specific + 8 * (idx / KEYS_2ND)) as isize) };
             if level2.is_null() {
                 continue;
             }
@@ -972,11 +1132,11 @@ unsafe fn run_key_destructors(l: &Layout, tcb: usize) {
         // SAFETY: second-level blocks past the first are malloc'd by
         // pthread_setspecific and owned by the thread.
         unsafe {
-            let p = rd::<*mut c_void>(tcb, (l.specific + 8 * i) as isize);
+            let p = rd::<*mut c_void>(pd, (l.specific + 8 * i) as isize);
             if !p.is_null() {
                 libc::free(p);
                 wr(
-                    tcb,
+                    pd,
                     (l.specific + 8 * i) as isize,
                     std::ptr::null_mut::<c_void>(),
                 );
@@ -984,7 +1144,7 @@ unsafe fn run_key_destructors(l: &Layout, tcb: usize) {
         }
     }
     // SAFETY: as at the top.
-    unsafe { wr(tcb, l.specific_used as isize, 0u8) };
+    unsafe { wr(pd, l.specific_used as isize, 0u8) };
 }
 
 #[cfg(test)]
@@ -993,10 +1153,16 @@ mod tests {
 
     #[test]
     fn layout_is_found_on_this_glibc() {
-        if cfg!(all(target_arch = "x86_64", target_env = "gnu")) {
+        if cfg!(all(
+            any(target_arch = "x86_64", target_arch = "aarch64"),
+            target_env = "gnu"
+        )) {
             let l = layout().unwrap();
             assert_eq!(l.list + 16, l.tid);
             assert_eq!(l.malloc_slots.len(), 2);
+            // SAFETY: no preconditions.
+            let pd = unsafe { libc::pthread_self() } as usize;
+            assert_eq!(l.pd(current_tp()), pd);
         }
     }
 
