@@ -14,10 +14,14 @@ fn supported() -> bool {
     match green::patch::thread_identity_supported() {
         Ok(()) => true,
         Err(why) => {
-            // Only x86-64 glibc is validated; elsewhere the fallback is what
-            // these tests would see, and the shared-identity tests cover it.
-            if cfg!(all(target_arch = "x86_64", target_env = "gnu")) {
-                panic!("identity must be supported on x86-64 glibc: {why}");
+            // Only x86-64 and AArch64 glibc are validated; elsewhere the
+            // fallback is what these tests would see, and the
+            // shared-identity tests cover it.
+            if cfg!(all(
+                any(target_arch = "x86_64", target_arch = "aarch64"),
+                target_env = "gnu"
+            )) {
+                panic!("identity must be supported on x86-64 and AArch64 glibc: {why}");
             }
             false
         }
