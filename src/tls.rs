@@ -157,7 +157,8 @@ pub(crate) struct Layout {
     res: Option<(usize, isize)>,
     /// `tls_state.strsignal_buf` (`strerror_l_buf` follows).
     tls_state: Option<usize>,
-    /// The rseq area (TP-relative), when glibc registered one.
+    /// The rseq area (TP-relative), where glibc has one (registered with
+    /// the kernel or not).
     rseq: Option<isize>,
     /// libc's `tcache` and `thread_arena` TLS slots (TP-relative).
     malloc_slots: Vec<isize>,
@@ -647,16 +648,14 @@ impl Layout {
         };
         let tls_state = find_word(&p.tcb, p.strsignal, head::END)
             .filter(|&o| o + 16 <= p.tcb.len() && word(&p.tcb, o + 8) == p.strerror);
-        let rseq = {
-            let size = sym(c"__rseq_size", None)
-                // SAFETY: `__rseq_size` is glibc's `const unsigned int`.
-                .map(|a| unsafe { *(a as *const u32) })
-                .unwrap_or(0);
-            let off = sym(c"__rseq_offset", None)
-                // SAFETY: `__rseq_offset` is glibc's `const ptrdiff_t`.
-                .map(|a| unsafe { *(a as *const isize) });
-            off.filter(|_| size > 0)
-        };
+        // Set whether or not the kernel took the registration (`__rseq_size`
+        // is 0 where it did not, or where a tunable turned it off): glibc
+        // then marks each thread's `cpu_id` unregistered, and
+        // `sched_getcpu` reads it all the same.
+        let rseq = sym(c"__rseq_offset", None)
+            // SAFETY: `__rseq_offset` is glibc's `const ptrdiff_t`.
+            .map(|a| unsafe { *(a as *const isize) })
+            .filter(|&off| off != 0);
         let pd = p.pd as isize - p.tp as isize;
         if let Err(what) = check_arch(p, pd, rseq) {
             return fail(what);
@@ -1198,5 +1197,15 @@ mod tests {
         assert_eq!(tid, unsafe { libc::gettid() });
         assert_ne!(errno_addr, unsafe { libc::__errno_location() as usize });
         assert_eq!(X.get(), 5);
+    }
+
+    #[test]
+    fn a_block_has_an_unregistered_rseq_area() {
+        let Ok(l) = layout() else { return };
+        let Some(rseq) = l.rseq else { return };
+        let block = Block::new(l, os_tp(), (0, 0, 0), &|| {}).unwrap();
+        // SAFETY: the rseq area lies in the block's struct pthread.
+        let cpu_id = unsafe { rd::<i32>(block.tp(), rseq + 4) };
+        assert_eq!(cpu_id, -2, "RSEQ_CPU_ID_REGISTRATION_FAILED");
     }
 }
