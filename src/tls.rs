@@ -23,24 +23,38 @@
 //!   |  robust list, keys,  |   and hub   |  OS thread's guards  |
 //!   |  res, rseq ...       |             |  and tid, own lists  |
 //!   +----------------------+             +----------------------+
+//!
+//!   AArch64 (TLS variant I): static TLS lies above the thread pointer,
+//!   struct pthread below it
+//!
+//!   +----------------------+
+//!   | executable's TLS,    |
+//!   | libc's TLS, others   |
+//!   +----------------------+ <- TP + 16
+//!   | tcbhead_t: dtv, -    |
+//!   +----------------------+ <- TPIDR_EL0
+//!   | struct pthread       |
+//!   +----------------------+ <- pthread_self()
 //! ```
 //!
 //! The hub sets the thread pointer when it resumes such a green thread and
 //! sets it back to the OS thread's when the green thread suspends
-//! ([`set_tp`]: `wrfsbase` where the kernel allows it, else
-//! `arch_prctl`). Nothing else on the switch path changes.
+//! ([`set_tp`]: on x86-64 `wrfsbase` where the kernel allows it, else
+//! `arch_prctl`; on AArch64 `msr tpidr_el0`). Nothing else on the switch
+//! path changes.
 //!
 //! A block is made the way `pthread_create` makes one: `_dl_allocate_tls`
 //! from the dynamic linker, which initialises every static TLS module from
 //! its init image and gives the block its own DTV. The parts of
 //! `struct pthread` that glibc fills in at thread start are then filled in
-//! from the OS thread's (the stack and pointer guards, the tid) or as a new
-//! thread's would be (self pointers, empty robust and key lists, the rseq
-//! area marked unregistered, ctype tables, resolver state). Their offsets
-//! differ between glibc versions: [`Layout`] derives each one once per
-//! process from values glibc itself reports on a probe thread, and checks
-//! them; if anything does not match, identity is not supported and green
-//! threads share their OS thread's identity as before.
+//! from the OS thread's (the stack and pointer guards on x86-64, the tid)
+//! or as a new thread's would be (self pointers, empty robust and key
+//! lists, the rseq area marked unregistered, ctype tables, resolver
+//! state). Their offsets differ between glibc versions and architectures:
+//! [`Layout`] derives each one once per process from values glibc itself
+//! reports on a probe thread, and checks them; if anything does not match,
+//! identity is not supported and green threads share their OS thread's
+//! identity as before.
 //!
 //! When a green thread with a block ends (returns, is killed, or is unwound
 //! at thread exit), [`run_exit`] runs under its own thread pointer what a
@@ -102,8 +116,22 @@ mod head {
     pub(super) const END: usize = 0x50;
 }
 
-/// Where glibc keeps each per-thread field this module fills in, as
-/// offsets from the thread pointer, found by [`Layout::discover`].
+/// The fixed part of AArch64's `struct pthread`: its `header`, which glibc
+/// pads to 24 words (its fields follow that; zeros before them). The
+/// `tcbhead_t` at the thread pointer (`dtv`, `private`) is filled in by
+/// `_dl_allocate_tls`; the stack and pointer guards are globals.
+#[cfg(target_arch = "aarch64")]
+mod head {
+    /// `header.multiple_threads` (then `header.gscope_flag`).
+    pub(super) const MULTIPLE_THREADS: usize = 0x00;
+    /// Offsets below this are the header's; glibc's own fields follow.
+    pub(super) const END: usize = 0x08;
+}
+
+/// Where glibc keeps each per-thread field this module fills in, found by
+/// [`Layout::discover`]: offsets from the thread's `struct pthread`, which
+/// begins at the thread pointer on x86-64 and lies below it on AArch64
+/// (see `pd`), except those marked TP-relative.
 #[derive(Debug)]
 pub(crate) struct Layout {
     alloc: AllocTls,
@@ -111,8 +139,11 @@ pub(crate) struct Layout {
     call_tls_dtors: VoidFn,
     ctype_init: VoidFn,
     keys: *const KeyStruct,
-    /// `wrfsbase` is allowed (`HWCAP2_FSGSBASE`).
+    /// `wrfsbase` is allowed (`HWCAP2_FSGSBASE`; x86-64 only).
     fsgsbase: bool,
+    /// Where `struct pthread` begins, from the thread pointer: 0 on x86-64,
+    /// minus its size on AArch64.
+    pd: isize,
     /// `pid_t tid`; the `list_t list` node lies just before it.
     tid: usize,
     list: usize,
@@ -130,7 +161,8 @@ pub(crate) struct Layout {
     res: Option<(usize, isize)>,
     /// `tls_state.strsignal_buf` (`strerror_l_buf` follows).
     tls_state: Option<usize>,
-    /// The rseq area (TP-relative), when glibc registered one.
+    /// The rseq area (TP-relative), where glibc has one (registered with
+    /// the kernel or not).
     rseq: Option<isize>,
     /// libc's `tcache` and `thread_arena` TLS slots (TP-relative).
     malloc_slots: Vec<isize>,
@@ -227,7 +259,18 @@ pub(crate) fn current_tp() -> usize {
         }
         tp
     }
-    #[cfg(not(target_arch = "x86_64"))]
+    #[cfg(target_arch = "aarch64")]
+    {
+        let tp: usize;
+        // SAFETY: reads TPIDR_EL0, the thread pointer; not `pure`, so that
+        // it is never merged with a read from before a `set_tp`.
+        unsafe {
+            std::arch::asm!("mrs {}, tpidr_el0", out(reg) tp,
+                options(nomem, nostack, preserves_flags));
+        }
+        tp
+    }
+    #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
     {
         0
     }
@@ -254,7 +297,7 @@ pub(crate) fn on_own_block() -> bool {
 /// Runs `f` under the OS thread's own thread pointer when the caller is a
 /// green thread with a block of its own (else just runs it): for the libc
 /// calls that must see the OS thread as themselves (`pthread_create`,
-/// `set*id`, `fork`). `f` must not touch a thread-local of the caller's or
+/// `set*id`, `fork`). `f` must touch no thread-local (see [`set_tp`]) or
 /// unwind; it cannot park (the hooks pass through inside it, see
 /// [`in_os_region`]). The errno `f` leaves is the caller's.
 ///
@@ -281,7 +324,7 @@ pub(crate) fn under_os_tp<T: PartialEq + Default>(forked: bool, f: impl FnOnce()
         set_os_region(false);
         if forked && r == T::default() {
             // glibc set the child's tid in the OS thread's TCB.
-            live::set_tids(l, rd::<i32>(os, l.tid as isize));
+            live::set_tids(l, rd::<i32>(l.pd(os), l.tid as isize));
         }
         set_tp(l.fsgsbase, own);
         *libc::__errno_location() = errno;
@@ -336,7 +379,7 @@ fn back_from_fork(child: bool) {
     if child {
         // SAFETY: `tid` lies in every TCB; glibc set the child's in this,
         // the OS thread's.
-        live::set_tids(l, unsafe { rd::<i32>(current_tp(), l.tid as isize) });
+        live::set_tids(l, unsafe { rd::<i32>(l.pd(current_tp()), l.tid as isize) });
     }
     if own != 0 {
         IN_OS_REGION.set(false);
@@ -346,6 +389,15 @@ fn back_from_fork(child: bool) {
 }
 
 /// Sets the thread pointer.
+///
+/// The compiler takes the thread pointer for a constant within a function:
+/// it may keep a thread-local's address, computed before this call, and
+/// use it after (on AArch64 it reads `TPIDR_EL0` once and keeps it; x86-64
+/// reaches thread-locals through `fs`, whose accesses follow the switch).
+/// Code that runs between a `set_tp` and the one that sets it back, in the
+/// same function after inlining, must therefore touch no thread-local;
+/// whatever must see the new thread pointer's thread-locals runs in a
+/// function that is not inlined.
 ///
 /// # Safety
 /// `tp` must be the thread pointer of this OS thread or of a live [`Block`]
@@ -375,10 +427,19 @@ pub(crate) unsafe fn set_tp(fsgsbase: bool, tp: usize) {
             }
         }
     }
-    #[cfg(not(target_arch = "x86_64"))]
+    #[cfg(target_arch = "aarch64")]
+    {
+        let _ = fsgsbase;
+        // SAFETY: TPIDR_EL0 is writable at EL0; the caller vouches for
+        // `tp`. Not `nomem`: no memory access moves across it.
+        unsafe {
+            std::arch::asm!("msr tpidr_el0, {}", in(reg) tp, options(nostack, preserves_flags));
+        }
+    }
+    #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
     {
         let _ = (fsgsbase, tp);
-        unreachable!("thread identity is supported on x86-64 only");
+        unreachable!("thread identity is supported on x86-64 and AArch64 only");
     }
 }
 
@@ -416,7 +477,10 @@ fn sym(name: &CStr, version: Option<&CStr>) -> Option<usize> {
 struct Probe {
     key: libc::pthread_key_t,
     tp: usize,
+    /// `pthread_self()`: its `struct pthread`.
+    pd: usize,
     tid: i32,
+    /// `&robust_head`, from the kernel (0 where it keeps no robust list).
     robust: usize,
     res: usize,
     resp: usize,
@@ -428,7 +492,7 @@ struct Probe {
     /// `list.next->prev == &list`, for each candidate offset tested.
     list_ok: bool,
     list_off: usize,
-    /// The first bytes of its TCB.
+    /// The first bytes of its `struct pthread`.
     tcb: Vec<u8>,
 }
 
@@ -438,6 +502,8 @@ extern "C" fn probe_main(arg: *mut c_void) -> *mut c_void {
     // SAFETY: `arg` is the `Probe` the creator owns until it joins.
     let p = unsafe { &mut *(arg as *mut Probe) };
     p.tp = current_tp();
+    // SAFETY: no preconditions.
+    p.pd = unsafe { libc::pthread_self() } as usize;
     // SAFETY: plain calls with valid out pointers; each only reads or
     // writes this thread's own state.
     unsafe {
@@ -466,11 +532,11 @@ extern "C" fn probe_main(arg: *mut c_void) -> *mut c_void {
         }
         // The TCB lies at the top of the thread's stack block: read no
         // further than that.
-        let len = p.stack_top.saturating_sub(p.tp).min(4096);
-        p.tcb = std::slice::from_raw_parts(p.tp as *const u8, len).to_vec();
+        let len = scan_len(p);
+        p.tcb = std::slice::from_raw_parts(p.pd as *const u8, len).to_vec();
         let tid_off = find_i32(&p.tcb, p.tid, head::END);
         if let Some(t) = tid_off.filter(|&t| t >= 16 + head::END) {
-            let list = p.tp + t - 16;
+            let list = p.pd + t - 16;
             let next = *(list as *const usize);
             p.list_off = t - 16;
             p.list_ok = next != 0 && *((next + 8) as *const usize) == list;
@@ -482,6 +548,58 @@ extern "C" fn probe_main(arg: *mut c_void) -> *mut c_void {
 extern "C" {
     fn __res_state() -> *mut c_void;
     fn __res_nclose(state: *mut c_void);
+}
+
+/// What x86-64's layout must satisfy beyond the checks all targets share:
+/// `struct pthread` begins at the thread pointer (its header's fields are
+/// at fixed offsets).
+#[cfg(target_arch = "x86_64")]
+fn check_arch(_p: &Probe, pd: isize, _rseq: Option<isize>) -> Result<(), &'static str> {
+    if pd != 0 {
+        return Err("struct pthread at the thread pointer");
+    }
+    Ok(())
+}
+
+/// What AArch64's layout must satisfy beyond the checks all targets
+/// share: `struct pthread` ends at the thread pointer (every field found
+/// lies in it: the scan reads no further), its header says the probe is
+/// one of several threads (as `pthread_create` sets it), and the rseq
+/// area is in it.
+#[cfg(target_arch = "aarch64")]
+fn check_arch(p: &Probe, pd: isize, rseq: Option<isize>) -> Result<(), &'static str> {
+    let size = pd.unsigned_abs();
+    if pd >= 0 || size <= head::END || p.tcb.len() != size {
+        return Err("struct pthread below the thread pointer");
+    }
+    let at = head::MULTIPLE_THREADS;
+    if i32::from_ne_bytes(p.tcb[at..at + 4].try_into().expect("4 bytes")) != 1 {
+        return Err("header.multiple_threads");
+    }
+    if rseq.is_some_and(|r| r < pd || r + 32 > 0) {
+        return Err("rseq area");
+    }
+    Ok(())
+}
+
+/// How many bytes of the probe's `struct pthread` to read: x86-64's
+/// begins at the thread pointer and ends below the top of the stack
+/// block.
+#[cfg(target_arch = "x86_64")]
+fn scan_len(p: &Probe) -> usize {
+    p.stack_top.saturating_sub(p.tp).min(4096)
+}
+
+/// How many bytes of the probe's `struct pthread` to read: AArch64's lies
+/// between `pthread_self()` and the thread pointer, below the TCB and
+/// static TLS at the top of the stack block. Nothing if they are not so.
+#[cfg(target_arch = "aarch64")]
+fn scan_len(p: &Probe) -> usize {
+    if p.pd < p.tp && p.tp < p.stack_top {
+        (p.tp - p.pd).min(4096)
+    } else {
+        0
+    }
 }
 
 /// The only 4-aligned offset at or past `from` where `bytes` hold `v`.
@@ -510,12 +628,24 @@ fn word(bytes: &[u8], off: usize) -> usize {
 }
 
 impl Layout {
-    #[cfg(not(target_arch = "x86_64"))]
-    fn discover() -> Result<Layout, String> {
-        Err("per-green-thread identity is implemented for x86-64 only".into())
+    /// Where `struct pthread` begins in the block whose thread pointer is
+    /// `tp`.
+    #[inline]
+    fn pd(&self, tp: usize) -> usize {
+        tp.wrapping_add_signed(self.pd)
     }
 
-    #[cfg(target_arch = "x86_64")]
+    /// Where a block's `list` node lies from its thread pointer.
+    fn list_node(&self) -> isize {
+        self.pd + self.list as isize
+    }
+
+    #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
+    fn discover() -> Result<Layout, String> {
+        Err("per-green-thread identity is implemented for x86-64 and AArch64 only".into())
+    }
+
+    #[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
     fn discover() -> Result<Layout, String> {
         if !cfg!(target_env = "gnu") {
             return Err("per-green-thread identity needs glibc".into());
@@ -535,6 +665,7 @@ impl Layout {
         let mut probe = Probe {
             key: 0,
             tp: 0,
+            pd: 0,
             tid: 0,
             robust: 0,
             res: 0,
@@ -562,8 +693,17 @@ impl Layout {
             Some(t) if p.list_ok && p.list_off + 16 == t => t,
             _ => return fail("tid and thread list"),
         };
-        let robust = p.robust.wrapping_sub(p.tp);
-        if robust >= p.tcb.len() || word(&p.tcb, robust) != p.robust {
+        let robust = if p.robust != 0 {
+            p.robust.wrapping_sub(p.pd)
+        } else {
+            // The kernel keeps no robust list (qemu-user answers ENOSYS):
+            // glibc still links the head to itself and `robust_prev` to it.
+            (tid + 8..p.tcb.len().saturating_sub(7))
+                .step_by(8)
+                .find(|&o| word(&p.tcb, o) == p.pd + o && word(&p.tcb, o - 8) == p.pd + o)
+                .unwrap_or(usize::MAX)
+        };
+        if robust >= p.tcb.len() || word(&p.tcb, robust) != p.pd + robust {
             return fail("robust list head");
         }
         let key = p.key as usize;
@@ -575,7 +715,7 @@ impl Layout {
         let specific_used = specific + 32 * 8;
         let user_stack = specific_used + 2;
         if user_stack >= p.tcb.len()
-            || word(&p.tcb, specific) != p.tp + specific_1st
+            || word(&p.tcb, specific) != p.pd + specific_1st
             || p.tcb[specific_used] != 1
             || p.tcb[user_stack] != 0
         {
@@ -599,21 +739,23 @@ impl Layout {
             return fail("stack fields");
         };
         let res = {
-            let off = p.res.wrapping_sub(p.tp);
+            let off = p.res.wrapping_sub(p.pd);
             (off < p.tcb.len() && p.resp != 0).then(|| (off, p.resp as isize - p.tp as isize))
         };
         let tls_state = find_word(&p.tcb, p.strsignal, head::END)
             .filter(|&o| o + 16 <= p.tcb.len() && word(&p.tcb, o + 8) == p.strerror);
-        let rseq = {
-            let size = sym(c"__rseq_size", None)
-                // SAFETY: `__rseq_size` is glibc's `const unsigned int`.
-                .map(|a| unsafe { *(a as *const u32) })
-                .unwrap_or(0);
-            let off = sym(c"__rseq_offset", None)
-                // SAFETY: `__rseq_offset` is glibc's `const ptrdiff_t`.
-                .map(|a| unsafe { *(a as *const isize) });
-            off.filter(|_| size > 0)
-        };
+        // Set whether or not the kernel took the registration (`__rseq_size`
+        // is 0 where it did not, or where a tunable turned it off): glibc
+        // then marks each thread's `cpu_id` unregistered, and
+        // `sched_getcpu` reads it all the same.
+        let rseq = sym(c"__rseq_offset", None)
+            // SAFETY: `__rseq_offset` is glibc's `const ptrdiff_t`.
+            .map(|a| unsafe { *(a as *const isize) })
+            .filter(|&off| off != 0);
+        let pd = p.pd as isize - p.tp as isize;
+        if let Err(what) = check_arch(p, pd, rseq) {
+            return fail(what);
+        }
         let mut layout = Layout {
             // SAFETY: each is glibc's function of this signature
             // (`_dl_deallocate_tls(void *, bool)`, and so on).
@@ -626,6 +768,7 @@ impl Layout {
             ctype_init: unsafe { std::mem::transmute::<usize, VoidFn>(ctype_init) },
             keys: keys as *const KeyStruct,
             fsgsbase,
+            pd,
             tid,
             list: tid - 16,
             robust,
@@ -642,7 +785,7 @@ impl Layout {
         // The OS thread's TCB must agree with the probe's layout.
         let os = os_tp();
         // SAFETY: `tid` lies inside struct pthread (found on the probe).
-        if unsafe { rd::<i32>(os, tid as isize) } != unsafe { libc::gettid() } {
+        if unsafe { rd::<i32>(layout.pd(os), tid as isize) } != unsafe { libc::gettid() } {
             return fail("this thread's tid");
         }
         layout.malloc_slots = layout.find_malloc_slots(os)?;
@@ -654,7 +797,7 @@ impl Layout {
 
     /// Finds libc's `tcache` and `thread_arena` slots: the words of libc's
     /// TLS that a first `malloc` changes in a fresh block.
-    #[cfg(target_arch = "x86_64")]
+    #[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
     fn find_malloc_slots(&self, os: usize) -> Result<Vec<isize>, String> {
         let (off, len) = libc_tls(os).ok_or("libc's TLS block not found")?;
         // Malloc's slots of this OS thread must be set before they are
@@ -715,7 +858,7 @@ const SIGSETXID: c_int = 33;
 /// glibc's own `SIGSETXID` handler, which [`setxid_handler`] calls.
 static GLIBC_SETXID: AtomicUsize = AtomicUsize::new(0);
 
-/// The kernel's `struct sigaction` on x86-64 (`rt_sigaction`).
+/// The kernel's `struct sigaction` on x86-64 and AArch64 (`rt_sigaction`).
 #[repr(C)]
 struct KernelSigaction {
     handler: usize,
@@ -858,8 +1001,8 @@ fn libc_tls(tp: usize) -> Option<(isize, usize)> {
 pub(crate) struct Block {
     tcb: usize,
     dealloc: DeallocTls,
-    /// Its layout's offset of the list node (see `live`).
-    list: usize,
+    /// Where its list node lies from its thread pointer (see `live`).
+    list: isize,
 }
 
 impl Block {
@@ -890,47 +1033,35 @@ impl Block {
         let block = Block {
             tcb,
             dealloc: l.dealloc,
-            list: l.list,
+            list: l.list_node(),
         };
+        let (pd, os_pd) = (l.pd(tcb), l.pd(os));
         // SAFETY: every offset lies inside `struct pthread` or the static
-        // TLS below it (Layout::discover found each on a live thread), in
+        // TLS next to it (Layout::discover found each on a live thread), in
         // the new block and in the OS thread's.
         unsafe {
-            wr(tcb, head::TCB as isize, tcb);
-            wr(tcb, head::SELF as isize, tcb);
-            wr::<i32>(tcb, head::MULTIPLE_THREADS as isize, 1);
-            // Without this on the OS thread too, glibc's atomics in malloc
-            // drop their lock prefix while it believes itself alone.
-            wr::<i32>(os, head::MULTIPLE_THREADS as isize, 1);
-            for off in [head::SYSINFO, head::STACK_GUARD, head::POINTER_GUARD] {
-                wr(tcb, off as isize, rd::<usize>(os, off as isize));
-            }
-            wr(
-                tcb,
-                head::FEATURE_1 as isize,
-                rd::<u32>(os, head::FEATURE_1 as isize),
-            );
-            wr(tcb, l.tid as isize, rd::<i32>(os, l.tid as isize));
+            fill_header(tcb, os, pd, os_pd);
+            wr(pd, l.tid as isize, rd::<i32>(os_pd, l.tid as isize));
             // The list node links the block into the list of live blocks.
             live.link(l, tcb);
             drop(live);
-            let robust = tcb + l.robust;
-            wr(tcb, l.robust as isize, robust);
+            let robust = pd + l.robust;
+            wr(pd, l.robust as isize, robust);
             wr(
-                tcb,
+                pd,
                 l.robust as isize + 8,
-                rd::<isize>(os, l.robust as isize + 8),
+                rd::<isize>(os_pd, l.robust as isize + 8),
             );
-            wr(tcb, l.specific as isize, tcb + l.specific_1st);
-            wr(tcb, l.user_stack as isize, 1u8);
+            wr(pd, l.specific as isize, pd + l.specific_1st);
+            wr(pd, l.user_stack as isize, 1u8);
             if stack.1 != 0 {
-                wr(tcb, l.stack as isize, stack.0);
-                wr(tcb, l.stack as isize + 8, stack.1);
-                wr(tcb, l.stack as isize + 16, stack.2);
-                wr(tcb, l.stack as isize + 24, stack.2);
+                wr(pd, l.stack as isize, stack.0);
+                wr(pd, l.stack as isize + 8, stack.1);
+                wr(pd, l.stack as isize + 16, stack.2);
+                wr(pd, l.stack as isize + 24, stack.2);
             }
             if let Some((res, resp)) = l.res {
-                wr(tcb, resp, tcb + res);
+                wr(tcb, resp, pd + res);
             }
             if let Some(rseq) = l.rseq {
                 // cpu_id: RSEQ_CPU_ID_REGISTRATION_FAILED, so that
@@ -968,6 +1099,51 @@ fn seed_block(l: &Layout, os: usize, seed: &dyn Fn()) {
     seed();
 }
 
+/// Fills in the fixed header of a new block's TCB, x86-64's `tcbhead_t`:
+/// its self pointers, and the OS thread's guards, vDSO entry and CET
+/// state.
+///
+/// # Safety
+/// `tcb` is a new block's thread pointer, `os` this OS thread's, and
+/// `pd`, `os_pd` their `struct pthread`s.
+#[cfg(target_arch = "x86_64")]
+unsafe fn fill_header(tcb: usize, os: usize, _pd: usize, _os_pd: usize) {
+    // SAFETY: the header lies at the thread pointer in every TCB.
+    unsafe {
+        wr(tcb, head::TCB as isize, tcb);
+        wr(tcb, head::SELF as isize, tcb);
+        wr::<i32>(tcb, head::MULTIPLE_THREADS as isize, 1);
+        // Without this on the OS thread too, glibc's atomics in malloc
+        // drop their lock prefix while it believes itself alone.
+        wr::<i32>(os, head::MULTIPLE_THREADS as isize, 1);
+        for off in [head::SYSINFO, head::STACK_GUARD, head::POINTER_GUARD] {
+            wr(tcb, off as isize, rd::<usize>(os, off as isize));
+        }
+        wr(
+            tcb,
+            head::FEATURE_1 as isize,
+            rd::<u32>(os, head::FEATURE_1 as isize),
+        );
+    }
+}
+
+/// Fills in the fixed header of a new block's `struct pthread` on AArch64:
+/// `multiple_threads`, as `pthread_create` sets it in the new thread and
+/// its creator (glibc's libc tests a global; the dynamic linker tests
+/// this). The `tcbhead_t` needs nothing: `_dl_allocate_tls` installed the
+/// DTV, and the guards are globals.
+///
+/// # Safety
+/// As for x86-64's.
+#[cfg(target_arch = "aarch64")]
+unsafe fn fill_header(_tcb: usize, _os: usize, pd: usize, os_pd: usize) {
+    // SAFETY: the header begins every struct pthread.
+    unsafe {
+        wr::<i32>(pd, head::MULTIPLE_THREADS as isize, 1);
+        wr::<i32>(os_pd, head::MULTIPLE_THREADS as isize, 1);
+    }
+}
+
 impl Drop for Block {
     fn drop(&mut self) {
         debug_assert_ne!(current_tp(), self.tcb, "a TLS block freed while in use");
@@ -991,22 +1167,23 @@ pub(crate) fn run_exit() {
     }
     let Ok(l) = layout() else { return };
     let tcb = current_tp();
+    let pd = l.pd(tcb);
     // SAFETY: under the block's own thread pointer, as at a thread's exit;
     // the offsets were validated by `Layout::discover`.
     unsafe {
         (l.call_tls_dtors)();
-        run_key_destructors(l, tcb);
+        run_key_destructors(l, pd);
         if let Some(ts) = l.tls_state {
             for off in [ts, ts + 8] {
-                libc::free(rd::<*mut c_void>(tcb, off as isize));
-                wr(tcb, off as isize, std::ptr::null_mut::<c_void>());
+                libc::free(rd::<*mut c_void>(pd, off as isize));
+                wr(pd, off as isize, std::ptr::null_mut::<c_void>());
             }
         }
         if let Some((res, _)) = l.res {
             // `options & RES_INIT`: set up by a resolver call (which sets
             // its socket fields too; a zeroed state has socket 0).
-            if rd::<libc::c_ulong>(tcb, res as isize + 8) & 1 != 0 {
-                __res_nclose((tcb + res) as *mut c_void);
+            if rd::<libc::c_ulong>(pd, res as isize + 8) & 1 != 0 {
+                __res_nclose((pd + res) as *mut c_void);
             }
         }
         // dlerror's message, if any: taken, then freed by the next call.
@@ -1021,10 +1198,10 @@ pub(crate) fn run_exit() {
 /// What glibc's `__nptl_deallocate_tsd` does at a thread's exit.
 ///
 /// # Safety
-/// `tcb` is the running block; `l` its validated layout.
-unsafe fn run_key_destructors(l: &Layout, tcb: usize) {
-    // SAFETY: `specific_used` is a bool of the running TCB.
-    if unsafe { rd::<u8>(tcb, l.specific_used as isize) } == 0 {
+/// `pd` is the running block's `struct pthread`; `l` its validated layout.
+unsafe fn run_key_destructors(l: &Layout, pd: usize) {
+    // SAFETY: `specific_used` is a bool of the running struct pthread.
+    if unsafe { rd::<u8>(pd, l.specific_used as isize) } == 0 {
         return;
     }
     for _ in 0..DESTRUCTOR_ROUNDS {
@@ -1033,7 +1210,7 @@ unsafe fn run_key_destructors(l: &Layout, tcb: usize) {
             // SAFETY: `specific[idx / 32]` is null or a block of 32 key
             // values of this thread.
             let level2 =
-                unsafe { rd::<*mut KeyData>(tcb, (l.specific + 8 * (idx / KEYS_2ND)) as isize) };
+                unsafe { rd::<*mut KeyData>(pd, (l.specific + 8 * (idx / KEYS_2ND)) as isize) };
             if level2.is_null() {
                 continue;
             }
@@ -1060,11 +1237,11 @@ unsafe fn run_key_destructors(l: &Layout, tcb: usize) {
         // SAFETY: second-level blocks past the first are malloc'd by
         // pthread_setspecific and owned by the thread.
         unsafe {
-            let p = rd::<*mut c_void>(tcb, (l.specific + 8 * i) as isize);
+            let p = rd::<*mut c_void>(pd, (l.specific + 8 * i) as isize);
             if !p.is_null() {
                 libc::free(p);
                 wr(
-                    tcb,
+                    pd,
                     (l.specific + 8 * i) as isize,
                     std::ptr::null_mut::<c_void>(),
                 );
@@ -1072,7 +1249,7 @@ unsafe fn run_key_destructors(l: &Layout, tcb: usize) {
         }
     }
     // SAFETY: as at the top.
-    unsafe { wr(tcb, l.specific_used as isize, 0u8) };
+    unsafe { wr(pd, l.specific_used as isize, 0u8) };
 }
 
 #[cfg(test)]
@@ -1081,10 +1258,16 @@ mod tests {
 
     #[test]
     fn layout_is_found_on_this_glibc() {
-        if cfg!(all(target_arch = "x86_64", target_env = "gnu")) {
+        if cfg!(all(
+            any(target_arch = "x86_64", target_arch = "aarch64"),
+            target_env = "gnu"
+        )) {
             let l = layout().unwrap();
             assert_eq!(l.list + 16, l.tid);
             assert_eq!(l.malloc_slots.len(), 2);
+            // SAFETY: no preconditions.
+            let pd = unsafe { libc::pthread_self() } as usize;
+            assert_eq!(l.pd(current_tp()), pd);
         }
     }
 
@@ -1092,6 +1275,19 @@ mod tests {
     fn a_block_has_its_own_thread_locals() {
         let Ok(l) = layout() else { return };
         thread_local!(static X: Cell<u32> = const { Cell::new(1) });
+        /// What the thread sees under the block (not inlined: see
+        /// `set_tp`), and its exit.
+        #[inline(never)]
+        fn inside() -> (u32, i32, usize, bool) {
+            let seen = (
+                X.get(),
+                unsafe { libc::gettid() },
+                unsafe { libc::__errno_location() as usize },
+                on_own_block(),
+            );
+            run_exit();
+            seen
+        }
         X.set(5);
         let os = os_tp();
         let block = Block::new(l, os, (0, 0, 0), &|| X.set(9)).unwrap();
@@ -1099,11 +1295,7 @@ mod tests {
         // SAFETY: the block is live and made on this thread; no reference
         // to a thread-local is held across the switch.
         unsafe { set_tp(l.fsgsbase, block.tp()) };
-        let (x, tid, errno_addr) = (X.get(), unsafe { libc::gettid() }, unsafe {
-            libc::__errno_location() as usize
-        });
-        let own = on_own_block();
-        run_exit();
+        let (x, tid, errno_addr, own) = inside();
         // SAFETY: back to the OS thread's own.
         unsafe { set_tp(l.fsgsbase, os) };
         assert_eq!(x, 9);
@@ -1111,5 +1303,15 @@ mod tests {
         assert_eq!(tid, unsafe { libc::gettid() });
         assert_ne!(errno_addr, unsafe { libc::__errno_location() as usize });
         assert_eq!(X.get(), 5);
+    }
+
+    #[test]
+    fn a_block_has_an_unregistered_rseq_area() {
+        let Ok(l) = layout() else { return };
+        let Some(rseq) = l.rseq else { return };
+        let block = Block::new(l, os_tp(), (0, 0, 0), &|| {}).unwrap();
+        // SAFETY: the rseq area lies in the block's struct pthread.
+        let cpu_id = unsafe { rd::<i32>(block.tp(), rseq + 4) };
+        assert_eq!(cpu_id, -2, "RSEQ_CPU_ID_REGISTRATION_FAILED");
     }
 }

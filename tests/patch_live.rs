@@ -136,7 +136,10 @@ fn every_interposer_takes_its_green_path() {
 #[test]
 fn thread_identity_is_per_green_thread() {
     green::patch();
-    if cfg!(all(target_arch = "x86_64", target_env = "gnu")) {
+    if cfg!(all(
+        any(target_arch = "x86_64", target_arch = "aarch64"),
+        target_env = "gnu"
+    )) {
         assert_eq!(
             green::patch::thread_identity(),
             green::patch::IdentityMode::PerGreenThread

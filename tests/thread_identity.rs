@@ -15,14 +15,24 @@ fn supported() -> bool {
     match green::patch::thread_identity_supported() {
         Ok(()) => true,
         Err(why) => {
-            // Only x86-64 glibc is validated; elsewhere the fallback is what
-            // these tests would see, and the shared-identity tests cover it.
-            if cfg!(all(target_arch = "x86_64", target_env = "gnu")) {
-                panic!("identity must be supported on x86-64 glibc: {why}");
+            // Only x86-64 and AArch64 glibc are validated; elsewhere the
+            // fallback is what these tests would see, and the
+            // shared-identity tests cover it.
+            if cfg!(all(
+                any(target_arch = "x86_64", target_arch = "aarch64"),
+                target_env = "gnu"
+            )) {
+                panic!("identity must be supported on x86-64 and AArch64 glibc: {why}");
             }
             false
         }
     }
+}
+
+/// The C compiler for this target: `$CC` (a cross compiler, when the
+/// tests run under an emulator), else `cc`.
+fn c_compiler() -> String {
+    std::env::var("CC").unwrap_or_else(|_| "cc".into())
 }
 
 fn own() -> green::Builder {
@@ -306,7 +316,7 @@ fn dlopen_initial_exec_tls_is_initialised_in_live_green_threads() -> std::io::Re
          int ie_get(void) { return value + pad[7]; }\n\
          void ie_set(int v) { value = v; }\n",
     )?;
-    let status = std::process::Command::new("cc")
+    let status = std::process::Command::new(c_compiler())
         .args(["-shared", "-fPIC", "-O1", "-o"])
         .arg(&lib)
         .arg(&src)
@@ -572,7 +582,7 @@ fn dlopen_from_a_constructor_keeps_what_it_set() -> std::io::Result<()> {
         ),
     )?;
     for (src, out) in [("a.c", &a), ("b.c", &b)] {
-        let status = std::process::Command::new("cc")
+        let status = std::process::Command::new(c_compiler())
             .args(["-shared", "-fPIC", "-O1", "-o"])
             .arg(out)
             .arg(dir.path().join(src))

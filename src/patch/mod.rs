@@ -312,8 +312,8 @@ pub enum IdentityMode {
 /// [`crate::Builder::thread_identity`] of a spawn wins over it).
 ///
 /// [`patch()`] turns per-green-thread identity on where it is supported:
-/// Linux on x86-64 with glibc, whose thread layout green checks at run
-/// time.
+/// Linux on x86-64 and AArch64 with glibc, whose thread layout green checks
+/// at run time.
 ///
 /// # Examples
 /// ```

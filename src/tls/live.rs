@@ -72,9 +72,9 @@ pub(super) fn unlock_after_fork() {
     LOCK.store(false, Ordering::Release);
 }
 
-/// The list node of block `tcb`, at offset `list` of its TCB.
-fn node(list: usize, tcb: usize) -> *mut [usize; 2] {
-    (tcb + list) as *mut [usize; 2]
+/// The list node of block `tcb`, `list` bytes from its thread pointer.
+fn node(list: isize, tcb: usize) -> *mut [usize; 2] {
+    tcb.wrapping_add_signed(list) as *mut [usize; 2]
 }
 
 /// The head, self-linked on first use.
@@ -96,7 +96,7 @@ impl Guard {
     /// `tcb` is a block made with layout `l`, not yet on the list.
     pub(super) unsafe fn link(&self, l: &Layout, tcb: usize) {
         let h = head(self);
-        let n = node(l.list, tcb);
+        let n = node(l.list_node(), tcb);
         // SAFETY: `n` is the block's list node; `h` and its neighbours are
         // live nodes (the head or blocks on the list), under the lock.
         unsafe {
@@ -107,15 +107,16 @@ impl Guard {
         }
     }
 
-    /// Calls `f` with each live block.
-    fn each(&self, list: usize, mut f: impl FnMut(usize)) {
+    /// Calls `f` with each live block (its thread pointer), whose list
+    /// nodes lie `list` bytes from their thread pointers.
+    fn each(&self, list: isize, mut f: impl FnMut(usize)) {
         let h = head(self);
         // SAFETY: every node on the list is a live block's, under the lock.
         unsafe {
             let mut n = (*h)[0];
             while n != h as usize {
                 let next = (*(n as *const [usize; 2]))[0];
-                f(n - list);
+                f(n.wrapping_add_signed(-list));
                 n = next;
             }
         }
@@ -126,8 +127,8 @@ impl Guard {
 ///
 /// # Safety
 /// `tcb` is on the list (linked by [`Guard::link`] with a layout whose
-/// list node lies at `list`).
-pub(super) unsafe fn unlink(list: usize, tcb: usize) {
+/// list node lies `list` bytes from the thread pointer).
+pub(super) unsafe fn unlink(list: isize, tcb: usize) {
     let _g = lock();
     let n = node(list, tcb);
     // SAFETY: `n` is on the list, so its neighbours are live nodes.
@@ -143,9 +144,9 @@ pub(super) unsafe fn unlink(list: usize, tcb: usize) {
 /// thread has a new one).
 pub(super) fn set_tids(l: &Layout, tid: i32) {
     let g = lock();
-    g.each(l.list, |tcb| {
-        // SAFETY: `tid` lies in every block's TCB.
-        unsafe { wr(tcb, l.tid as isize, tid) }
+    g.each(l.list_node(), |tcb| {
+        // SAFETY: `tid` lies in every block's struct pthread.
+        unsafe { wr(l.pd(tcb), l.tid as isize, tid) }
     });
 }
 
@@ -215,7 +216,13 @@ pub(crate) fn init_new_static_tls(l: &Layout, before: &[TlsModule], now: &[TlsMo
     let mut align = 0usize;
     // SAFETY: writes the two sizes.
     unsafe { _dl_get_tls_static_info(&mut size, &mut align) };
-    let lo = tp.saturating_sub(size);
+    // Static TLS lies below the thread pointer on x86-64 (variant II),
+    // above it on AArch64 (variant I); dynamic TLS is allocated elsewhere.
+    let (lo, hi) = if cfg!(target_arch = "x86_64") {
+        (tp.saturating_sub(size), tp)
+    } else {
+        (tp, tp.saturating_add(size))
+    };
     let loaded: Vec<&TlsModule> = now.iter().filter(|m| !before.contains(m)).collect();
     if loaded.is_empty() {
         return;
@@ -244,13 +251,13 @@ pub(crate) fn init_new_static_tls(l: &Layout, before: &[TlsModule], now: &[TlsMo
         .into_iter()
         .filter(|(off, _)| {
             let at = (tp as isize + off) as usize;
-            at >= lo && at < tp
+            at >= lo && at < hi
         })
         .collect();
     if fresh.is_empty() {
         return;
     }
-    g.each(l.list, |tcb| {
+    g.each(l.list_node(), |tcb| {
         for (offset, m) in &fresh {
             // SAFETY: each module's area lies in the static TLS of every
             // block, as in the calling thread's; its image is `filesz`
