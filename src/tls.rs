@@ -498,9 +498,37 @@ struct Probe {
 
 const MAGIC: usize = 0x6772_6565_6e5f_6b79;
 
+/// The word at `addr`, read through the kernel so that an address that is
+/// not mapped gives `None` instead of a fault (where the kernel refuses
+/// the call, it is read directly).
+fn read_word(addr: usize) -> Option<usize> {
+    let mut v = 0usize;
+    let local = libc::iovec {
+        iov_base: (&mut v as *mut usize).cast(),
+        iov_len: 8,
+    };
+    let remote = libc::iovec {
+        iov_base: addr as *mut c_void,
+        iov_len: 8,
+    };
+    // SAFETY: reads 8 bytes of this process into `v`; the kernel checks
+    // the source address.
+    let n = unsafe { libc::process_vm_readv(libc::getpid(), &local, 1, &remote, 1, 0) };
+    if n == 8 {
+        return Some(v);
+    }
+    match std::io::Error::last_os_error().raw_os_error() {
+        // SAFETY: the caller found `addr` in a thread's list node, which
+        // glibc keeps pointing at another live node.
+        Some(libc::ENOSYS) | Some(libc::EPERM) => Some(unsafe { *(addr as *const usize) }),
+        _ => None,
+    }
+}
+
 extern "C" fn probe_main(arg: *mut c_void) -> *mut c_void {
     // SAFETY: `arg` is the `Probe` the creator owns until it joins.
     let p = unsafe { &mut *(arg as *mut Probe) };
+    p.list_ok = false;
     p.tp = current_tp();
     // SAFETY: no preconditions.
     p.pd = unsafe { libc::pthread_self() } as usize;
@@ -539,7 +567,7 @@ extern "C" fn probe_main(arg: *mut c_void) -> *mut c_void {
             let list = p.pd + t - 16;
             let next = *(list as *const usize);
             p.list_off = t - 16;
-            p.list_ok = next != 0 && *((next + 8) as *const usize) == list;
+            p.list_ok = next != 0 && read_word(next + 8) == Some(list);
         }
     }
     std::ptr::null_mut()
@@ -683,8 +711,16 @@ impl Layout {
         if unsafe { libc::pthread_key_create(&mut probe.key, None) } != 0 {
             return Err("pthread_key_create failed".into());
         }
-        let ran = run_probe(&mut probe);
-        // SAFETY: the key made above; the probe thread has exited.
+        // A probe thread's tid may also appear elsewhere in its TCB (the
+        // upper half of a pointer, say): another probe has another tid.
+        let mut ran = Ok(());
+        for _ in 0..3 {
+            ran = run_probe(&mut probe);
+            if ran.is_err() || find_i32(&probe.tcb, probe.tid, head::END + 16).is_some() {
+                break;
+            }
+        }
+        // SAFETY: the key made above; the probe threads have exited.
         unsafe { libc::pthread_key_delete(probe.key) };
         ran?;
         let p = &probe;
@@ -703,7 +739,7 @@ impl Layout {
                 .find(|&o| word(&p.tcb, o) == p.pd + o && word(&p.tcb, o - 8) == p.pd + o)
                 .unwrap_or(usize::MAX)
         };
-        if robust >= p.tcb.len() || word(&p.tcb, robust) != p.pd + robust {
+        if robust + 8 > p.tcb.len() || word(&p.tcb, robust) != p.pd + robust {
             return fail("robust list head");
         }
         let key = p.key as usize;

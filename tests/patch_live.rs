@@ -73,6 +73,7 @@ const TRIGGERS: &[(&str, Trigger)] = &[
     ("__poll_chk", pipe_poll_chk),
     ("__ppoll_chk", pipe_ppoll_chk),
     ("pthread_create", os_thread_spawn),
+    ("thrd_create", c11_thread),
     ("pthread_join", os_thread_join),
     ("dlopen", dlopen_libc),
     ("fork", raw_fork),
@@ -1007,6 +1008,32 @@ fn fork_with(fork_fn: unsafe extern "C" fn() -> libc::pid_t) -> io::Result<()> {
 
 extern "C" {
     fn _Fork() -> libc::pid_t;
+    fn thrd_create(
+        thread: *mut libc::c_ulong,
+        start: extern "C" fn(*mut libc::c_void) -> libc::c_int,
+        arg: *mut libc::c_void,
+    ) -> libc::c_int;
+    fn thrd_join(thread: libc::c_ulong, result: *mut libc::c_int) -> libc::c_int;
+}
+
+extern "C" fn c11_body(_: *mut libc::c_void) -> libc::c_int {
+    // SAFETY: gettid has no preconditions.
+    unsafe { libc::gettid() }
+}
+
+fn c11_thread() -> io::Result<()> {
+    let tid = on_green(|| {
+        let mut t = 0;
+        let mut tid = 0;
+        // SAFETY: a C11 thread running `c11_body`, joined at once.
+        unsafe {
+            assert_eq!(thrd_create(&mut t, c11_body, ptr::null_mut()), 0);
+            assert_eq!(thrd_join(t, &mut tid), 0);
+        }
+        Ok(tid)
+    })?;
+    assert_ne!(tid, os_thread(), "a thread of its own");
+    Ok(())
 }
 
 fn dlopen_libc() -> io::Result<()> {

@@ -27,7 +27,7 @@ use libc::{
 
 use super::thread_hooks::{
     _Fork, dlopen, fork, pthread_create, pthread_join, setegid, seteuid, setgid, setgroups,
-    setregid, setresgid, setresuid, setreuid, setuid,
+    setregid, setresgid, setresuid, setreuid, setuid, thrd_create,
 };
 use super::{fds, futex, original, DNS, EMULATE, FILES, NET, PROCESS, SLEEP, STATE, SYNC};
 use crate::hub::{self, io_loop, trampoline, Cancel, Hub, Interest};
@@ -102,6 +102,7 @@ hook_names!(
     __poll_chk,
     __ppoll_chk,
     pthread_create,
+    thrd_create,
     pthread_join,
     dlopen,
     fork,

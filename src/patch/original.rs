@@ -235,6 +235,7 @@ originals! {
     fn pthread_create(thread: *mut libc::pthread_t, attr: *const libc::pthread_attr_t, start: extern "C" fn(*mut c_void) -> *mut c_void, arg: *mut c_void) -> c_int;
     fn pthread_join(thread: libc::pthread_t, retval: *mut *mut c_void) -> c_int;
     fn dlopen(file: *const c_char, mode: c_int) -> *mut c_void;
+    fn thrd_create(thread: *mut libc::c_ulong, start: extern "C" fn(*mut c_void) -> c_int, arg: *mut c_void) -> c_int;
     fn fork() -> pid_t;
     fn _Fork() -> pid_t;
     fn setuid(uid: libc::uid_t) -> c_int;

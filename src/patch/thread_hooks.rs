@@ -41,6 +41,24 @@ pub unsafe extern "C" fn pthread_create(
 }
 
 /// # Safety
+/// libc's `thrd_create` (C11 threads: glibc starts them without going
+/// through `pthread_create`).
+#[no_mangle]
+pub unsafe extern "C" fn thrd_create(
+    thread: *mut libc::c_ulong,
+    start: extern "C" fn(*mut c_void) -> c_int,
+    arg: *mut c_void,
+) -> c_int {
+    if crate::tls::on_own_block() {
+        mark(H::thrd_create);
+    }
+    // SAFETY: the caller's arguments, passed on unchanged.
+    under_os_tp(false, || unsafe {
+        original::thrd_create(thread, start, arg)
+    })
+}
+
+/// # Safety
 /// libc's `pthread_join`.
 #[no_mangle]
 pub unsafe extern "C" fn pthread_join(thread: pthread_t, retval: *mut *mut c_void) -> c_int {
