@@ -50,6 +50,7 @@
 
 mod io;
 mod poller;
+pub(crate) mod stall;
 pub(crate) mod timer;
 
 use std::cell::{Cell, RefCell};
@@ -279,6 +280,8 @@ pub(crate) struct Shared {
     /// Set when the hub's thread tears it down: its contexts never run
     /// again.
     closed: AtomicBool,
+    /// What the stall watchdog reads (`stall`).
+    beat: Arc<stall::Beat>,
 }
 
 impl Shared {
@@ -406,6 +409,14 @@ fn create() -> &'static Hub {
             has_remote: AtomicBool::new(false),
             sleeping: AtomicBool::new(false),
             closed: AtomicBool::new(false),
+            beat: {
+                let beat = Arc::new(stall::Beat::default());
+                // SAFETY: gettid has no preconditions.
+                let tid = unsafe { libc::gettid() };
+                beat.tid.store(tid as u64, Ordering::Relaxed);
+                stall::register(&beat);
+                beat
+            },
         }),
         slots: RefCell::new({
             let mut slab = Slab::new();
@@ -934,6 +945,7 @@ impl Hub {
         // after the coroutine returned. A block of its own lives as long
         // as the slot's green thread; the hub holds no thread-local
         // reference across the switch.
+        self.shared.beat.resume(info.id);
         let done = unsafe {
             if tp != 0 {
                 crate::tls::set_tp(self.fsgsbase, tp);
@@ -944,6 +956,7 @@ impl Hub {
             }
             done
         };
+        self.shared.beat.back();
         self.current.set(HUB_CTX);
         if done {
             self.reap(key);

@@ -290,6 +290,13 @@ impl Builder {
             fds::restore_all();
             STATE.fetch_and(!EMULATE, Ordering::SeqCst);
         }
+        if bits & SYNC != 0 {
+            if let IdentityMode::Shared { reason } = thread_identity() {
+                // Two green threads of a hub in std's thread::park would
+                // spin unseen: report a hub held that long.
+                crate::hub::stall::start(reason);
+            }
+        }
         Ok(())
     }
 }
