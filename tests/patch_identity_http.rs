@@ -28,12 +28,7 @@ const DELAY: Duration = Duration::from_millis(300);
 
 #[test]
 fn identity_is_per_green_thread() {
-    green::patch();
-    let mode = green::patch::thread_identity();
-    if let green::patch::IdentityMode::Shared { reason } = &mode {
-        panic!("green threads share their OS thread's identity: {reason}");
-    }
-    assert!(matches!(mode, green::patch::IdentityMode::PerGreenThread));
+    identity::patch_with_identity();
 }
 
 /// An HTTP/1.1 server on 127.0.0.1 of plain OS threads: one accepting, one

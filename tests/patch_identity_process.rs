@@ -19,12 +19,7 @@ const LIMIT: Duration = Duration::from_secs(120);
 
 #[test]
 fn identity_is_per_green_thread() {
-    green::patch();
-    let mode = green::patch::thread_identity();
-    if let green::patch::IdentityMode::Shared { reason } = &mode {
-        panic!("green threads share their OS thread's identity: {reason}");
-    }
-    assert!(matches!(mode, green::patch::IdentityMode::PerGreenThread));
+    identity::patch_with_identity();
 }
 
 #[test]

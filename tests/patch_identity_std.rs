@@ -25,12 +25,7 @@ const LIMIT: Duration = Duration::from_secs(120);
 
 #[test]
 fn identity_is_per_green_thread() {
-    green::patch();
-    let mode = green::patch::thread_identity();
-    if let green::patch::IdentityMode::Shared { reason } = &mode {
-        panic!("green threads share their OS thread's identity: {reason}");
-    }
-    assert!(matches!(mode, green::patch::IdentityMode::PerGreenThread));
+    identity::patch_with_identity();
 }
 
 #[test]
@@ -100,53 +95,11 @@ fn std_mpsc_recv_timeout_returns_when_another_green_thread_sends() {
 fn twenty_green_consumers_blocked_in_std_mpsc_recv_are_fed_by_one_green_producer() {
     green::patch();
     let _w = Watchdog::new("std mpsc consumers", LIMIT);
-    const CONSUMERS: u64 = 20;
-    const MESSAGES: u64 = 50;
-    let me = os_tid();
-    let (senders, receivers): (Vec<_>, Vec<_>) =
-        (0..CONSUMERS).map(|_| mpsc::channel::<u64>()).unzip();
-    // Spawned before the producer, so that each is blocked in `recv` on
-    // its own channel when the producer starts.
-    let consumers: Vec<_> = receivers
-        .into_iter()
-        .enumerate()
-        .map(|(c, rx)| {
-            green::spawn(move || {
-                let c = c as u64;
-                for k in 0..MESSAGES {
-                    let m = rx.recv().expect("the producer keeps its senders");
-                    assert_eq!(m, c * 1000 + k, "consumer {c}, message {k}");
-                }
-                (os_tid(), rx)
-            })
-        })
-        .collect();
-    let producer = green::spawn(move || {
-        for k in 0..MESSAGES {
-            // Parks the producer for a moment: the consumers drain their
-            // channels, spin out their backoff and block in `recv`, so that
-            // this round's sends must wake them. (A consumer still spinning
-            // would find its message without being woken; the sleep's
-            // length does not decide the outcome.)
-            thread::sleep(Duration::from_millis(1));
-            for (c, tx) in senders.iter().enumerate() {
-                tx.send(c as u64 * 1000 + k).expect("the consumer listens");
-            }
-        }
-        // The senders stay open: only their sends may wake the consumers.
-        (os_tid(), senders)
-    });
-    let mut tids = Vec::new();
-    let mut receivers = Vec::new();
-    for c in consumers {
-        let (tid, rx) = c.wait();
-        tids.push(tid);
-        receivers.push(rx);
-    }
-    let (tid, senders) = producer.wait();
-    tids.push(tid);
-    assert_all_on_os_thread(&tids, me);
-    drop((senders, receivers));
+    identity::consumers_fed_by_one_producer(
+        mpsc::channel::<u64>,
+        |tx, m| tx.send(m).expect("the consumer listens"),
+        |rx| rx.recv().expect("the producer keeps its senders"),
+    );
 }
 
 /// Counts its drops into the counter it names.

@@ -298,6 +298,21 @@ fn setuid_from_another_os_thread_while_a_green_thread_runs() -> std::io::Result<
     Ok(())
 }
 
+/// Compiles C source `code` into shared library `lib<name>.so` in `dir`.
+fn c_library(dir: &std::path::Path, name: &str, code: &str) -> std::io::Result<std::path::PathBuf> {
+    let src = dir.join(format!("{name}.c"));
+    let lib = dir.join(format!("lib{name}.so"));
+    std::fs::write(&src, code)?;
+    let status = std::process::Command::new(c_compiler())
+        .args(["-shared", "-fPIC", "-O1", "-o"])
+        .arg(&lib)
+        .arg(&src)
+        .arg("-ldl")
+        .status()?;
+    assert!(status.success(), "cc {name}.c failed: {status}");
+    Ok(lib)
+}
+
 /// A library with initial-exec TLS loaded while green threads with their
 /// own blocks are alive: glibc initialises it only in the threads it knows;
 /// green's `dlopen` initialises it in those blocks too.
@@ -307,21 +322,14 @@ fn dlopen_initial_exec_tls_is_initialised_in_live_green_threads() -> std::io::Re
         return Ok(());
     }
     let dir = tempfile::tempdir()?;
-    let src = dir.path().join("ie.c");
-    let lib = dir.path().join("libie.so");
-    std::fs::write(
-        &src,
+    let lib = c_library(
+        dir.path(),
+        "ie",
         "static __thread int value __attribute__((tls_model(\"initial-exec\"))) = 42;\n\
          static __thread char pad[64] __attribute__((tls_model(\"initial-exec\")));\n\
          int ie_get(void) { return value + pad[7]; }\n\
          void ie_set(int v) { value = v; }\n",
     )?;
-    let status = std::process::Command::new(c_compiler())
-        .args(["-shared", "-fPIC", "-O1", "-o"])
-        .arg(&lib)
-        .arg(&src)
-        .status()?;
-    assert!(status.success(), "cc failed: {status}");
 
     type Get = extern "C" fn() -> libc::c_int;
     type Set = extern "C" fn(libc::c_int);
@@ -560,17 +568,17 @@ fn dlopen_from_a_constructor_keeps_what_it_set() -> std::io::Result<()> {
         return Ok(());
     }
     let dir = tempfile::tempdir()?;
-    let a = dir.path().join("liba.so");
-    let b = dir.path().join("libb.so");
-    std::fs::write(
-        dir.path().join("a.c"),
+    let a = c_library(
+        dir.path(),
+        "a",
         "static __thread int v __attribute__((tls_model(\"initial-exec\"))) = 42;\n\
          int a_get(void) { return v; }\n\
          void a_set(int x) { v = x; }\n",
     )?;
-    std::fs::write(
-        dir.path().join("b.c"),
-        format!(
+    let b = c_library(
+        dir.path(),
+        "b",
+        &format!(
             "#include <dlfcn.h>\n\
              int b_loaded;\n\
              __attribute__((constructor)) static void init(void) {{\n\
@@ -581,15 +589,6 @@ fn dlopen_from_a_constructor_keeps_what_it_set() -> std::io::Result<()> {
             a.display()
         ),
     )?;
-    for (src, out) in [("a.c", &a), ("b.c", &b)] {
-        let status = std::process::Command::new(c_compiler())
-            .args(["-shared", "-fPIC", "-O1", "-o"])
-            .arg(out)
-            .arg(dir.path().join(src))
-            .arg("-ldl")
-            .status()?;
-        assert!(status.success(), "cc {src} failed: {status}");
-    }
     let b = std::ffi::CString::new(b.to_str().unwrap()).unwrap();
     let a = std::ffi::CString::new(a.to_str().unwrap()).unwrap();
     let got = own()

@@ -151,3 +151,71 @@ pub fn rss_bytes() -> usize {
 
 /// One mebibyte.
 pub const MIB: usize = 1 << 20;
+
+/// Patches, and checks that every green thread has an identity of its own
+/// here (the tests of these binaries are about nothing else).
+pub fn patch_with_identity() {
+    green::patch();
+    let mode = green::patch::thread_identity();
+    if let green::patch::IdentityMode::Shared { reason } = &mode {
+        panic!("green threads share their OS thread's identity: {reason}");
+    }
+    assert!(matches!(mode, green::patch::IdentityMode::PerGreenThread));
+}
+
+/// Twenty consumer green threads, each blocked in `recv` on a channel of
+/// its own (made by `channel`), fed by one producer green thread, all on
+/// this OS thread; the channels are kept open to the end, so that only the
+/// sends can wake the consumers.
+pub fn consumers_fed_by_one_producer<S: 'static, R: 'static>(
+    channel: impl Fn() -> (S, R),
+    send: fn(&S, u64),
+    recv: fn(&R) -> u64,
+) {
+    const CONSUMERS: u64 = 20;
+    const MESSAGES: u64 = 50;
+    let me = os_tid();
+    let (senders, receivers): (Vec<_>, Vec<_>) = (0..CONSUMERS).map(|_| channel()).unzip();
+    // Spawned before the producer, so that each is blocked in `recv` on
+    // its own channel when the producer starts.
+    let consumers: Vec<_> = receivers
+        .into_iter()
+        .enumerate()
+        .map(|(c, rx)| {
+            green::spawn(move || {
+                let c = c as u64;
+                for k in 0..MESSAGES {
+                    let m = recv(&rx);
+                    assert_eq!(m, c * 1000 + k, "consumer {c}, message {k}");
+                }
+                (os_tid(), rx)
+            })
+        })
+        .collect();
+    let producer = green::spawn(move || {
+        for k in 0..MESSAGES {
+            // Parks the producer for a moment: the consumers drain their
+            // channels, spin out their backoff and block in `recv`, so that
+            // this round's sends must wake them. (A consumer still spinning
+            // would find its message without being woken; the sleep's
+            // length does not decide the outcome.)
+            thread::sleep(Duration::from_millis(1));
+            for (c, tx) in senders.iter().enumerate() {
+                send(tx, c as u64 * 1000 + k);
+            }
+        }
+        // The senders stay open: only their sends may wake the consumers.
+        (os_tid(), senders)
+    });
+    let mut tids = Vec::new();
+    let mut receivers = Vec::new();
+    for c in consumers {
+        let (tid, rx) = c.wait();
+        tids.push(tid);
+        receivers.push(rx);
+    }
+    let (tid, senders) = producer.wait();
+    tids.push(tid);
+    assert_all_on_os_thread(&tids, me);
+    drop((senders, receivers));
+}
