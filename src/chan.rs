@@ -297,6 +297,7 @@ impl<T, St: Store<T>> Chan<T, St> {
 
     /// Delivers `item`, waiting for room as `block` allows.
     pub(crate) fn put(&self, item: T, block: Block) -> Result<(), PutFail<T>> {
+        crate::hub::coop_spend();
         let mut item = item;
         let mut s = wait::lock(&self.state);
         loop {
@@ -336,6 +337,7 @@ impl<T, St: Store<T>> Chan<T, St> {
 
     /// Takes the next item, waiting for one as `block` allows.
     pub(crate) fn get(&self, block: Block) -> Result<T, GetFail> {
+        crate::hub::coop_spend();
         let mut s = wait::lock(&self.state);
         loop {
             if let Some(item) = s.next_item() {

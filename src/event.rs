@@ -140,6 +140,7 @@ impl<T: Clone> Event<T> {
     /// assert_eq!(evt.wait(), "first");
     /// ```
     pub fn send(&self, value: T) -> Result<(), AlreadySent<T>> {
+        crate::hub::coop_spend();
         let mut s = lock(&self.inner);
         if s.value.is_some() {
             return Err(AlreadySent(value));
@@ -191,10 +192,12 @@ impl<T: Clone> Event<T> {
     /// assert_eq!(evt.try_wait(), Some(3));
     /// ```
     pub fn try_wait(&self) -> Option<T> {
+        crate::hub::coop_spend();
         lock(&self.inner).value.clone()
     }
 
     fn wait_deadline(&self, deadline: Option<Instant>) -> Option<T> {
+        crate::hub::coop_spend();
         let s = lock(&self.inner);
         if let Some(v) = &s.value {
             return Some(v.clone());

@@ -104,10 +104,12 @@ impl Core {
     }
 
     fn try_acquire(&self) -> bool {
+        crate::hub::coop_spend();
         lock(&self.state).take()
     }
 
     fn acquire(&self, deadline: Option<Instant>) -> bool {
+        crate::hub::coop_spend();
         let mut s = lock(&self.state);
         if s.take() {
             return true;

@@ -17,6 +17,10 @@
 //! `tokio::task::yield_now` on a current-thread runtime. An uncontended
 //! lock/unlock of `green::sync::Mutex` and `std::sync::Mutex` is timed too.
 //!
+//! The cooperative budget: the ping-pong and the uncontended lock again
+//! with the hub's budget off (`green::hub::set_coop_budget(None)`): the
+//! ratio is what the budget's yields cost (its decrement is paid in both).
+//!
 //! Run: `cargo bench --bench channel` in `benches/`.
 
 use std::sync::Arc;
@@ -212,6 +216,15 @@ fn std_uncontended(n: u64) -> Duration {
     start.elapsed()
 }
 
+/// Runs `f` with this hub's cooperative budget off (`set_coop_budget(None)`),
+/// then turns it back on at its default.
+fn without_budget(f: impl FnOnce() -> Duration) -> Duration {
+    green::hub::set_coop_budget(None);
+    let d = f();
+    green::hub::set_coop_budget(Some(128));
+    d
+}
+
 fn main() {
     banner(
         "channel",
@@ -232,7 +245,9 @@ fn main() {
         .case(CROWD * ROUNDS, || green_mutex(CROWD, ROUNDS))
         .case(CROWD * ROUNDS, || tokio_mutex(&rt, CROWD, ROUNDS))
         .case(PAIRS, || green_uncontended(PAIRS))
-        .case(PAIRS, || std_uncontended(PAIRS));
+        .case(PAIRS, || std_uncontended(PAIRS))
+        .case(TRIPS, || without_budget(|| green_mpsc(TRIPS)))
+        .case(PAIRS, || without_budget(|| green_uncontended(PAIRS)));
     let r = runs.run(WARMUP, REPS);
     let green = r[0];
 
@@ -288,6 +303,23 @@ fn main() {
     println!("green mpsc / may mpsc: {}", fmt_ratio(green / r[3]));
     println!("green mpsc / std mpsc: {}", fmt_ratio(green / r[4]));
     println!("green Mutex / tokio Mutex: {}", fmt_ratio(r[5] / r[6]));
+    let mut t = Table::new(
+        "the cooperative budget (default 128) against none (set_coop_budget(None))",
+        &["case", "budget on", "budget off", "on / off"],
+    );
+    t.row(vec![
+        "green::sync::mpsc ping-pong round trip".into(),
+        fmt_ns(green),
+        fmt_ns(r[9]),
+        fmt_ratio(green / r[9]),
+    ]);
+    t.row(vec![
+        "green::sync::Mutex uncontended lock/unlock (a yield per 128)".into(),
+        fmt_ns(r[7]),
+        fmt_ns(r[10]),
+        fmt_ratio(r[7] / r[10]),
+    ]);
+    t.print();
     check(
         "green mpsc round trip (one hub)",
         &fmt_ns(green),

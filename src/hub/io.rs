@@ -343,6 +343,7 @@ where
     D: Fn(&T) -> bool,
 {
     let hub = hub();
+    hub.spend();
     let mut deadline = None;
     let mut try_first = !hub.known_unready(fd, interest);
     loop {

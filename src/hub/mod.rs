@@ -67,6 +67,10 @@ pub(crate) use io::FdTable;
 pub(crate) use io::{io_loop, io_loop_unsignalled, poll_now, Backoff};
 pub use io::{notify_close, trampoline, wait_io, Interest};
 
+/// Operations that complete without parking a context may do in a row
+/// before [`coop_spend`] makes it yield.
+pub(crate) const COOP_BUDGET: u32 = 128;
+
 /// Slot of the root context (the OS thread's own stack).
 pub(crate) const ROOT: u32 = 0;
 /// Value of `current` while the hub itself runs (timer callbacks, dispatch).
@@ -334,6 +338,11 @@ pub(crate) struct Hub {
     os_tp: usize,
     /// `wrfsbase` may set the thread pointer.
     fsgsbase: bool,
+    /// What the running context may still do without parking before it
+    /// yields ([`coop_spend`]); refilled whenever a context is resumed.
+    budget: Cell<u32>,
+    /// What the budget is refilled to ([`set_coop_budget`]).
+    refill: Cell<u32>,
 }
 
 thread_local! {
@@ -446,6 +455,8 @@ fn create() -> &'static Hub {
         altstack: Cell::new(altstack),
         os_tp: crate::tls::os_tp(),
         fsgsbase: crate::tls::fsgsbase(),
+        budget: Cell::new(COOP_BUDGET),
+        refill: Cell::new(COOP_BUDGET),
     });
     let p = Box::into_raw(hub);
     HUB.with(|h| h.set(p));
@@ -780,6 +791,37 @@ impl Hub {
     /// Requeues the current context behind everything runnable and switches
     /// out. Delivers pending cancellations before and after.
     pub(crate) fn yield_now(&self) {
+        self.yield_inner(true);
+    }
+
+    /// Spends one unit of the running context's cooperative budget: see
+    /// [`coop_spend`].
+    #[inline]
+    fn spend(&self) {
+        let b = self.budget.get();
+        if b != 0 {
+            self.budget.set(b - 1);
+        } else {
+            self.coop_yield();
+        }
+    }
+
+    /// The budget is spent: yield to the back of the run queue (the budget
+    /// refills when the context is resumed). A yield from inside a hooked C
+    /// call delivers no cancellation: it cannot unwind there.
+    #[cold]
+    #[inline(never)]
+    fn coop_yield(&self) {
+        self.budget.set(self.refill.get());
+        let key = self.current.get();
+        if key == HUB_CTX || self.closing.get() {
+            return;
+        }
+        let foreign = self.slots.borrow()[key as usize].foreign > 0;
+        self.yield_inner(!foreign);
+    }
+
+    fn yield_inner(&self, deliver: bool) {
         let key = self.current.get();
         if key == HUB_CTX {
             Self::blocking_from_hub();
@@ -795,10 +837,14 @@ impl Hub {
                     self.set_pending(slot, c);
                 }
             }
-            if self.pending_count.get() != 0 && !std::thread::panicking() && !slot.exiting {
+            if deliver
+                && self.pending_count.get() != 0
+                && !std::thread::panicking()
+                && !slot.exiting
+            {
                 if let Some(c) = take_pending(&self.pending_count, slot) {
                     drop(slots);
-                    deliver(c);
+                    deliver_cancel(c);
                 }
             }
             slot.state = State::Runnable;
@@ -806,7 +852,7 @@ impl Hub {
         };
         self.run_queue.borrow_mut().push_back((key, gen));
         self.switch_out(key);
-        if self.pending_count.get() != 0 && !std::thread::panicking() {
+        if deliver && self.pending_count.get() != 0 && !std::thread::panicking() {
             let pending = {
                 let mut slots = self.slots.borrow_mut();
                 let slot = &mut slots[key as usize];
@@ -817,7 +863,7 @@ impl Hub {
                 }
             };
             if let Some(c) = pending {
-                deliver(c);
+                deliver_cancel(c);
             }
         }
     }
@@ -870,6 +916,7 @@ impl Hub {
                 // behind the root), as eventlet's `sleep(0)` passes through
                 // the hub's timers before the main greenlet resumes.
                 self.slots.borrow_mut()[ROOT as usize].state = State::Running;
+                self.budget.set(self.refill.get());
                 self.current.set(ROOT);
                 return;
             }
@@ -946,6 +993,7 @@ impl Hub {
         // as the slot's green thread; the hub holds no thread-local
         // reference across the switch.
         self.shared.beat.resume(info.id);
+        self.budget.set(self.refill.get());
         let done = unsafe {
             if tp != 0 {
                 crate::tls::set_tp(self.fsgsbase, tp);
@@ -1545,6 +1593,11 @@ fn take_pending(count: &Cell<usize>, slot: &mut Slot) -> Option<Cancel> {
 
 /// Delivers a cancellation by unwinding from the current park point.
 pub(crate) fn deliver(c: Cancel) -> ! {
+    deliver_cancel(c)
+}
+
+/// [`deliver`], under a name a `deliver` flag does not shadow.
+fn deliver_cancel(c: Cancel) -> ! {
     if let Some(h) = try_hub() {
         let key = h.current.get();
         if key != HUB_CTX {
@@ -1555,6 +1608,66 @@ pub(crate) fn deliver(c: Cancel) -> ! {
         Cancel::Kill => std::panic::resume_unwind(Box::new(crate::Killed)),
         Cancel::Timeout(id) => std::panic::resume_unwind(Box::new(crate::Elapsed::new(id))),
     }
+}
+
+/// Spends one unit of the running context's cooperative budget (tokio's
+/// `coop`): called at the start of every operation that may complete
+/// without parking — channel and queue puts and gets, lock acquisitions,
+/// `Event` and semaphore operations, green fd reads and writes. After
+/// the hub's budget of them in a row ([`set_coop_budget`], default
+/// [`COOP_BUDGET`]), the next yields first (to the back of
+/// the run queue, a park point like `yield_now`), so that a green thread
+/// looping on operations that never wait (`while tx.send(x).is_ok() {}`)
+/// cannot starve the others of its hub. Costs a thread-local read and a
+/// decrement; does nothing on a thread without a hub or in the hub itself.
+#[inline]
+pub(crate) fn coop_spend() {
+    if let Some(h) = try_hub() {
+        h.spend();
+    }
+}
+
+/// Sets the cooperative budget of this OS thread's hub: how many
+/// operations that complete without parking a green thread (or the root)
+/// may do in a row before the next one yields to the others first. `None`
+/// turns it off. The default is 128, as tokio's.
+///
+/// The operations that count: puts and gets of channels and queues
+/// (`sync::mpsc`, `queue::*`, their `try_` forms), lock acquisitions
+/// (`sync::Mutex`, `sync::RwLock`, also `try_lock`, `try_read`,
+/// `try_write`), `Event::send`, `wait`, `try_wait`, semaphore acquisitions,
+/// and reads and writes of green sockets, pipes and other fds. A yield
+/// made for the budget is a park point: a kill or `Timeout` pending for the
+/// green thread is delivered there (before the operation, so nothing is
+/// lost).
+///
+/// # Examples
+/// ```
+/// // A green thread that never waits cannot starve the others for long.
+/// let (tx, rx) = green::sync::mpsc::channel::<u32>();
+/// let reader = green::spawn(move || {
+///     for _ in 0..10 {
+///         rx.recv().unwrap();
+///     }
+/// });
+/// let writer = green::spawn(move || {
+///     let mut sent = 0;
+///     while tx.send(1).is_ok() {
+///         sent += 1; // ends once the reader has gone
+///     }
+///     sent
+/// });
+/// reader.wait();
+/// assert!(writer.wait() >= 10);
+///
+/// green::hub::set_coop_budget(Some(1024)); // fewer yields, per hub
+/// green::hub::set_coop_budget(None); // off: a loop like the one above never ends
+/// ```
+pub fn set_coop_budget(budget: Option<u32>) {
+    let h = hub();
+    let n = budget.unwrap_or(u32::MAX);
+    h.refill.set(n);
+    h.budget.set(n);
 }
 
 /// Parks the current context until it is unparked or `deadline` passes.

@@ -84,6 +84,7 @@ impl RawMutex {
 
     #[inline]
     pub(super) fn lock(&self) {
+        crate::hub::coop_spend();
         if self
             .state
             .compare_exchange(UNLOCKED, LOCKED, Ordering::Acquire, Ordering::Relaxed)
@@ -137,6 +138,7 @@ impl RawMutex {
 
     #[inline]
     pub(super) fn try_lock(&self) -> bool {
+        crate::hub::coop_spend();
         match self
             .state
             .compare_exchange(UNLOCKED, LOCKED, Ordering::Acquire, Ordering::Relaxed)

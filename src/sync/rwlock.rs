@@ -256,6 +256,7 @@ impl<T: ?Sized> RwLock<T> {
     /// assert_eq!(n, 1);
     /// ```
     pub fn read(&self) -> LockResult<RwLockReadGuard<'_, T>> {
+        crate::hub::coop_spend();
         let mut s = wait::lock(&self.state);
         if !s.writer && s.queue.is_empty() {
             s.readers += 1;
@@ -284,6 +285,7 @@ impl<T: ?Sized> RwLock<T> {
     /// assert!(lock.try_write().is_err());
     /// ```
     pub fn try_read(&self) -> TryLockResult<RwLockReadGuard<'_, T>> {
+        crate::hub::coop_spend();
         let mut s = wait::lock(&self.state);
         if !s.writer && s.queue.is_empty() {
             s.readers += 1;
@@ -316,6 +318,7 @@ impl<T: ?Sized> RwLock<T> {
     /// assert_eq!(*lock.read().unwrap(), 2);
     /// ```
     pub fn write(&self) -> LockResult<RwLockWriteGuard<'_, T>> {
+        crate::hub::coop_spend();
         let mut s = wait::lock(&self.state);
         if !s.writer && s.readers == 0 && s.queue.is_empty() {
             s.writer = true;
@@ -345,6 +348,7 @@ impl<T: ?Sized> RwLock<T> {
     /// assert!(lock.try_write().is_ok());
     /// ```
     pub fn try_write(&self) -> TryLockResult<RwLockWriteGuard<'_, T>> {
+        crate::hub::coop_spend();
         let mut s = wait::lock(&self.state);
         if !s.writer && s.readers == 0 && s.queue.is_empty() {
             s.writer = true;
