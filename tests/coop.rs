@@ -252,3 +252,36 @@ fn the_budget_can_be_turned_off_and_back_on() {
     green::hub::set_coop_budget(Some(128));
     assert_eq!(sent_before_the_other_ran(), 128);
 }
+
+/// std's `test_recv_try_iter` (library/std/src/sync/mpsc/tests.rs), on
+/// green's mirrors: the spawned thread loops on `try_iter` and `send`
+/// without ever waiting, and the spawning thread, on the same hub, must
+/// still get to answer it.
+#[test]
+fn std_test_recv_try_iter_finishes_on_one_hub() {
+    let _w = watchdog("std_test_recv_try_iter_finishes_on_one_hub");
+    let (request_tx, request_rx) = mpsc::channel();
+    let (response_tx, response_rx) = mpsc::channel();
+
+    // Request `x`s until we have `6`.
+    let t = green::thread::spawn(move || {
+        let mut count = 0;
+        loop {
+            for x in response_rx.try_iter() {
+                count += x;
+                if count == 6 {
+                    return count;
+                }
+            }
+            request_tx.send(()).unwrap();
+        }
+    });
+
+    for _ in request_rx.iter() {
+        if response_tx.send(2).is_err() {
+            break;
+        }
+    }
+
+    assert_eq!(t.join().unwrap(), 6);
+}
