@@ -710,7 +710,11 @@ impl Builder {
         let (key, gen, id) = h.spawn_raw(stack, false, true, None, body)?;
         let thread = Thread::new(id, name, h.unparker_of(key, gen));
         h.set_thread(key, gen, thread.clone());
-        Ok(JoinInner { thread, packet })
+        Ok(JoinInner {
+            thread,
+            packet,
+            _std_auto_traits: PhantomData,
+        })
     }
 }
 
@@ -829,6 +833,11 @@ fn abort(msg: &str) -> ! {
 struct JoinInner<'scope, T> {
     thread: Thread,
     packet: Arc<Packet<'scope, T>>,
+    /// Gives the handles std's auto traits: std's are neither `UnwindSafe`
+    /// nor `RefUnwindSafe` (its packet holds the result in an
+    /// `UnsafeCell`), and code that relied on a trait green's handle had
+    /// and std's lacks would not compile against std.
+    _std_auto_traits: PhantomData<std::thread::JoinHandle<()>>,
 }
 
 impl<T> JoinInner<'_, T> {
@@ -1189,7 +1198,13 @@ impl fmt::Debug for Scope<'_, '_> {
 /// An owned permission to join on a scoped thread (block on its
 /// termination).
 ///
-/// See [`Scope::spawn`] for details.
+/// See [`Scope::spawn`] for details. As std's, it is `Send` and `Sync` when
+/// the thread's value is `Send`, and neither otherwise:
+///
+/// ```compile_fail,E0277
+/// fn assert_send<T: Send>() {}
+/// assert_send::<green::thread::ScopedJoinHandle<'static, std::rc::Rc<u8>>>();
+/// ```
 pub struct ScopedJoinHandle<'scope, T>(JoinInner<'scope, T>);
 
 impl<T> ScopedJoinHandle<'_, T> {

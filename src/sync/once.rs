@@ -18,8 +18,9 @@
 //! second green thread of the same OS thread that waited for it would block
 //! that OS thread and deadlock.
 
-use std::cell::UnsafeCell;
+use std::cell::{Cell, UnsafeCell};
 use std::fmt;
+use std::marker::PhantomData;
 use std::ops::{Deref, DerefMut};
 use std::panic::{RefUnwindSafe, UnwindSafe};
 use std::sync::atomic::{AtomicU8, Ordering};
@@ -79,10 +80,25 @@ fn waiters(w: &mut WaitList) -> &mut WaitList {
 /// State yielded to [`Once::call_once_force`]'s closure: whether an earlier
 /// initializer panicked.
 ///
-/// The mirror of [`std::sync::OnceState`].
-#[derive(Debug)]
+/// The mirror of [`std::sync::OnceState`]. As std's, it is `Send` but not
+/// `Sync`:
+///
+/// ```compile_fail,E0277
+/// fn assert_sync<T: Sync>() {}
+/// assert_sync::<green::sync::OnceState>();
+/// ```
 pub struct OnceState {
     poisoned: bool,
+    /// std's auto traits: `Send`, not `Sync`, not `RefUnwindSafe`.
+    _not_sync: PhantomData<Cell<()>>,
+}
+
+impl fmt::Debug for OnceState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("OnceState")
+            .field("poisoned", &self.poisoned)
+            .finish()
+    }
 }
 
 impl OnceState {
@@ -315,6 +331,7 @@ impl Once {
                     let running = Running { once: self };
                     f(&OnceState {
                         poisoned: state == POISONED,
+                        _not_sync: PhantomData,
                     });
                     running.complete();
                     return;
@@ -653,6 +670,14 @@ enum Data<T, F> {
 /// happens when the initializing green thread is killed or timed out: the
 /// initializer is an `FnOnce`, consumed by the run that did not finish, so
 /// there is nothing left to run.
+///
+/// As std's, it is `Sync` only when the value is `Send` and `Sync` and the
+/// initializer is `Send`:
+///
+/// ```compile_fail,E0277
+/// fn assert_sync<T: Sync>() {}
+/// assert_sync::<green::sync::LazyLock<std::cell::Cell<u8>>>();
+/// ```
 ///
 /// # Examples
 /// ```
