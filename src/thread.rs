@@ -77,6 +77,7 @@
 //!   an OS thread, which gets a hub if it has none.
 
 use std::any::Any;
+use std::ffi::CString;
 use std::fmt;
 use std::io;
 use std::marker::PhantomData;
@@ -530,8 +531,10 @@ impl Builder {
 
     /// Names the thread-to-be.
     ///
-    /// [`Thread::name`] returns it. It is not given to the OS thread, so it
-    /// may contain any character, null bytes included.
+    /// [`Thread::name`] returns it; it is not given to the OS thread.
+    ///
+    /// The name must not contain null bytes (`\0`): as with std, spawning
+    /// a thread so named panics.
     ///
     /// # Examples
     /// ```
@@ -572,6 +575,10 @@ impl Builder {
     /// mapped; an `Other` error when the OS thread is exiting (its hub
     /// starts no more green threads).
     ///
+    /// # Panics
+    /// Panics if a thread name was set and it contains null bytes, as std's
+    /// does.
+    ///
     /// # Examples
     /// ```
     /// let handler = green::thread::Builder::new().spawn(|| "done")?;
@@ -593,6 +600,9 @@ impl Builder {
     /// [`JoinHandle`].
     ///
     /// # Errors
+    /// As [`Builder::spawn`].
+    ///
+    /// # Panics
     /// As [`Builder::spawn`].
     ///
     /// # Safety
@@ -627,6 +637,9 @@ impl Builder {
     /// capture any failure to create the thread.
     ///
     /// # Errors
+    /// As [`Builder::spawn`].
+    ///
+    /// # Panics
     /// As [`Builder::spawn`].
     ///
     /// # Examples
@@ -676,6 +689,10 @@ impl Builder {
         F: FnOnce() -> T + Send,
         T: Send,
     {
+        if let Some(name) = self.name.as_deref().filter(|n| n.contains('\0')) {
+            // std's check and panic message, at the point where std has them.
+            CString::new(name).expect("thread name may not contain interior null bytes");
+        }
         let h = hub();
         if h.is_closing() {
             return Err(io::Error::other(

@@ -50,6 +50,37 @@ fn builder_name_is_seen_by_current_inside() -> std::io::Result<()> {
     Ok(())
 }
 
+/// The message of a panic payload.
+fn panic_message(payload: &(dyn std::any::Any + Send)) -> &str {
+    match payload.downcast_ref::<String>() {
+        Some(s) => s,
+        None => payload.downcast_ref::<&str>().copied().unwrap_or(""),
+    }
+}
+
+#[test]
+fn thread_name_with_nul_panics_at_spawn() {
+    // Naming does not panic; spawning does, with std's message.
+    let green_b = Builder::new().name("a\0b".to_string());
+    let std_b = std::thread::Builder::new().name("a\0b".to_string());
+    let green_p = panic::catch_unwind(AssertUnwindSafe(|| green_b.spawn(|| ()))).unwrap_err();
+    let std_p = panic::catch_unwind(AssertUnwindSafe(|| std_b.spawn(|| ()))).unwrap_err();
+    assert!(panic_message(&*std_p).starts_with("thread name may not contain interior null bytes"));
+    assert_eq!(panic_message(&*green_p), panic_message(&*std_p));
+}
+
+#[test]
+fn thread_name_with_nul_panics_at_spawn_scoped() {
+    let p = panic::catch_unwind(|| {
+        thread::scope(|s| {
+            let b = Builder::new().name("\0".to_string());
+            let _ = b.spawn_scoped(s, || ());
+        })
+    })
+    .unwrap_err();
+    assert!(panic_message(&*p).starts_with("thread name may not contain interior null bytes"));
+}
+
 #[test]
 fn unnamed_thread_has_no_name_and_root_has_its_os_threads() {
     let h = thread::spawn(|| thread::current().name().is_none());
