@@ -401,6 +401,51 @@ pub fn park_timeout(dur: Duration) {
     me.park_until(Instant::now().checked_add(dur));
 }
 
+/// Uses [`park_timeout`]: blocks unless or until the current thread's
+/// token is made available or `ms` milliseconds have passed (may wake
+/// spuriously).
+///
+/// Deprecated as in std, in favour of [`park_timeout`].
+///
+/// # Panics
+/// Panics when called from the hub itself (a timer callback).
+///
+/// # Examples
+/// ```
+/// # #![allow(deprecated)]
+/// use std::time::{Duration, Instant};
+///
+/// let start = Instant::now();
+/// green::thread::park_timeout_ms(10);
+/// assert!(start.elapsed() >= Duration::from_millis(10));
+/// ```
+#[deprecated(since = "1.6.0", note = "replaced by `std::thread::park_timeout`")]
+pub fn park_timeout_ms(ms: u32) {
+    park_timeout(Duration::from_millis(u64::from(ms)))
+}
+
+/// Puts the current thread to sleep for at least `ms` milliseconds.
+///
+/// Deprecated as in std, in favour of [`sleep`]; like it, it parks only
+/// the current green thread.
+///
+/// # Panics
+/// Panics when called from the hub itself (a timer callback).
+///
+/// # Examples
+/// ```
+/// # #![allow(deprecated)]
+/// use std::time::{Duration, Instant};
+///
+/// let start = Instant::now();
+/// green::thread::sleep_ms(10);
+/// assert!(start.elapsed() >= Duration::from_millis(10));
+/// ```
+#[deprecated(since = "1.6.0", note = "replaced by `std::thread::sleep`")]
+pub fn sleep_ms(ms: u32) {
+    sleep(Duration::from_millis(u64::from(ms)))
+}
+
 /// Puts the current thread to sleep for at least the specified amount of
 /// time.
 ///

@@ -458,6 +458,16 @@ fn real_panic_after_caught_timeout_poisons_once() {
 }
 
 #[test]
+#[allow(deprecated)]
+fn once_init_is_a_new_once() {
+    static A: Once = green::sync::ONCE_INIT;
+    static B: Once = green::sync::ONCE_INIT;
+    A.call_once(|| {});
+    assert!(A.is_completed());
+    assert!(!B.is_completed());
+}
+
+#[test]
 fn once_state_debug_reads_like_std() {
     let once = Once::new();
     let mut green_dbg = String::new();

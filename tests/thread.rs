@@ -228,6 +228,40 @@ fn tokens_do_not_add_up() {
 }
 
 #[test]
+#[allow(deprecated)]
+fn sleep_ms_parks_only_the_green_thread() {
+    let start = Instant::now();
+    let sleepers: Vec<_> = (0..100)
+        .map(|_| thread::spawn(|| thread::sleep_ms(50)))
+        .collect();
+    for s in sleepers {
+        s.join().unwrap();
+    }
+    // Back to back, 100 sleeps of 50 ms take 5 s; overlapping, about 50 ms.
+    // Margin: half the sequential time, 50 times the expected one.
+    assert!(start.elapsed() < Duration::from_millis(2500));
+}
+
+#[test]
+#[allow(deprecated)]
+fn park_timeout_ms_is_woken_by_unpark() {
+    let flag = Arc::new(AtomicBool::new(false));
+    let f = flag.clone();
+    let parked = thread::spawn(move || {
+        while !f.load(Ordering::Acquire) {
+            thread::park_timeout_ms(10_000);
+        }
+    });
+    thread::yield_now(); // it parks
+    flag.store(true, Ordering::Release);
+    parked.thread().unpark();
+    let start = Instant::now();
+    parked.join().unwrap();
+    // Margin: woken at once, not after its 10 s.
+    assert!(start.elapsed() < Duration::from_secs(5));
+}
+
+#[test]
 fn park_timeout_times_out() {
     let start = Instant::now();
     thread::park_timeout(Duration::from_millis(50));

@@ -149,6 +149,24 @@ impl Drop for Running<'_> {
     }
 }
 
+/// Initialization value for static [`Once`] values.
+///
+/// Deprecated as in std, in favour of [`Once::new`].
+///
+/// # Examples
+/// ```
+/// # #![allow(deprecated)]
+/// use green::sync::{Once, ONCE_INIT};
+///
+/// static START: Once = ONCE_INIT;
+/// START.call_once(|| {});
+/// assert!(START.is_completed());
+/// ```
+#[deprecated(since = "1.38.0", note = "the `Once::new()` function is now preferred")]
+// std's constant, which initializes statics: each use is a fresh `Once`.
+#[allow(clippy::declare_interior_mutable_const)]
+pub const ONCE_INIT: Once = Once::new();
+
 impl Once {
     /// Creates a new `Once` value.
     ///
