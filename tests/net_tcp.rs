@@ -881,3 +881,22 @@ fn tcp_socket_v6_on_loopback() -> io::Result<()> {
     assert_eq!(c.peer_addr()?, addr);
     Ok(())
 }
+
+#[test]
+fn tcp_stream_quickack_is_set_and_read_like_std() -> io::Result<()> {
+    use green::os::linux::net::TcpStreamExt;
+    use std::os::linux::net::TcpStreamExt as _;
+    let (a, _b) = pair()?;
+    // SAFETY: `a` owns the fd and outlives the borrow; `ManuallyDrop`
+    // keeps it from being closed twice.
+    let std_view = std::mem::ManuallyDrop::new(unsafe {
+        <std::net::TcpStream as std::os::fd::FromRawFd>::from_raw_fd(a.as_raw_fd())
+    });
+    a.set_quickack(false)?;
+    assert!(!a.quickack()?);
+    assert!(!std_view.quickack()?);
+    a.set_quickack(true)?;
+    assert!(a.quickack()?);
+    assert!(std_view.quickack()?);
+    Ok(())
+}
