@@ -77,6 +77,7 @@
 //!   an OS thread, which gets a hub if it has none.
 
 use std::any::Any;
+use std::ffi::CString;
 use std::fmt;
 use std::io;
 use std::marker::PhantomData;
@@ -400,6 +401,51 @@ pub fn park_timeout(dur: Duration) {
     me.park_until(Instant::now().checked_add(dur));
 }
 
+/// Uses [`park_timeout`]: blocks unless or until the current thread's
+/// token is made available or `ms` milliseconds have passed (may wake
+/// spuriously).
+///
+/// Deprecated as in std, in favour of [`park_timeout`].
+///
+/// # Panics
+/// Panics when called from the hub itself (a timer callback).
+///
+/// # Examples
+/// ```
+/// # #![allow(deprecated)]
+/// use std::time::{Duration, Instant};
+///
+/// let start = Instant::now();
+/// green::thread::park_timeout_ms(10);
+/// assert!(start.elapsed() >= Duration::from_millis(10));
+/// ```
+#[deprecated(since = "1.6.0", note = "replaced by `std::thread::park_timeout`")]
+pub fn park_timeout_ms(ms: u32) {
+    park_timeout(Duration::from_millis(u64::from(ms)))
+}
+
+/// Puts the current thread to sleep for at least `ms` milliseconds.
+///
+/// Deprecated as in std, in favour of [`sleep`]; like it, it parks only
+/// the current green thread.
+///
+/// # Panics
+/// Panics when called from the hub itself (a timer callback).
+///
+/// # Examples
+/// ```
+/// # #![allow(deprecated)]
+/// use std::time::{Duration, Instant};
+///
+/// let start = Instant::now();
+/// green::thread::sleep_ms(10);
+/// assert!(start.elapsed() >= Duration::from_millis(10));
+/// ```
+#[deprecated(since = "1.6.0", note = "replaced by `std::thread::sleep`")]
+pub fn sleep_ms(ms: u32) {
+    sleep(Duration::from_millis(u64::from(ms)))
+}
+
 /// Puts the current thread to sleep for at least the specified amount of
 /// time.
 ///
@@ -530,8 +576,10 @@ impl Builder {
 
     /// Names the thread-to-be.
     ///
-    /// [`Thread::name`] returns it. It is not given to the OS thread, so it
-    /// may contain any character, null bytes included.
+    /// [`Thread::name`] returns it; it is not given to the OS thread.
+    ///
+    /// The name must not contain null bytes (`\0`): as with std, spawning
+    /// a thread so named panics.
     ///
     /// # Examples
     /// ```
@@ -572,6 +620,10 @@ impl Builder {
     /// mapped; an `Other` error when the OS thread is exiting (its hub
     /// starts no more green threads).
     ///
+    /// # Panics
+    /// Panics if a thread name was set and it contains null bytes, as std's
+    /// does.
+    ///
     /// # Examples
     /// ```
     /// let handler = green::thread::Builder::new().spawn(|| "done")?;
@@ -593,6 +645,9 @@ impl Builder {
     /// [`JoinHandle`].
     ///
     /// # Errors
+    /// As [`Builder::spawn`].
+    ///
+    /// # Panics
     /// As [`Builder::spawn`].
     ///
     /// # Safety
@@ -627,6 +682,9 @@ impl Builder {
     /// capture any failure to create the thread.
     ///
     /// # Errors
+    /// As [`Builder::spawn`].
+    ///
+    /// # Panics
     /// As [`Builder::spawn`].
     ///
     /// # Examples
@@ -676,6 +734,10 @@ impl Builder {
         F: FnOnce() -> T + Send,
         T: Send,
     {
+        if let Some(name) = self.name.as_deref().filter(|n| n.contains('\0')) {
+            // std's check and panic message, at the point where std has them.
+            CString::new(name).expect("thread name may not contain interior null bytes");
+        }
         let h = hub();
         if h.is_closing() {
             return Err(io::Error::other(
@@ -710,7 +772,11 @@ impl Builder {
         let (key, gen, id) = h.spawn_raw(stack, false, true, None, body)?;
         let thread = Thread::new(id, name, h.unparker_of(key, gen));
         h.set_thread(key, gen, thread.clone());
-        Ok(JoinInner { thread, packet })
+        Ok(JoinInner {
+            thread,
+            packet,
+            _std_auto_traits: PhantomData,
+        })
     }
 }
 
@@ -829,6 +895,11 @@ fn abort(msg: &str) -> ! {
 struct JoinInner<'scope, T> {
     thread: Thread,
     packet: Arc<Packet<'scope, T>>,
+    /// Gives the handles std's auto traits: std's are neither `UnwindSafe`
+    /// nor `RefUnwindSafe` (its packet holds the result in an
+    /// `UnsafeCell`), and code that relied on a trait green's handle had
+    /// and std's lacks would not compile against std.
+    _std_auto_traits: PhantomData<std::thread::JoinHandle<()>>,
 }
 
 impl<T> JoinInner<'_, T> {
@@ -1189,7 +1260,13 @@ impl fmt::Debug for Scope<'_, '_> {
 /// An owned permission to join on a scoped thread (block on its
 /// termination).
 ///
-/// See [`Scope::spawn`] for details.
+/// See [`Scope::spawn`] for details. As std's, it is `Send` and `Sync` when
+/// the thread's value is `Send`, and neither otherwise:
+///
+/// ```compile_fail,E0277
+/// fn assert_send<T: Send>() {}
+/// assert_send::<green::thread::ScopedJoinHandle<'static, std::rc::Rc<u8>>>();
+/// ```
 pub struct ScopedJoinHandle<'scope, T>(JoinInner<'scope, T>);
 
 impl<T> ScopedJoinHandle<'_, T> {

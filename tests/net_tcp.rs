@@ -833,6 +833,43 @@ fn tcp_socket_without_reuseport_cannot_share_a_port() -> io::Result<()> {
     Ok(())
 }
 
+/// std's view of `l`'s socket, borrowed.
+fn as_std_listener(l: &TcpListener) -> std::mem::ManuallyDrop<std::net::TcpListener> {
+    use std::os::fd::FromRawFd;
+    // SAFETY: `l` owns the fd and outlives the borrow; `ManuallyDrop`
+    // keeps it from being closed twice.
+    std::mem::ManuallyDrop::new(unsafe { std::net::TcpListener::from_raw_fd(l.as_raw_fd()) })
+}
+
+#[test]
+#[allow(deprecated)]
+fn tcp_listener_set_only_v6_fails_once_bound_as_in_std() -> io::Result<()> {
+    // IPv6 loopback, as `tcp_socket_v6_on_loopback` uses it.
+    let l = TcpListener::bind("[::1]:0")?;
+    let green_err = l.set_only_v6(true).unwrap_err();
+    let std_err = as_std_listener(&l).set_only_v6(true).unwrap_err();
+    assert_eq!(green_err.kind(), ErrorKind::InvalidInput);
+    assert_eq!(green_err.raw_os_error(), std_err.raw_os_error());
+    // On an IPv4 listener the option does not exist.
+    let l4 = TcpListener::bind("127.0.0.1:0")?;
+    let green_err = l4.set_only_v6(false).unwrap_err();
+    let std_err = as_std_listener(&l4).set_only_v6(false).unwrap_err();
+    assert_eq!(green_err.raw_os_error(), std_err.raw_os_error());
+    Ok(())
+}
+
+#[test]
+#[allow(deprecated)]
+fn tcp_listener_only_v6_reads_the_option_as_std() -> io::Result<()> {
+    let l = TcpListener::bind("[::1]:0")?;
+    assert_eq!(l.only_v6()?, as_std_listener(&l).only_v6()?);
+    let l4 = TcpListener::bind("127.0.0.1:0")?;
+    let green_err = l4.only_v6().unwrap_err();
+    let std_err = as_std_listener(&l4).only_v6().unwrap_err();
+    assert_eq!(green_err.raw_os_error(), std_err.raw_os_error());
+    Ok(())
+}
+
 #[test]
 fn tcp_socket_v6_on_loopback() -> io::Result<()> {
     let s = TcpSocket::new_v6()?;
@@ -842,5 +879,24 @@ fn tcp_socket_v6_on_loopback() -> io::Result<()> {
     assert!(addr.is_ipv6());
     let c = TcpStream::connect(addr)?;
     assert_eq!(c.peer_addr()?, addr);
+    Ok(())
+}
+
+#[test]
+fn tcp_stream_quickack_is_set_and_read_like_std() -> io::Result<()> {
+    use green::os::linux::net::TcpStreamExt;
+    use std::os::linux::net::TcpStreamExt as _;
+    let (a, _b) = pair()?;
+    // SAFETY: `a` owns the fd and outlives the borrow; `ManuallyDrop`
+    // keeps it from being closed twice.
+    let std_view = std::mem::ManuallyDrop::new(unsafe {
+        <std::net::TcpStream as std::os::fd::FromRawFd>::from_raw_fd(a.as_raw_fd())
+    });
+    a.set_quickack(false)?;
+    assert!(!a.quickack()?);
+    assert!(!std_view.quickack()?);
+    a.set_quickack(true)?;
+    assert!(a.quickack()?);
+    assert!(std_view.quickack()?);
     Ok(())
 }

@@ -420,3 +420,36 @@ fn condvar_notification_passed_on_when_timed_out_during_relock() {
         "notification lost: c2 still waits with the item available"
     );
 }
+
+#[test]
+#[allow(deprecated)]
+fn wait_timeout_ms_returns_false_when_it_times_out() {
+    let (lock, cvar) = (Mutex::new(()), Condvar::new());
+    let start = Instant::now();
+    let (guard, notified) = cvar.wait_timeout_ms(lock.lock().unwrap(), 50).unwrap();
+    let took = start.elapsed();
+    // std's meaning: `true` only if notified before the time ran out.
+    assert!(!notified);
+    // Margin: at least the timeout; at most 5 s on a loaded machine.
+    assert!(took >= Duration::from_millis(50), "{took:?}");
+    assert!(took < Duration::from_secs(5), "{took:?}");
+    drop(guard);
+}
+
+#[test]
+#[allow(deprecated)]
+fn wait_timeout_ms_returns_true_when_notified() {
+    let pair = Rc::new((Mutex::new(()), Condvar::new()));
+    let p = pair.clone();
+    let notifier = green::spawn(move || {
+        let (lock, cvar) = &*p;
+        let _g = lock.lock().unwrap();
+        cvar.notify_one();
+    });
+    let (lock, cvar) = &*pair;
+    // The root parks in the wait, so the notifier runs.
+    let (guard, notified) = cvar.wait_timeout_ms(lock.lock().unwrap(), 10_000).unwrap();
+    assert!(notified);
+    drop(guard);
+    join_within(notifier);
+}

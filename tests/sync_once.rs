@@ -456,3 +456,23 @@ fn real_panic_after_caught_timeout_poisons_once() {
     let again = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| once.call_once(|| {})));
     assert!(again.is_err(), "Once was not poisoned by a real panic");
 }
+
+#[test]
+#[allow(deprecated)]
+fn once_init_is_a_new_once() {
+    static A: Once = green::sync::ONCE_INIT;
+    static B: Once = green::sync::ONCE_INIT;
+    A.call_once(|| {});
+    assert!(A.is_completed());
+    assert!(!B.is_completed());
+}
+
+#[test]
+fn once_state_debug_reads_like_std() {
+    let once = Once::new();
+    let mut green_dbg = String::new();
+    once.call_once_force(|s| green_dbg = format!("{s:?}"));
+    let mut std_dbg = String::new();
+    std::sync::Once::new().call_once_force(|s| std_dbg = format!("{s:?}"));
+    assert_eq!(green_dbg, std_dbg);
+}

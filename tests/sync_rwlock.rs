@@ -345,3 +345,135 @@ fn debug_and_display_read_like_std() {
     assert_eq!(format!("{green_l:?}"), format!("{std_l:?}"));
     assert_eq!(format!("{w1:?} {w1}"), format!("{w2:?} {w2}"));
 }
+
+#[test]
+fn rwlock_write_guard_downgrades_to_a_read_guard() {
+    let lock = RwLock::new(0);
+    let mut w = lock.write().unwrap();
+    *w = 42;
+    let r = RwLockWriteGuard::downgrade(w);
+    assert_eq!(*r, 42);
+    // Read-locked now: another reader gets in, a writer does not.
+    assert_eq!(*lock.try_read().unwrap(), 42);
+    assert!(matches!(lock.try_write(), Err(TryLockError::WouldBlock)));
+    drop(r);
+    assert!(lock.try_write().is_ok());
+}
+
+#[test]
+fn downgrade_admits_the_readers_queued_behind_the_writer() {
+    let lock = Rc::new(RwLock::new(0));
+    let mut w = lock.write().unwrap();
+    let readers: Vec<_> = (0..3)
+        .map(|_| {
+            let l = lock.clone();
+            green::spawn(move || *l.read().unwrap())
+        })
+        .collect();
+    green::yield_now(); // the readers queue
+    *w = 7;
+    let r = RwLockWriteGuard::downgrade(w);
+    // They read beside the downgraded guard, which is still held.
+    for reader in readers {
+        assert_eq!(join_within(reader), 7);
+    }
+    assert_eq!(*r, 7);
+}
+
+#[test]
+fn downgrade_keeps_a_queued_writer_waiting() {
+    let lock = Rc::new(RwLock::new(0));
+    let mut w = lock.write().unwrap();
+    let l = lock.clone();
+    let writer = green::spawn(move || {
+        let mut w = l.write().unwrap();
+        assert_eq!(*w, 2, "the writer got in before the downgraded read");
+        *w = 3;
+    });
+    green::yield_now(); // the writer queues
+    *w = 2;
+    let r = RwLockWriteGuard::downgrade(w);
+    green::yield_now(); // the writer may run: it must still wait
+    assert!(!writer.is_finished());
+    assert_eq!(*r, 2, "`downgrade` was not atomic");
+    drop(r);
+    join_within(writer);
+    assert_eq!(*lock.read().unwrap(), 3);
+}
+
+#[test]
+fn downgrade_keeps_readers_queued_behind_a_writer_waiting() {
+    let lock = Rc::new(RwLock::new(()));
+    let order = Rc::new(RefCell::new(Vec::new()));
+    let w = lock.write().unwrap();
+    let (l1, o1) = (lock.clone(), order.clone());
+    let writer = green::spawn(move || {
+        let _w = l1.write().unwrap();
+        o1.borrow_mut().push("writer");
+    });
+    let (l2, o2) = (lock.clone(), order.clone());
+    let reader = green::spawn(move || {
+        let _r = l2.read().unwrap();
+        o2.borrow_mut().push("reader");
+    });
+    green::yield_now(); // the writer queues, then the reader
+    let r = RwLockWriteGuard::downgrade(w);
+    green::yield_now();
+    assert!(order.borrow().is_empty(), "a reader passed a queued writer");
+    drop(r);
+    join_within(writer);
+    join_within(reader);
+    assert_eq!(*order.borrow(), ["writer", "reader"]);
+}
+
+#[test]
+fn downgrade_of_a_poisoned_lock_gives_a_read_guard() {
+    let lock = Rc::new(RwLock::new(1));
+    let l = lock.clone();
+    let gt = green::spawn(move || {
+        let _w = l.write().unwrap();
+        panic!("writer fails");
+    });
+    assert!(gt.join().is_err());
+    let w = lock.write().unwrap_err().into_inner();
+    let r = RwLockWriteGuard::downgrade(w);
+    assert_eq!(*r, 1);
+    assert!(lock.is_poisoned());
+}
+
+#[test]
+fn downgrade_in_every_writer_observes_its_own_write() {
+    // std's test_downgrade_observe, on green threads of two hubs.
+    const W: usize = 20;
+    const N: usize = 100;
+    let rw = Arc::new(RwLock::new(0));
+    let writers = |rw: Arc<RwLock<usize>>| {
+        move || {
+            for _ in 0..N {
+                let mut w = rw.write().unwrap();
+                *w += 1;
+                let cur = *w;
+                let r = RwLockWriteGuard::downgrade(w);
+                green::yield_now(); // others queue meanwhile
+                assert_eq!(cur, *r);
+            }
+        }
+    };
+    let other_hub = {
+        let rw = rw.clone();
+        std::thread::spawn(move || {
+            let gts: Vec<_> = (0..W / 2)
+                .map(|_| green::spawn(writers(rw.clone())))
+                .collect();
+            gts.into_iter().for_each(|gt| gt.wait())
+        })
+    };
+    let gts: Vec<_> = (0..W / 2)
+        .map(|_| green::spawn(writers(rw.clone())))
+        .collect();
+    for gt in gts {
+        join_within(gt);
+    }
+    other_hub.join().unwrap();
+    assert_eq!(*rw.read().unwrap(), W * N);
+}

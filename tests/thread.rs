@@ -50,6 +50,37 @@ fn builder_name_is_seen_by_current_inside() -> std::io::Result<()> {
     Ok(())
 }
 
+/// The message of a panic payload.
+fn panic_message(payload: &(dyn std::any::Any + Send)) -> &str {
+    match payload.downcast_ref::<String>() {
+        Some(s) => s,
+        None => payload.downcast_ref::<&str>().copied().unwrap_or(""),
+    }
+}
+
+#[test]
+fn thread_name_with_nul_panics_at_spawn() {
+    // Naming does not panic; spawning does, with std's message.
+    let green_b = Builder::new().name("a\0b".to_string());
+    let std_b = std::thread::Builder::new().name("a\0b".to_string());
+    let green_p = panic::catch_unwind(AssertUnwindSafe(|| green_b.spawn(|| ()))).unwrap_err();
+    let std_p = panic::catch_unwind(AssertUnwindSafe(|| std_b.spawn(|| ()))).unwrap_err();
+    assert!(panic_message(&*std_p).starts_with("thread name may not contain interior null bytes"));
+    assert_eq!(panic_message(&*green_p), panic_message(&*std_p));
+}
+
+#[test]
+fn thread_name_with_nul_panics_at_spawn_scoped() {
+    let p = panic::catch_unwind(|| {
+        thread::scope(|s| {
+            let b = Builder::new().name("\0".to_string());
+            let _ = b.spawn_scoped(s, || ());
+        })
+    })
+    .unwrap_err();
+    assert!(panic_message(&*p).starts_with("thread name may not contain interior null bytes"));
+}
+
 #[test]
 fn unnamed_thread_has_no_name_and_root_has_its_os_threads() {
     let h = thread::spawn(|| thread::current().name().is_none());
@@ -194,6 +225,40 @@ fn tokens_do_not_add_up() {
     thread::park_timeout(Duration::from_millis(50));
     // No second token: the park lasts its whole timeout.
     assert!(start.elapsed() >= Duration::from_millis(50));
+}
+
+#[test]
+#[allow(deprecated)]
+fn sleep_ms_parks_only_the_green_thread() {
+    let start = Instant::now();
+    let sleepers: Vec<_> = (0..100)
+        .map(|_| thread::spawn(|| thread::sleep_ms(50)))
+        .collect();
+    for s in sleepers {
+        s.join().unwrap();
+    }
+    // Back to back, 100 sleeps of 50 ms take 5 s; overlapping, about 50 ms.
+    // Margin: half the sequential time, 50 times the expected one.
+    assert!(start.elapsed() < Duration::from_millis(2500));
+}
+
+#[test]
+#[allow(deprecated)]
+fn park_timeout_ms_is_woken_by_unpark() {
+    let flag = Arc::new(AtomicBool::new(false));
+    let f = flag.clone();
+    let parked = thread::spawn(move || {
+        while !f.load(Ordering::Acquire) {
+            thread::park_timeout_ms(10_000);
+        }
+    });
+    thread::yield_now(); // it parks
+    flag.store(true, Ordering::Release);
+    parked.thread().unpark();
+    let start = Instant::now();
+    parked.join().unwrap();
+    // Margin: woken at once, not after its 10 s.
+    assert!(start.elapsed() < Duration::from_secs(5));
 }
 
 #[test]

@@ -50,6 +50,8 @@ pub mod thread {
         current, panicking, park, park_timeout, scope, sleep, spawn, yield_now, Builder,
         JoinHandle, Scope, ScopedJoinHandle, Thread, ThreadId,
     };
+    #[allow(deprecated)]
+    pub use green::thread::{park_timeout_ms, sleep_ms};
 }
 
 /// `std::net`, with [`green::net`]'s sockets; host names resolve on the
@@ -106,6 +108,8 @@ pub mod time {
 pub mod sync {
     pub use std::sync::*;
 
+    #[allow(deprecated)]
+    pub use green::sync::ONCE_INIT;
     pub use green::sync::{
         mpsc, Barrier, BarrierWaitResult, Condvar, LazyLock, Mutex, MutexGuard, Once, OnceLock,
         OnceState, RwLock, RwLockReadGuard, RwLockWriteGuard, WaitTimeoutResult,

@@ -436,6 +436,40 @@ impl TcpListener {
         self.fd.get_ref().ttl()
     }
 
+    /// Sets the value of the `IPV6_V6ONLY` option on this socket.
+    ///
+    /// Deprecated as in std: the option only takes effect before the
+    /// socket is bound, and a listener is always bound.
+    ///
+    /// # Errors
+    /// The OS error from `setsockopt`, as std's: on Linux, `InvalidInput`
+    /// (`EINVAL`) on a bound IPv6 socket, and `ENOPROTOOPT` on an IPv4 one.
+    #[deprecated(
+        since = "1.16.0",
+        note = "this option can only be set before the socket is bound"
+    )]
+    pub fn set_only_v6(&self, only_v6: bool) -> io::Result<()> {
+        #[allow(deprecated)]
+        self.fd.get_ref().set_only_v6(only_v6)
+    }
+
+    /// Gets the value of the `IPV6_V6ONLY` option on this socket.
+    ///
+    /// Deprecated as in std, along with
+    /// [`set_only_v6`](TcpListener::set_only_v6).
+    ///
+    /// # Errors
+    /// The OS error from `getsockopt`, as std's: on Linux, `Unsupported`
+    /// (`EOPNOTSUPP`) on an IPv4 socket.
+    #[deprecated(
+        since = "1.16.0",
+        note = "this option can only be set before the socket is bound"
+    )]
+    pub fn only_v6(&self) -> io::Result<bool> {
+        #[allow(deprecated)]
+        self.fd.get_ref().only_v6()
+    }
+
     /// Gets the value of the `SO_ERROR` option on this socket, clearing it.
     ///
     /// # Errors

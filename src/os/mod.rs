@@ -2,8 +2,11 @@
 //! blocks.
 //!
 //! Everything here is std's own except [`unix::net`], whose sockets park
-//! only the calling green thread.
+//! only the calling green thread, `CommandExt` in [`unix::process`] for
+//! green's `Command`, and [`linux::net`]'s `TcpStreamExt` for green's
+//! `TcpStream`.
 
 pub use std::os::*;
 
+pub mod linux;
 pub mod unix;

@@ -273,6 +273,47 @@ impl Condvar {
         }
     }
 
+    /// Waits on this condition variable for a notification, timing out
+    /// after `ms` milliseconds.
+    ///
+    /// Deprecated as in std: use [`wait_timeout`](Condvar::wait_timeout).
+    /// Unlike it, the returned `bool` is `true` if the wait did **not**
+    /// time out, as std's.
+    ///
+    /// # Errors
+    /// If the mutex is poisoned when it is re-acquired, the guard and the
+    /// `bool` are returned inside a [`PoisonError`].
+    ///
+    /// # Panics
+    /// Panics when called from the hub itself (a timer callback).
+    ///
+    /// # Examples
+    /// ```
+    /// # #![allow(deprecated)]
+    /// use green::sync::{Condvar, Mutex};
+    ///
+    /// let (lock, cvar) = (Mutex::new(()), Condvar::new());
+    /// let (_guard, notified) = cvar.wait_timeout_ms(lock.lock().unwrap(), 10).unwrap();
+    /// assert!(!notified);
+    /// ```
+    #[deprecated(
+        since = "1.6.0",
+        note = "replaced by `std::sync::Condvar::wait_timeout`"
+    )]
+    pub fn wait_timeout_ms<'a, T>(
+        &self,
+        guard: MutexGuard<'a, T>,
+        ms: u32,
+    ) -> LockResult<(MutexGuard<'a, T>, bool)> {
+        match self.wait_timeout(guard, Duration::from_millis(u64::from(ms))) {
+            Ok((g, res)) => Ok((g, !res.timed_out())),
+            Err(e) => {
+                let (g, res) = e.into_inner();
+                Err(PoisonError::new((g, !res.timed_out())))
+            }
+        }
+    }
+
     /// Parks the current green thread while `condition` returns `true`, for
     /// at most `dur` in all.
     ///

@@ -55,7 +55,8 @@ pub use std::sync::{atomic, Arc, LockResult, PoisonError, TryLockError, TryLockR
 pub use barrier::{Barrier, BarrierWaitResult};
 pub use condvar::{Condvar, WaitTimeoutResult};
 pub use mutex::{Mutex, MutexGuard};
-pub use once::{LazyLock, Once, OnceLock, OnceState};
+#[allow(deprecated)]
+pub use once::{LazyLock, Once, OnceLock, OnceState, ONCE_INIT};
 pub use rwlock::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 /// A wait without a deadline ended without being served, which the wait

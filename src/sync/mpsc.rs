@@ -42,7 +42,6 @@
 //! assert_eq!(got, [0, 1, 2]);
 //! ```
 
-use std::cell::Cell;
 use std::fmt;
 use std::marker::PhantomData;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -150,6 +149,14 @@ pub fn sync_channel<T>(bound: usize) -> (SyncSender<T>, Receiver<T>) {
 
 /// The sending half of an asynchronous [`channel`]. It can be cloned to
 /// send from many green threads or OS threads.
+///
+/// As std's, it is `Send` and `Sync` when the messages are `Send`, and
+/// neither otherwise:
+///
+/// ```compile_fail,E0277
+/// fn assert_send<T: Send>() {}
+/// assert_send::<green::sync::mpsc::Sender<std::rc::Rc<u8>>>();
+/// ```
 ///
 /// # Examples
 /// ```
@@ -321,7 +328,9 @@ impl<T> fmt::Debug for SyncSender<T> {
 /// ```
 pub struct Receiver<T> {
     shared: Arc<Shared<T>>,
-    _not_sync: PhantomData<Cell<()>>,
+    /// std's receiver's auto traits: `Send`, not `Sync`, unwind safe (a
+    /// `Cell` would make it not `RefUnwindSafe`, unlike std's).
+    _not_sync: PhantomData<std::sync::mpsc::Receiver<()>>,
 }
 
 impl<T> Receiver<T> {
@@ -466,6 +475,14 @@ impl<T> fmt::Debug for Receiver<T> {
 /// An iterator over messages on a [`Receiver`], created by
 /// [`Receiver::iter`]; it parks for each message and ends when the channel
 /// hangs up.
+///
+/// It borrows the receiver, which is not `Sync`, so, as std's, it is not
+/// `Send`:
+///
+/// ```compile_fail,E0277
+/// fn assert_send<T: Send>() {}
+/// assert_send::<green::sync::mpsc::Iter<'static, u8>>();
+/// ```
 ///
 /// # Examples
 /// ```

@@ -244,6 +244,14 @@ impl RawMutex {
 /// *HITS.lock().unwrap() += 1;
 /// assert_eq!(*HITS.lock().unwrap(), 1);
 /// ```
+///
+/// As std's, it is `Send` and `Sync` when `T` is `Send`, and neither
+/// otherwise:
+///
+/// ```compile_fail,E0277
+/// fn assert_sync<T: Sync>() {}
+/// assert_sync::<green::sync::Mutex<std::rc::Rc<u32>>>();
+/// ```
 pub struct Mutex<T: ?Sized> {
     raw: RawMutex,
     poison: poison::Flag,
@@ -269,6 +277,18 @@ impl<T: ?Sized> RefUnwindSafe for Mutex<T> {}
 /// ```compile_fail,E0277
 /// fn assert_send<T: Send>() {}
 /// assert_send::<green::sync::MutexGuard<'static, u32>>();
+/// ```
+///
+/// and it is invariant in `T`, as std's: a guard of `&'static str` cannot
+/// become one of `&'short str`, through which a short-lived reference
+/// could be stored:
+///
+/// ```compile_fail
+/// use green::sync::MutexGuard;
+///
+/// fn shorten<'a, 'short>(g: MutexGuard<'a, &'static str>) -> MutexGuard<'a, &'short str> {
+///     g
+/// }
 /// ```
 #[must_use = "if unused the Mutex will immediately unlock"]
 pub struct MutexGuard<'a, T: ?Sized + 'a> {

@@ -18,8 +18,9 @@
 //! second green thread of the same OS thread that waited for it would block
 //! that OS thread and deadlock.
 
-use std::cell::UnsafeCell;
+use std::cell::{Cell, UnsafeCell};
 use std::fmt;
+use std::marker::PhantomData;
 use std::ops::{Deref, DerefMut};
 use std::panic::{RefUnwindSafe, UnwindSafe};
 use std::sync::atomic::{AtomicU8, Ordering};
@@ -79,10 +80,25 @@ fn waiters(w: &mut WaitList) -> &mut WaitList {
 /// State yielded to [`Once::call_once_force`]'s closure: whether an earlier
 /// initializer panicked.
 ///
-/// The mirror of [`std::sync::OnceState`].
-#[derive(Debug)]
+/// The mirror of [`std::sync::OnceState`]. As std's, it is `Send` but not
+/// `Sync`:
+///
+/// ```compile_fail,E0277
+/// fn assert_sync<T: Sync>() {}
+/// assert_sync::<green::sync::OnceState>();
+/// ```
 pub struct OnceState {
     poisoned: bool,
+    /// std's auto traits: `Send`, not `Sync`, not `RefUnwindSafe`.
+    _not_sync: PhantomData<Cell<()>>,
+}
+
+impl fmt::Debug for OnceState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("OnceState")
+            .field("poisoned", &self.poisoned)
+            .finish()
+    }
 }
 
 impl OnceState {
@@ -132,6 +148,24 @@ impl Drop for Running<'_> {
         w.notify_all(|_| {});
     }
 }
+
+/// Initialization value for static [`Once`] values.
+///
+/// Deprecated as in std, in favour of [`Once::new`].
+///
+/// # Examples
+/// ```
+/// # #![allow(deprecated)]
+/// use green::sync::{Once, ONCE_INIT};
+///
+/// static START: Once = ONCE_INIT;
+/// START.call_once(|| {});
+/// assert!(START.is_completed());
+/// ```
+#[deprecated(since = "1.38.0", note = "the `Once::new()` function is now preferred")]
+// std's constant, which initializes statics: each use is a fresh `Once`.
+#[allow(clippy::declare_interior_mutable_const)]
+pub const ONCE_INIT: Once = Once::new();
 
 impl Once {
     /// Creates a new `Once` value.
@@ -315,6 +349,7 @@ impl Once {
                     let running = Running { once: self };
                     f(&OnceState {
                         poisoned: state == POISONED,
+                        _not_sync: PhantomData,
                     });
                     running.complete();
                     return;
@@ -653,6 +688,14 @@ enum Data<T, F> {
 /// happens when the initializing green thread is killed or timed out: the
 /// initializer is an `FnOnce`, consumed by the run that did not finish, so
 /// there is nothing left to run.
+///
+/// As std's, it is `Sync` only when the value is `Send` and `Sync` and the
+/// initializer is `Send`:
+///
+/// ```compile_fail,E0277
+/// fn assert_sync<T: Sync>() {}
+/// assert_sync::<green::sync::LazyLock<std::cell::Cell<u8>>>();
+/// ```
 ///
 /// # Examples
 /// ```

@@ -4,17 +4,19 @@
 //! one FIFO queue of waiting readers and writers live under a short
 //! internal lock. A request is granted at once only if it is compatible
 //! with the holders *and nobody is queued*; otherwise it queues. Whenever
-//! the lock is released, [`grant`] admits from the front of the queue:
-//! one writer, or every reader up to the next queued writer. So a waiting
-//! writer holds back readers that come after it (no writer starvation),
-//! and readers queued together are admitted together.
+//! the lock is released or a writer downgrades to a reader, [`grant`]
+//! admits from the front of the queue: one writer, or every reader up to
+//! the next queued writer. So a waiting writer holds back readers that
+//! come after it (no writer starvation), and readers queued together are
+//! admitted together.
 
 use std::cell::UnsafeCell;
 use std::fmt;
 use std::marker::PhantomData;
 use std::ops::{Deref, DerefMut};
 use std::panic::{RefUnwindSafe, UnwindSafe};
-use std::sync::{LockResult, TryLockError, TryLockResult};
+use std::ptr::NonNull;
+use std::sync::{LockResult, PoisonError, TryLockError, TryLockResult};
 
 use super::{cannot_wait, poison};
 use crate::wait::{self, WaitList, Waited};
@@ -130,17 +132,42 @@ impl<T: ?Sized> RefUnwindSafe for RwLock<T> {}
 /// An RAII guard of shared read access to an [`RwLock`]; released when
 /// dropped.
 ///
-/// Made by [`RwLock::read`] and [`RwLock::try_read`]. Like std's guard it is
-/// not `Send`:
+/// Made by [`RwLock::read`], [`RwLock::try_read`] and
+/// [`RwLockWriteGuard::downgrade`]. Like std's guard it is not `Send`:
 ///
 /// ```compile_fail,E0277
 /// fn assert_send<T: Send>() {}
 /// assert_send::<green::sync::RwLockReadGuard<'static, u32>>();
 /// ```
+///
+/// and, as std's, it is covariant in `T` (it only reads the `T`), so a
+/// guard of `&'long U` may be used where one of `&'short U` is expected:
+///
+/// ```
+/// use green::sync::{RwLock, RwLockReadGuard};
+///
+/// fn do_stuff<'a>(_: RwLockReadGuard<'_, &'a i32>, _: &'a i32) {}
+///
+/// let j = 5;
+/// let lock = RwLock::new(&j);
+/// {
+///     let i = 6;
+///     do_stuff(lock.read().unwrap(), &i);
+/// }
+/// ```
 #[must_use = "if unused the RwLock will immediately unlock"]
 pub struct RwLockReadGuard<'a, T: ?Sized + 'a> {
-    lock: &'a RwLock<T>,
-    _not_send: PhantomData<*const ()>,
+    /// The locked data. A pointer, not `&'a RwLock<T>`: that would make the
+    /// guard invariant in `T` (the lock holds an `UnsafeCell<T>`), and a
+    /// `&'a T` would promise the data stays shared after the guard is
+    /// dropped. `NonNull` is covariant, and not `Send` nor `Sync`.
+    ///
+    /// # Invariant
+    /// Points to the `data` of the `RwLock` whose `state` is `state`, and
+    /// that lock is read-locked on behalf of this guard.
+    data: NonNull<T>,
+    /// The lock's state, to release the read lock from.
+    state: &'a std::sync::Mutex<State>,
 }
 
 // SAFETY: a shared guard only gives `&T`, shareable when `T: Sync`.
@@ -155,6 +182,20 @@ unsafe impl<T: ?Sized + Sync> Sync for RwLockReadGuard<'_, T> {}
 /// ```compile_fail,E0277
 /// fn assert_send<T: Send>() {}
 /// assert_send::<green::sync::RwLockWriteGuard<'static, u32>>();
+/// ```
+///
+/// and, unlike the read guard, it is invariant in `T`, as std's: a guard
+/// of `&'static str` cannot become one of `&'short str`, through which a
+/// short-lived reference could be stored:
+///
+/// ```compile_fail
+/// use green::sync::RwLockWriteGuard;
+///
+/// fn shorten<'a, 'short>(
+///     g: RwLockWriteGuard<'a, &'static str>,
+/// ) -> RwLockWriteGuard<'a, &'short str> {
+///     g
+/// }
 /// ```
 #[must_use = "if unused the RwLock will immediately unlock"]
 pub struct RwLockWriteGuard<'a, T: ?Sized + 'a> {
@@ -421,20 +462,22 @@ impl<T: ?Sized> RwLock<T> {
         let data = self.data.get_mut();
         poison::map_result(poisoned, |()| data)
     }
+}
 
-    fn unlock_read(&self) {
-        let mut s = wait::lock(&self.state);
-        s.readers -= 1;
-        if s.readers == 0 {
-            grant(&mut s);
-        }
-    }
-
-    fn unlock_write(&self) {
-        let mut s = wait::lock(&self.state);
-        s.writer = false;
+/// Releases one read lock; the last reader lets the queue in.
+fn unlock_read(state: &std::sync::Mutex<State>) {
+    let mut s = wait::lock(state);
+    s.readers -= 1;
+    if s.readers == 0 {
         grant(&mut s);
     }
+}
+
+/// Releases the write lock and lets the queue in.
+fn unlock_write(state: &std::sync::Mutex<State>) {
+    let mut s = wait::lock(state);
+    s.writer = false;
+    grant(&mut s);
 }
 
 impl<T> From<T> for RwLock<T> {
@@ -476,8 +519,9 @@ impl<'a, T: ?Sized> RwLockReadGuard<'a, T> {
     /// The current context was granted read access to `lock`.
     unsafe fn new(lock: &'a RwLock<T>) -> LockResult<RwLockReadGuard<'a, T>> {
         poison::map_result(lock.poison.borrow(), |()| RwLockReadGuard {
-            lock,
-            _not_send: PhantomData,
+            // SAFETY: `UnsafeCell::get` is never null.
+            data: unsafe { NonNull::new_unchecked(lock.data.get()) },
+            state: &lock.state,
         })
     }
 }
@@ -492,14 +536,96 @@ impl<'a, T: ?Sized> RwLockWriteGuard<'a, T> {
             _not_send: PhantomData,
         })
     }
+
+    /// Downgrades a write-locked `RwLockWriteGuard` into a read-locked
+    /// [`RwLockReadGuard`].
+    ///
+    /// Since we have the `RwLockWriteGuard`, the [`RwLock`] must already be
+    /// locked for writing, so this method cannot fail.
+    ///
+    /// After downgrading, other readers will be allowed to read the
+    /// protected data. The change is atomic: no writer can get in between
+    /// the write access and the read access that follows it.
+    ///
+    /// This is an associated function that needs to be used as
+    /// `RwLockWriteGuard::downgrade(...)`, as with std.
+    ///
+    /// # Notes
+    /// Readers queued at the front of the lock's queue, up to the first
+    /// queued writer, are admitted at once beside the downgraded reader;
+    /// the writer, and every request queued after it, keep waiting until
+    /// all the readers are gone (arrival order, as for every release). As
+    /// in std, downgrading does not poison the lock, even while panicking.
+    ///
+    /// # Examples
+    /// ```
+    /// use green::sync::{RwLock, RwLockWriteGuard};
+    ///
+    /// let rw = RwLock::new(0);
+    ///
+    /// let mut write_guard = rw.write().unwrap();
+    /// *write_guard = 42;
+    ///
+    /// let read_guard = RwLockWriteGuard::downgrade(write_guard);
+    /// assert_eq!(42, *read_guard);
+    /// ```
+    ///
+    /// A writer that waits meanwhile cannot get in before the read:
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use green::sync::{RwLock, RwLockWriteGuard};
+    ///
+    /// let rw = Arc::new(RwLock::new(1));
+    /// let mut main_write_guard = rw.write().unwrap();
+    ///
+    /// let rw_clone = rw.clone();
+    /// let evil = green::thread::spawn(move || {
+    ///     // Waits until the root drops `main_read_guard`.
+    ///     let mut evil_guard = rw_clone.write().unwrap();
+    ///     assert_eq!(*evil_guard, 2);
+    ///     *evil_guard = 3;
+    /// });
+    /// green::thread::yield_now(); // the writer queues
+    ///
+    /// *main_write_guard = 2;
+    /// let main_read_guard = RwLockWriteGuard::downgrade(main_write_guard);
+    /// green::thread::yield_now(); // the writer still waits
+    /// assert_eq!(*main_read_guard, 2, "`downgrade` was not atomic");
+    ///
+    /// drop(main_read_guard);
+    /// evil.join().unwrap();
+    /// assert_eq!(*rw.read().unwrap(), 3);
+    /// ```
+    pub fn downgrade(s: Self) -> RwLockReadGuard<'a, T> {
+        let lock = s.lock;
+        // Not dropped: that would release the write lock (and could poison
+        // it). The guard owns nothing else.
+        std::mem::forget(s);
+        {
+            let mut st = wait::lock(&lock.state);
+            debug_assert!(
+                st.writer && st.readers == 0,
+                "downgrade of a lock not write-locked"
+            );
+            st.writer = false;
+            st.readers = 1;
+            grant(&mut st);
+        }
+        // SAFETY: read access was just granted, in the same critical
+        // section that gave up the write access. As std's, the read guard
+        // ignores poisoning: a downgrade cannot fail.
+        unsafe { RwLockReadGuard::new(lock) }.unwrap_or_else(PoisonError::into_inner)
+    }
 }
 
 impl<T: ?Sized> Deref for RwLockReadGuard<'_, T> {
     type Target = T;
 
     fn deref(&self) -> &T {
-        // SAFETY: read access is held: no writer reaches the data.
-        unsafe { &*self.lock.data.get() }
+        // SAFETY: by the invariant of `data`, read access is held: no
+        // writer reaches the data while the guard lives.
+        unsafe { self.data.as_ref() }
     }
 }
 
@@ -521,14 +647,14 @@ impl<T: ?Sized> DerefMut for RwLockWriteGuard<'_, T> {
 
 impl<T: ?Sized> Drop for RwLockReadGuard<'_, T> {
     fn drop(&mut self) {
-        self.lock.unlock_read();
+        unlock_read(self.state);
     }
 }
 
 impl<T: ?Sized> Drop for RwLockWriteGuard<'_, T> {
     fn drop(&mut self) {
         self.lock.poison.done(&self.poison);
-        self.lock.unlock_write();
+        unlock_write(&self.lock.state);
     }
 }
 
