@@ -275,7 +275,15 @@ impl std::ops::IndexMut<usize> for Slab {
 pub(crate) struct Shared {
     poller: poller::Poller,
     remote: Mutex<Vec<(u32, u32, u32)>>,
+    /// Set with every push on `remote` or `closes`: the loop drains both.
     has_remote: AtomicBool,
+    /// Fds closed on other threads that this hub registered, with the
+    /// close count of each (`io::notify_close`).
+    closes: Mutex<Vec<(std::os::fd::RawFd, u32)>>,
+    has_closes: AtomicBool,
+    /// This hub's id (`io::register_hub`): which bit it sets in the
+    /// process-wide record of who registered each fd.
+    id: u32,
     sleeping: AtomicBool,
     /// Set when the hub's thread tears it down: its contexts never run
     /// again.
@@ -290,6 +298,12 @@ impl Shared {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .push((key, gen, seq));
+        self.wake_loop();
+    }
+
+    /// Makes the hub's loop drain its remote queues: at once if it is
+    /// awake, by notifying its poller if it sleeps.
+    fn wake_loop(&self) {
         self.has_remote.store(true, Ordering::SeqCst);
         if self.sleeping.load(Ordering::SeqCst) {
             // A failed notify leaves the hub to its next timer; nothing better
@@ -402,21 +416,25 @@ fn create() -> &'static Hub {
     let poller = poller::Poller::new()
         .unwrap_or_else(|e| panic!("green: cannot create the hub's poller: {e}"));
     let altstack = coro::install_overflow_handler();
+    let beat = {
+        let beat = Arc::new(stall::Beat::default());
+        // SAFETY: gettid has no preconditions.
+        let tid = unsafe { libc::gettid() };
+        beat.tid.store(tid as u64, Ordering::Relaxed);
+        stall::register(&beat);
+        beat
+    };
     let hub = Box::new(Hub {
-        shared: Arc::new(Shared {
+        shared: io::register_hub(|id| Shared {
             poller,
             remote: Mutex::new(Vec::new()),
             has_remote: AtomicBool::new(false),
+            closes: Mutex::new(Vec::new()),
+            has_closes: AtomicBool::new(false),
+            id,
             sleeping: AtomicBool::new(false),
             closed: AtomicBool::new(false),
-            beat: {
-                let beat = Arc::new(stall::Beat::default());
-                // SAFETY: gettid has no preconditions.
-                let tid = unsafe { libc::gettid() };
-                beat.tid.store(tid as u64, Ordering::Relaxed);
-                stall::register(&beat);
-                beat
-            },
+            beat,
         }),
         slots: RefCell::new({
             let mut slab = Slab::new();
@@ -1335,6 +1353,9 @@ impl Hub {
 
     fn drain_remote(&self) {
         self.shared.has_remote.store(false, Ordering::SeqCst);
+        if self.shared.has_closes.swap(false, Ordering::SeqCst) {
+            self.drain_closes();
+        }
         let mut buf = self.remote_buf.borrow_mut();
         std::mem::swap(
             &mut *buf,
@@ -1398,6 +1419,7 @@ impl Hub {
     fn teardown(&self) {
         self.closing.set(true);
         self.shared.closed.store(true, Ordering::Release);
+        io::unregister_hub(self.shared.id);
         let mut leaked = false;
         loop {
             let next = {
