@@ -40,7 +40,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
-use crate::hub::{self, Unparker, Wake};
+use crate::hub::{self, NodeUnparker, Wake};
 
 /// Locks an internal mutex. Internal critical sections run no user code
 /// that can panic while the state is inconsistent, so poisoning is ignored.
@@ -51,32 +51,42 @@ pub(crate) fn lock<S>(m: &Mutex<S>) -> MutexGuard<'_, S> {
 
 /// How a parked waiter is woken.
 enum Wakeup {
-    /// A green thread, or a root running its hub's loop.
-    Hub(Unparker),
+    /// A green thread, or a root running its hub's loop. Kept by a node
+    /// across waits; it holds its hub only while its waiter waits.
+    Hub(NodeUnparker),
     /// A plain OS thread (no hub).
     Thread(std::thread::Thread),
+    /// Nobody: the waiter was woken.
+    Spent,
 }
 
 impl Wakeup {
     fn current() -> Wakeup {
         match hub::try_hub() {
-            Some(h) => Wakeup::Hub(h.unparker()),
+            Some(h) => Wakeup::Hub(NodeUnparker::new(h)),
             None => Wakeup::Thread(std::thread::current()),
         }
     }
 
     /// Makes the wakeup name the current context, reusing what it can.
+    #[inline]
     fn refresh(&mut self) {
         match (self, hub::try_hub()) {
-            (Wakeup::Hub(u), Some(h)) => h.refresh_unparker(u),
+            (Wakeup::Hub(u), Some(h)) => u.refresh(h),
             (w, _) => *w = Wakeup::current(),
         }
     }
 
-    fn wake(&self) {
+    /// Wakes the waiter, and lets go of what names it.
+    #[inline]
+    fn wake(&mut self) {
         match self {
-            Wakeup::Hub(u) => u.unpark(),
-            Wakeup::Thread(t) => t.unpark(),
+            Wakeup::Hub(u) => u.unpark_and_release(),
+            Wakeup::Thread(t) => {
+                t.unpark();
+                *self = Wakeup::Spent;
+            }
+            Wakeup::Spent => {}
         }
     }
 }
@@ -84,7 +94,20 @@ impl Wakeup {
 /// One blocked context in a [`WaitList`].
 pub(crate) struct Waiter<T> {
     notified: AtomicBool,
-    wakeup: Wakeup,
+    /// The waiter parks through its hub (else it is a plain OS thread).
+    on_hub: bool,
+    /// How to wake the waiter. Once it has woken the waiter it holds no
+    /// hub, so that a node kept for reuse does not keep an exited OS
+    /// thread's hub (its poller's fds) open, however long the primitive
+    /// lives.
+    ///
+    /// # Invariant
+    /// Accessed only by the notifier that pops the node, with the owning
+    /// primitive's lock held, or with the node exclusively owned
+    /// (`Arc::get_mut`, or a drop). The waiter never reads it: it may
+    /// return as soon as `notified` is set, while the notifier still
+    /// wakes it.
+    wakeup: UnsafeCell<Wakeup>,
     /// What the waiter brings (a queued item) or is handed (an item, a
     /// value, a permit).
     ///
@@ -102,10 +125,11 @@ unsafe impl<T: Send> Send for Waiter<T> {}
 unsafe impl<T: Send> Sync for Waiter<T> {}
 
 impl<T> Waiter<T> {
-    fn new(value: Option<T>) -> Arc<Waiter<T>> {
+    fn new(value: Option<T>, wakeup: Wakeup) -> Arc<Waiter<T>> {
         Arc::new(Waiter {
             notified: AtomicBool::new(false),
-            wakeup: Wakeup::current(),
+            on_hub: matches!(wakeup, Wakeup::Hub(_)),
+            wakeup: UnsafeCell::new(wakeup),
             slot: UnsafeCell::new(value),
         })
     }
@@ -124,7 +148,7 @@ pub(crate) struct WaitList<T = ()> {
     q: VecDeque<Arc<Waiter<T>>>,
     /// The node of the last waiter notified, kept to be reused by the next
     /// `push` once its waiter has let go of it: a ping-pong of two contexts
-    /// then allocates nothing.
+    /// then allocates nothing. Its wakeup holds no hub (see `Waiter::wakeup`).
     spare: Option<Arc<Waiter<T>>>,
 }
 
@@ -161,17 +185,21 @@ impl<T> WaitList<T> {
     }
 
     /// Appends a node for the current context, carrying `value`.
-    fn push(&mut self, mut value: Option<T>) -> Arc<Waiter<T>> {
+    fn push(&mut self, value: Option<T>) -> Arc<Waiter<T>> {
         // The spare is reusable only once nobody else holds it (its last
         // waiter has returned from `wait`).
-        let reused = self.spare.take().and_then(|mut node| {
-            let n = Arc::get_mut(&mut node)?;
-            *n.notified.get_mut() = false;
-            n.wakeup.refresh();
-            *n.slot.get_mut() = value.take();
-            Some(node)
-        });
-        let w = reused.unwrap_or_else(|| Waiter::new(value));
+        let mut spare = self.spare.take();
+        let w = match spare.as_mut().and_then(Arc::get_mut) {
+            Some(n) => {
+                *n.notified.get_mut() = false;
+                let wakeup = n.wakeup.get_mut();
+                wakeup.refresh();
+                n.on_hub = matches!(wakeup, Wakeup::Hub(_));
+                *n.slot.get_mut() = value;
+                spare.expect("looked at above")
+            }
+            None => Waiter::new(value, Wakeup::current()),
+        };
         self.q.push_back(w.clone());
         w
     }
@@ -193,7 +221,10 @@ impl<T> WaitList<T> {
         // yet, so the waiter does not read the slot concurrently.
         f(unsafe { &mut *w.slot.get() });
         w.notified.store(true, Ordering::Release);
-        w.wakeup.wake();
+        // SAFETY: the lock is held and the node was queued until now:
+        // only this notifier reaches its wakeup (the invariant of
+        // `wakeup`).
+        unsafe { &mut *w.wakeup.get() }.wake();
         self.spare = Some(w);
         true
     }
@@ -305,13 +336,9 @@ pub(crate) fn wait<'a, S, T>(
                     // SAFETY: removed under the lock: nobody else reaches
                     // the node.
                     let v = unsafe { (*leave.w.slot.get()).take() };
-                    let w = Arc::new(Waiter {
-                        notified: AtomicBool::new(false),
-                        wakeup: Wakeup::Thread(std::thread::current()),
-                        slot: UnsafeCell::new(v),
-                    });
-                    list(&mut g).q.push_back(w.clone());
-                    leave.w = w;
+                    let wakeup = Wakeup::Thread(std::thread::current());
+                    leave.w = Waiter::new(v, wakeup);
+                    list(&mut g).q.push_back(leave.w.clone());
                 }
                 // Else it was notified meanwhile: the next `block` sees it.
             }
@@ -334,8 +361,8 @@ fn block<T>(w: &Waiter<T>, deadline: Option<Instant>) -> Blocked {
         if w.notified.load(Ordering::Acquire) {
             return Blocked::Notified;
         }
-        match &w.wakeup {
-            Wakeup::Hub(_) => match hub::park(deadline) {
+        if w.on_hub {
+            match hub::park(deadline) {
                 Wake::Woken => {}
                 Wake::Closed if !w.notified.load(Ordering::Acquire) => return Blocked::HubClosing,
                 _ => {
@@ -343,8 +370,9 @@ fn block<T>(w: &Waiter<T>, deadline: Option<Instant>) -> Blocked {
                         return Blocked::TimedOut;
                     }
                 }
-            },
-            Wakeup::Thread(_) => match deadline {
+            }
+        } else {
+            match deadline {
                 None => std::thread::park(),
                 Some(d) => {
                     let now = Instant::now();
@@ -356,7 +384,7 @@ fn block<T>(w: &Waiter<T>, deadline: Option<Instant>) -> Blocked {
                         std::thread::park_timeout(d - now);
                     }
                 }
-            },
+            }
         }
     }
 }

@@ -8,14 +8,42 @@
 //!
 //! [`wait_ready`] is the one place where green I/O parks; the I/O types of
 //! `green` try their syscall non-blocking and call it on `EAGAIN`.
+//!
+//! # Closes
+//!
+//! The kernel tells epoll nothing when an fd closes, so [`notify_close`]
+//! must come first, and it may come on any OS thread: a green socket is
+//! `Send`, and a plain thread may close what a green thread reads. Each fd
+//! number has one process-wide word, [`FD_STATE`]: a close count, and a bit
+//! for each hub that registered the number since its last close.
+//!
+//! ```text
+//!  hub A registers fd 7        FD_STATE[7] = (count 4, hubs {A})   fetch_or
+//!  hub B registers fd 7        FD_STATE[7] = (count 4, hubs {A, B})
+//!  notify_close(7) on thread T FD_STATE[7] = (count 5, hubs {})    one CAS
+//!    T's own hub (if A or B):  forget entry 7, wake its waiters with Closed
+//!    each other hub in {A, B}: epoll_ctl(DEL, 7) on its poller (the fd
+//!                              still names the file), push (7, count 4) on
+//!                              its close queue, wake its loop if it sleeps
+//!  hub B's loop drains (7, 4): its entry 7 registered at count <= 4 names
+//!                              the closed file: forget it, wake its waiters
+//!                              with Closed; an entry registered since (for
+//!                              a file that reuses the number) stays
+//! ```
+//!
+//! An fd no hub registered costs the close one compare-and-swap; one that
+//! only the closing thread's hub registered, no more than before. A waiter
+//! woken by an edge that finds the count changed when it runs fails as
+//! closed too, rather than retry on a number that may name another file.
 
 use std::collections::VecDeque;
 use std::io;
 use std::os::fd::RawFd;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, Once, Weak};
 use std::time::{Duration, Instant};
 
-use super::{hub, Hub, Token, Wake};
+use super::{hub, Hub, Shared, Token, Wake};
 use crate::fdmap::FdMap;
 
 /// Which readiness [`trampoline`] waits for.
@@ -27,16 +55,94 @@ pub enum Interest {
     Write,
 }
 
-/// Process-wide close counts per fd number, so that a hub notices when an
-/// fd it registered was closed elsewhere (on another OS thread, whose hub
-/// [`notify_close`] told) and the number now names another file. Reading a
-/// count is one or two loads and never locks.
-static FD_GENERATIONS: FdMap<AtomicU32> = FdMap::new();
+/// Process-wide, per fd number: the number's close count (high 32 bits)
+/// and the hubs that registered it since its last close (low 32 bits, one
+/// bit per hub id modulo 32). A hub that registers the number sets its bit
+/// and learns the count in one `fetch_or`; [`notify_close`] bumps the count
+/// and takes the bits in one compare-and-swap, so it reaches every hub that
+/// may have a waiter on the file being closed, and a hub whose entry is
+/// older than the current count knows the number names another file now.
+/// Reading the count is one or two loads and never locks.
+static FD_STATE: FdMap<AtomicU64> = FdMap::new();
+
+/// The close count of a [`FD_STATE`] word.
+fn count_of(word: u64) -> u32 {
+    (word >> 32) as u32
+}
+
+/// The hub bits of a [`FD_STATE`] word.
+fn hubs_of(word: u64) -> u32 {
+    word as u32
+}
 
 fn generation(fd: RawFd) -> u32 {
-    FD_GENERATIONS
+    FD_STATE
         .get(fd)
-        .map_or(0, |g| g.load(Ordering::Acquire))
+        .map_or(0, |w| count_of(w.load(Ordering::Acquire)))
+}
+
+/// Whether an entry registered at close count `entry` names the file whose
+/// close at count `closed` was announced: it was registered then or before.
+fn registered_by(entry: u32, closed: u32) -> bool {
+    closed.wrapping_sub(entry) as i32 >= 0
+}
+
+/// Every live hub's shared part, indexed by hub id, so that a close on any
+/// thread reaches the hubs that registered the fd. An id is reused once its
+/// hub is gone; `Weak`, so the registry never keeps a hub's poller open.
+static HUBS: Mutex<Vec<Option<Weak<Shared>>>> = Mutex::new(Vec::new());
+
+/// How many hub ids were ever handed out: while at most 32, a hub bit of
+/// [`FD_STATE`] names one hub exactly.
+static HUB_IDS: AtomicU32 = AtomicU32::new(0);
+
+/// Set in a child made by `fork`: the parent's hubs are not the child's
+/// (their pollers are shared with the parent, and the registry lock may be
+/// held by a thread that is not there), so closes tell no other hub.
+static FORKED: AtomicBool = AtomicBool::new(false);
+
+fn hubs() -> MutexGuard<'static, Vec<Option<Weak<Shared>>>> {
+    HUBS.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Makes a hub's shared part with `make(id)` under a free hub id, and
+/// records it for closes on other threads.
+pub(super) fn register_hub(make: impl FnOnce(u32) -> Shared) -> Arc<Shared> {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        extern "C" fn in_child() {
+            FORKED.store(true, Ordering::Relaxed);
+        }
+        // SAFETY: registers a handler that only stores an atomic.
+        unsafe { libc::pthread_atfork(None, None, Some(in_child)) };
+    });
+    let mut hubs = hubs();
+    let id = match hubs
+        .iter()
+        .position(|h| h.as_ref().is_none_or(|w| w.strong_count() == 0))
+    {
+        Some(i) => i,
+        None => {
+            hubs.push(None);
+            HUB_IDS.store(hubs.len() as u32, Ordering::Relaxed);
+            hubs.len() - 1
+        }
+    };
+    let shared = Arc::new(make(id as u32));
+    hubs[id] = Some(Arc::downgrade(&shared));
+    shared
+}
+
+/// Frees hub `id` (its thread is exiting).
+pub(super) fn unregister_hub(id: u32) {
+    if let Some(h) = hubs().get_mut(id as usize) {
+        *h = None;
+    }
+}
+
+/// The bit of hub `id` in [`FD_STATE`].
+pub(super) fn hub_bit(id: u32) -> u32 {
+    1 << (id % 32)
 }
 
 #[derive(Debug, Default)]
@@ -116,13 +222,22 @@ impl Hub {
                 format!("cannot wait on fd {fd}: not a file descriptor"),
             ));
         }
-        let gen = generation(fd);
+        // Before the fd table is borrowed: making the cell's chunk may wait
+        // for another thread making it, and under `patch` that wait parks.
+        let cell = FD_STATE.get_or_make(fd);
         let mut io = self.io.borrow_mut();
         let stale = match io.get(fd) {
-            Some(e) if e.gen == gen => return Ok(false),
+            Some(e) if e.gen == cell.map_or(0, |w| count_of(w.load(Ordering::Acquire))) => {
+                return Ok(false)
+            }
             Some(_) => true,
             None => false,
         };
+        // Tell closes on other threads that this hub registers the number,
+        // and learn its close count at the same instant.
+        let gen = cell.map_or(0, |w| {
+            count_of(w.fetch_or(hub_bit(self.shared.id) as u64, Ordering::AcqRel))
+        });
         if stale {
             // The number was closed on another thread and now names another
             // file: forget the old entry and wake whoever still waited on it.
@@ -238,13 +353,15 @@ fn wait_ready(
 fn park_on(hub: &Hub, fd: RawFd, interest: Interest, deadline: Option<Instant>) -> io::Result<()> {
     loop {
         let token = hub.token();
-        {
+        let gen = {
             let mut io = hub.io.borrow_mut();
             let e = io.get(fd).expect("fd registered above");
             *e.ready(interest) = false;
             e.waiters(interest).push_back(token);
+            let gen = e.gen;
             io.waiters += 1;
-        }
+            gen
+        };
         let guard = WaiterGuard {
             hub,
             fd,
@@ -260,6 +377,11 @@ fn park_on(hub: &Hub, fd: RawFd, interest: Interest, deadline: Option<Instant>) 
         drop(guard);
         match wake {
             Wake::Closed => return Err(closed_error(fd)),
+            // Woken by an event, but the fd was closed since it parked (on
+            // another thread, whose news has not reached this hub yet): the
+            // number may name another file by now, which is not to be
+            // touched.
+            Wake::Woken if generation(fd) != gen => return Err(closed_error(fd)),
             Wake::TimedOut => {
                 return Err(io::Error::new(
                     io::ErrorKind::TimedOut,
@@ -500,8 +622,8 @@ fn ready_now(fd: RawFd, interest: Interest) -> io::Result<bool> {
 /// # Errors
 /// - `InvalidInput` for a negative fd, or a regular file (always ready);
 /// - `TimedOut` when `timeout` passes first;
-/// - `ConnectionAborted` when another green thread calls [`notify_close`]
-///   for the fd while this one waits;
+/// - `ConnectionAborted` when [`notify_close`] is called for the fd while
+///   this one waits, on any OS thread;
 /// - the OS error if the fd is not open.
 ///
 /// # Panics
@@ -511,7 +633,8 @@ fn ready_now(fd: RawFd, interest: Interest) -> io::Result<bool> {
 /// The kernel says nothing to epoll when an fd is closed, so an fd closed
 /// with a plain `close(2)` (dropping a std socket, say) while a green thread
 /// waits on it leaves that waiter parked until its timeout, and a new fd
-/// that reuses the number is not watched. Call [`notify_close`] first.
+/// that reuses the number is not watched. Call [`notify_close`] first (the
+/// green I/O types do, and so does `close` under [`patch`](crate::patch())).
 ///
 /// # Examples
 /// ```
@@ -546,11 +669,17 @@ pub fn trampoline(fd: RawFd, interest: Interest, timeout: Option<Duration>) -> i
     park_on(hub, fd, interest, deadline)
 }
 
-/// Tells the hub that `fd` is about to be closed: every green thread waiting
-/// on it wakes with a `ConnectionAborted` error, and the poller forgets it.
+/// Tells every hub that `fd` is about to be closed: each green thread
+/// waiting on it, on any OS thread, wakes with a `ConnectionAborted` error,
+/// and the pollers forget it.
 ///
 /// Call it *before* closing an fd that green threads may wait on (eventlet's
-/// `hubs.notify_close`). An fd the hub does not know is ignored.
+/// `hubs.notify_close`), on whichever OS thread closes it. The calling
+/// thread's hub wakes its waiters at once; another hub that registered the
+/// fd is sent the close through its remote queue (its poller is woken if it
+/// sleeps) and wakes its waiters when its loop next runs. A hub that
+/// registered the number again since, for another file, is left alone. An
+/// fd no hub knows costs one compare-and-swap.
 ///
 /// # Examples
 /// ```
@@ -559,32 +688,130 @@ pub fn trampoline(fd: RawFd, interest: Interest, timeout: Option<Duration>) -> i
 /// let fd = a.as_raw_fd();
 /// let waiter = green::spawn(move || green::hub::trampoline(fd, green::hub::Interest::Read, None));
 /// green::yield_now(); // the waiter parks on fd
-/// green::hub::notify_close(fd);
-/// drop(a);
+/// // Closed on another OS thread: the waiter's hub is told too.
+/// std::thread::spawn(move || {
+///     green::hub::notify_close(fd);
+///     drop(a);
+/// })
+/// .join()
+/// .unwrap();
 /// assert_eq!(waiter.wait().unwrap_err().kind(), std::io::ErrorKind::ConnectionAborted);
 /// # Ok::<(), std::io::Error>(())
 /// ```
 pub fn notify_close(fd: RawFd) {
-    // Other hubs that registered the number see the new count and drop their
-    // entry before they use the number again.
-    if let Some(g) = FD_GENERATIONS.get_or_make(fd) {
-        g.fetch_add(1, Ordering::AcqRel);
+    let here = super::try_hub();
+    // A new close count, and the hubs that registered the file being
+    // closed, at one instant: a hub that registers the number later sees
+    // the new count.
+    let word = FD_STATE.get_or_make(fd).map(|w| {
+        w.fetch_update(Ordering::AcqRel, Ordering::Acquire, |old| {
+            Some((count_of(old).wrapping_add(1) as u64) << 32)
+        })
+        .unwrap_or_else(|old| old)
+    });
+    if let Some(word) = word {
+        let mine = here.map_or(0, |h| hub_bit(h.shared.id));
+        let hubs = hubs_of(word);
+        // Another hub's bit, or this hub's bit shared with another hub.
+        if hubs & !mine != 0 || (hubs != 0 && HUB_IDS.load(Ordering::Relaxed) > 32) {
+            close_elsewhere(fd, count_of(word), hubs, here);
+        }
     }
-    let Some(hub) = super::try_hub() else { return };
-    let entry = {
-        let mut io = hub.io.borrow_mut();
-        let Some(slot) = io.entries.get_mut(fd as usize) else {
+    if let Some(hub) = here {
+        hub.close_here(fd);
+    }
+}
+
+/// Sends the close of `fd` (at close count `gen`) to every other hub whose
+/// bit is in `hubs`.
+#[cold]
+#[inline(never)]
+fn close_elsewhere(fd: RawFd, gen: u32, hubs: u32, here: Option<&Hub>) {
+    if FORKED.load(Ordering::Relaxed) {
+        return;
+    }
+    let targets: Vec<Arc<Shared>> = self::hubs()
+        .iter()
+        .enumerate()
+        .filter(|(id, _)| hubs & hub_bit(*id as u32) != 0)
+        .filter_map(|(_, h)| h.as_ref()?.upgrade())
+        .filter(|s| here.is_none_or(|h| !Arc::ptr_eq(s, &h.shared)))
+        .collect();
+    // With the registry unlocked: dropping the last reference to a hub's
+    // shared part closes its poller, which may come back here.
+    for shared in targets {
+        shared.close_remote(fd, gen);
+    }
+}
+
+impl Shared {
+    /// Tells this hub, from another thread, that `fd` (at close count `gen`)
+    /// is about to be closed.
+    fn close_remote(&self, fd: RawFd, gen: u32) {
+        if self.closed.load(Ordering::Acquire) {
             return;
+        }
+        // Forgotten now, while the fd still names the file that this
+        // hub registered (the kernel would forget it at the close only if
+        // no duplicate keeps the file open). An error means this hub did
+        // not have it registered.
+        let _ = self.poller.deregister(fd);
+        self.closes
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push((fd, gen));
+        self.has_closes.store(true, Ordering::SeqCst);
+        self.wake_loop();
+    }
+}
+
+impl Hub {
+    /// Forgets `fd` and wakes its waiters with [`Wake::Closed`]: a close on
+    /// this hub's own thread.
+    fn close_here(&self, fd: RawFd) {
+        let entry = {
+            let mut io = self.io.borrow_mut();
+            let Some(slot) = io.entries.get_mut(fd as usize) else {
+                return;
+            };
+            let Some(e) = slot.take() else { return };
+            io.registered -= 1;
+            io.waiters -= e.readers.len() + e.writers.len();
+            e
         };
-        let Some(e) = slot.take() else { return };
-        io.registered -= 1;
-        io.waiters -= e.readers.len() + e.writers.len();
-        e
-    };
-    // An error means the kernel already forgot the fd (it was closed).
-    let _ = hub.shared.poller.deregister(fd);
-    for t in entry.readers.into_iter().chain(entry.writers) {
-        hub.wake(t, Wake::Closed);
+        // An error means the kernel already forgot the fd (it was closed).
+        let _ = self.shared.poller.deregister(fd);
+        for t in entry.readers.into_iter().chain(entry.writers) {
+            self.wake(t, Wake::Closed);
+        }
+    }
+
+    /// Handles the closes other threads sent (see [`notify_close`]): each
+    /// entry registered at or before the close's count names the closed
+    /// file and goes, its waiters woken with [`Wake::Closed`]; an entry
+    /// registered since names another file and stays. The poller has
+    /// forgotten the fd already.
+    pub(super) fn drain_closes(&self) {
+        let closes =
+            std::mem::take(&mut *self.shared.closes.lock().unwrap_or_else(|e| e.into_inner()));
+        for (fd, gen) in closes {
+            let entry = {
+                let mut io = self.io.borrow_mut();
+                let Some(slot) = io.entries.get_mut(fd as usize) else {
+                    continue;
+                };
+                if !slot.as_ref().is_some_and(|e| registered_by(e.gen, gen)) {
+                    continue;
+                }
+                let e = slot.take().expect("checked above");
+                io.registered -= 1;
+                io.waiters -= e.readers.len() + e.writers.len();
+                e
+            };
+            for t in entry.readers.into_iter().chain(entry.writers) {
+                self.wake(t, Wake::Closed);
+            }
+        }
     }
 }
 

@@ -106,6 +106,10 @@ enum State {
     Vacant,
 }
 
+/// How many references to its own shared part a hub keeps for unparkers
+/// ([`Hub::lend_ref`]).
+const SPARE_REFS: usize = 64;
+
 /// How many shared-stack arenas a hub uses; green threads that opted in are
 /// spread over them round-robin.
 const ARENAS: usize = 4;
@@ -279,7 +283,15 @@ impl std::ops::IndexMut<usize> for Slab {
 pub(crate) struct Shared {
     poller: poller::Poller,
     remote: Mutex<Vec<(u32, u32, u32)>>,
+    /// Set with every push on `remote` or `closes`: the loop drains both.
     has_remote: AtomicBool,
+    /// Fds closed on other threads that this hub registered, with the
+    /// close count of each (`io::notify_close`).
+    closes: Mutex<Vec<(std::os::fd::RawFd, u32)>>,
+    has_closes: AtomicBool,
+    /// This hub's id (`io::register_hub`): which bit it sets in the
+    /// process-wide record of who registered each fd.
+    id: u32,
     sleeping: AtomicBool,
     /// Set when the hub's thread tears it down: its contexts never run
     /// again.
@@ -294,6 +306,12 @@ impl Shared {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .push((key, gen, seq));
+        self.wake_loop();
+    }
+
+    /// Makes the hub's loop drain its remote queues: at once if it is
+    /// awake, by notifying its poller if it sleeps.
+    fn wake_loop(&self) {
         self.has_remote.store(true, Ordering::SeqCst);
         if self.sleeping.load(Ordering::SeqCst) {
             // A failed notify leaves the hub to its next timer; nothing better
@@ -316,6 +334,16 @@ pub(crate) struct Hub {
     pub(crate) io: RefCell<FdTable>,
     events: RefCell<(Vec<libc::epoll_event>, Vec<poller::Event>)>,
     remote_buf: RefCell<Vec<(u32, u32, u32)>>,
+    /// How many strong references to `shared` the hub holds for handles
+    /// that let go of theirs on this thread ([`Hub::lend_ref`]), to hand
+    /// out again ([`Hub::shared_ref`]): a wait list's node lets go of its
+    /// hub after every wait and takes it back for the next one without
+    /// touching the reference count.
+    ///
+    /// # Invariant
+    /// Exactly this many strong references to `shared` are owned by this
+    /// count (released when the hub is dropped); at most [`SPARE_REFS`].
+    lent_refs: Cell<usize>,
     stacks: RefCell<StackPool>,
     arenas: RefCell<Vec<Arena>>,
     next_arena: Cell<usize>,
@@ -411,21 +439,25 @@ fn create() -> &'static Hub {
     let poller = poller::Poller::new()
         .unwrap_or_else(|e| panic!("green: cannot create the hub's poller: {e}"));
     let altstack = coro::install_overflow_handler();
+    let beat = {
+        let beat = Arc::new(stall::Beat::default());
+        // SAFETY: gettid has no preconditions.
+        let tid = unsafe { libc::gettid() };
+        beat.tid.store(tid as u64, Ordering::Relaxed);
+        stall::register(&beat);
+        beat
+    };
     let hub = Box::new(Hub {
-        shared: Arc::new(Shared {
+        shared: io::register_hub(|id| Shared {
             poller,
             remote: Mutex::new(Vec::new()),
             has_remote: AtomicBool::new(false),
+            closes: Mutex::new(Vec::new()),
+            has_closes: AtomicBool::new(false),
+            id,
             sleeping: AtomicBool::new(false),
             closed: AtomicBool::new(false),
-            beat: {
-                let beat = Arc::new(stall::Beat::default());
-                // SAFETY: gettid has no preconditions.
-                let tid = unsafe { libc::gettid() };
-                beat.tid.store(tid as u64, Ordering::Relaxed);
-                stall::register(&beat);
-                beat
-            },
+            beat,
         }),
         slots: RefCell::new({
             let mut slab = Slab::new();
@@ -443,6 +475,7 @@ fn create() -> &'static Hub {
         io: RefCell::new(FdTable::default()),
         events: RefCell::new((Vec::with_capacity(256), Vec::with_capacity(256))),
         remote_buf: RefCell::new(Vec::new()),
+        lent_refs: Cell::new(0),
         stacks: RefCell::new(StackPool::default()),
         arenas: RefCell::new(Vec::new()),
         next_arena: Cell::new(0),
@@ -512,18 +545,40 @@ impl Hub {
     /// An unparker for the current context's next park.
     pub(crate) fn unparker(&self) -> Unparker {
         Unparker {
-            shared: self.shared.clone(),
+            shared: self.shared_ref(),
             token: self.local_unparker(),
         }
     }
 
-    /// Makes `u` an unparker for the current context, keeping its
-    /// reference to the shared part if it is this hub's.
-    pub(crate) fn refresh_unparker(&self, u: &mut Unparker) {
-        if Arc::ptr_eq(&u.shared, &self.shared) {
-            u.token = self.local_unparker();
+    /// A strong reference to the shared part: one that a handle lent the
+    /// hub if there is one (no atomic operation), else a new one.
+    #[inline]
+    fn shared_ref(&self) -> Arc<Shared> {
+        let n = self.lent_refs.get();
+        if n == 0 {
+            return self.shared.clone();
+        }
+        self.lent_refs.set(n - 1);
+        // SAFETY: the count owned one strong reference (its invariant),
+        // which passes to the Arc made here.
+        unsafe { Arc::from_raw(Arc::as_ptr(&self.shared)) }
+    }
+
+    /// Takes over one strong reference to the shared part from a handle
+    /// that lets go of it, to hand out again.
+    ///
+    /// # Safety
+    /// The caller owns a strong reference to this hub's shared part and
+    /// gives it up: it neither uses nor drops it afterwards.
+    #[inline]
+    unsafe fn lend_ref(&self) {
+        let n = self.lent_refs.get();
+        if n < SPARE_REFS {
+            self.lent_refs.set(n + 1);
         } else {
-            *u = self.unparker();
+            // SAFETY: the caller's reference; never the last one, since
+            // the hub holds `shared`.
+            unsafe { Arc::decrement_strong_count(Arc::as_ptr(&self.shared)) };
         }
     }
 
@@ -1383,6 +1438,9 @@ impl Hub {
 
     fn drain_remote(&self) {
         self.shared.has_remote.store(false, Ordering::SeqCst);
+        if self.shared.has_closes.swap(false, Ordering::SeqCst) {
+            self.drain_closes();
+        }
         let mut buf = self.remote_buf.borrow_mut();
         std::mem::swap(
             &mut *buf,
@@ -1446,6 +1504,7 @@ impl Hub {
     fn teardown(&self) {
         self.closing.set(true);
         self.shared.closed.store(true, Ordering::Release);
+        io::unregister_hub(self.shared.id);
         let mut leaked = false;
         loop {
             let next = {
@@ -1547,6 +1606,16 @@ impl Hub {
             fd_waiters: io.waiters(),
             registered_fds: io.registered(),
             pooled_stacks: self.stacks.borrow().len(),
+        }
+    }
+}
+
+impl Drop for Hub {
+    fn drop(&mut self) {
+        for _ in 0..self.lent_refs.replace(0) {
+            // SAFETY: the references the count owns (its invariant);
+            // `shared` holds one more until the fields are dropped.
+            unsafe { Arc::decrement_strong_count(Arc::as_ptr(&self.shared)) };
         }
     }
 }
@@ -1797,6 +1866,106 @@ impl std::task::Wake for Unparker {
 
     fn wake_by_ref(self: &Arc<Self>) {
         self.unpark();
+    }
+}
+
+/// The wakeup of a wait list's node (`crate::wait`), kept with the node
+/// across waits: an [`Unparker`] that holds its hub only while a waiter
+/// waits.
+///
+/// Once it has woken its context it lets go of its reference to the hub's
+/// shared part, which owns the poller's fds: a node the list keeps for
+/// reuse must not keep the hub of an exited OS thread open, however long
+/// the primitive lives. On the hub's own thread — the common case, two
+/// green threads of one hub — the reference is lent to the hub and taken
+/// back by the next [`refresh`](NodeUnparker::refresh) there, so a wait
+/// costs no reference counting.
+pub(crate) struct NodeUnparker {
+    /// The hub's shared part: valid while `owned`; afterwards only
+    /// compared with the current hub's, never dereferenced.
+    ///
+    /// # Invariant
+    /// The handle owns one strong reference to `*shared` if and only if
+    /// `owned`.
+    shared: *const Shared,
+    token: Token,
+    owned: bool,
+}
+
+// SAFETY: the pointer is an `Arc<Shared>` when owned (`Shared` is `Send +
+// Sync`), and is only compared otherwise.
+unsafe impl Send for NodeUnparker {}
+// SAFETY: as above; `&self` methods only read.
+unsafe impl Sync for NodeUnparker {}
+
+impl NodeUnparker {
+    /// A handle for the current context of `hub`.
+    pub(crate) fn new(hub: &Hub) -> NodeUnparker {
+        let token = hub.local_unparker();
+        NodeUnparker {
+            shared: Arc::into_raw(hub.shared_ref()),
+            token,
+            owned: true,
+        }
+    }
+
+    /// Makes the handle name the current context of `hub`, taking a
+    /// reference to it again (from the hub if it lent one), or swapping
+    /// the hub it held for `hub`.
+    #[inline]
+    pub(crate) fn refresh(&mut self, hub: &Hub) {
+        if std::ptr::eq(self.shared, Arc::as_ptr(&hub.shared)) {
+            if !self.owned {
+                std::mem::forget(hub.shared_ref());
+                self.owned = true;
+            }
+            self.token = hub.local_unparker();
+        } else {
+            *self = NodeUnparker::new(hub);
+        }
+    }
+
+    /// Wakes the context like [`Unparker::unpark`], then lets go of the
+    /// hub: lent to it on its own thread, else dropped.
+    #[inline]
+    pub(crate) fn unpark_and_release(&mut self) {
+        if !self.owned {
+            return;
+        }
+        self.owned = false;
+        match try_hub() {
+            Some(h) if std::ptr::eq(self.shared, Arc::as_ptr(&h.shared)) => {
+                // SAFETY: the handle owned a reference to this hub's
+                // shared part (`owned` was set) and gives it up.
+                unsafe { h.lend_ref() };
+                h.wake(self.token, Wake::Woken);
+            }
+            _ => {
+                // SAFETY: owned until now: a strong reference, which the
+                // Arc made here takes over and drops.
+                let shared = unsafe { Arc::from_raw(self.shared) };
+                let Token { key, gen, seq } = self.token;
+                shared.unpark_remote(key, gen, seq);
+            }
+        }
+    }
+}
+
+impl Drop for NodeUnparker {
+    fn drop(&mut self) {
+        if self.owned {
+            // SAFETY: the strong reference the handle owns.
+            drop(unsafe { Arc::from_raw(self.shared) });
+        }
+    }
+}
+
+impl fmt::Debug for NodeUnparker {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("NodeUnparker")
+            .field("slot", &self.token.key)
+            .field("owned", &self.owned)
+            .finish()
     }
 }
 
