@@ -106,10 +106,6 @@ enum State {
     Vacant,
 }
 
-/// How many references to its own shared part a hub keeps for unparkers
-/// ([`Hub::lend_ref`]).
-const SPARE_REFS: usize = 64;
-
 /// How many shared-stack arenas a hub uses; green threads that opted in are
 /// spread over them round-robin.
 const ARENAS: usize = 4;
@@ -342,7 +338,8 @@ pub(crate) struct Hub {
     ///
     /// # Invariant
     /// Exactly this many strong references to `shared` are owned by this
-    /// count (released when the hub is dropped); at most [`SPARE_REFS`].
+    /// count (released when the hub is dropped). It is at most the number
+    /// of nodes that ever waited on this hub, far from overflowing.
     lent_refs: Cell<usize>,
     stacks: RefCell<StackPool>,
     arenas: RefCell<Vec<Arena>>,
@@ -572,14 +569,7 @@ impl Hub {
     /// gives it up: it neither uses nor drops it afterwards.
     #[inline]
     unsafe fn lend_ref(&self) {
-        let n = self.lent_refs.get();
-        if n < SPARE_REFS {
-            self.lent_refs.set(n + 1);
-        } else {
-            // SAFETY: the caller's reference; never the last one, since
-            // the hub holds `shared`.
-            unsafe { Arc::decrement_strong_count(Arc::as_ptr(&self.shared)) };
-        }
+        self.lent_refs.set(self.lent_refs.get() + 1);
     }
 
     /// The token of an [`Unparker`] for the current context, for wakers on
