@@ -1315,6 +1315,7 @@ mod tests {
         /// `set_tp`), and its exit.
         #[inline(never)]
         fn inside() -> (u32, i32, usize, bool) {
+            // SAFETY (both): no preconditions; only addresses are kept.
             let seen = (
                 X.get(),
                 unsafe { libc::gettid() },
@@ -1336,6 +1337,7 @@ mod tests {
         unsafe { set_tp(l.fsgsbase, os) };
         assert_eq!(x, 9);
         assert!(own && !on_own_block());
+        // SAFETY (both): no preconditions; only the address is compared.
         assert_eq!(tid, unsafe { libc::gettid() });
         assert_ne!(errno_addr, unsafe { libc::__errno_location() as usize });
         assert_eq!(X.get(), 5);

@@ -129,7 +129,6 @@ fn thread_local_is_per_green_thread() {
                 VALUE.with(|v| v.set(i));
                 // The others run and set theirs meanwhile.
                 green::yield_now();
-                green::sleep(Duration::from_millis(1));
                 (fresh, VALUE.with(Cell::get), os_tid())
             })
         })
@@ -235,7 +234,6 @@ fn thread_current_id_differs_between_green_threads() {
         let before = thread::current().id();
         // Both are alive at once; each parks between its two looks.
         green::yield_now();
-        green::sleep(Duration::from_millis(1));
         (before, thread::current().id(), os_tid())
     };
     let a = green::spawn(ids);

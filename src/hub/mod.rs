@@ -1032,13 +1032,13 @@ impl Hub {
         // The overflow handler keeps the last green thread's guard page
         // while the hub runs: the hub never runs on that stack.
         coro::set_running(Some(info));
+        self.shared.beat.resume(info.id);
+        self.budget.set(self.refill.get());
         // SAFETY: the coroutine lives in its slot, which never moves (the
         // slab's chunks are fixed) and is emptied only by `reap` below,
         // after the coroutine returned. A block of its own lives as long
         // as the slot's green thread; the hub holds no thread-local
         // reference across the switch.
-        self.shared.beat.resume(info.id);
-        self.budget.set(self.refill.get());
         let done = unsafe {
             if tp != 0 {
                 crate::tls::set_tp(self.fsgsbase, tp);

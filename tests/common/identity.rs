@@ -194,12 +194,14 @@ pub fn consumers_fed_by_one_producer<S: 'static, R: 'static>(
         .collect();
     let producer = green::spawn(move || {
         for k in 0..MESSAGES {
-            // Parks the producer for a moment: the consumers drain their
-            // channels, spin out their backoff and block in `recv`, so that
-            // this round's sends must wake them. (A consumer still spinning
-            // would find its message without being woken; the sleep's
-            // length does not decide the outcome.)
-            thread::sleep(Duration::from_millis(1));
+            // Yields until the consumers have drained their channels, spun
+            // out their backoff and blocked in `recv` (none is runnable),
+            // so that this round's sends must wake them: a consumer still
+            // spinning would find its message without being woken.
+            while {
+                green::yield_now();
+                green::hub::stats().runnable > 0
+            } {}
             for (c, tx) in senders.iter().enumerate() {
                 send(tx, c as u64 * 1000 + k);
             }
