@@ -330,7 +330,7 @@ impl Builder {
     }
 
     fn identity(&self) -> bool {
-        self.identity.unwrap_or_else(crate::tls::default_on)
+        self.identity.unwrap_or_else(crate::coro::tls::default_on)
     }
 
     /// Sets the usable stack size in bytes (rounded up to whole pages; at

@@ -48,11 +48,8 @@
 #![doc(test(attr(deny(warnings))))]
 
 mod block_on;
-mod chan;
 mod coro;
 mod event;
-mod fdio;
-mod fdmap;
 mod greenthread;
 pub mod hub;
 pub mod io;
@@ -61,14 +58,13 @@ pub mod os;
 pub mod patch;
 mod pool;
 pub mod process;
-mod process_ext;
 pub mod queue;
 mod semaphore;
 pub mod sync;
+mod sys;
 pub mod thread;
 pub mod time;
 mod timeout;
-mod tls;
 pub mod tpool;
 mod wait;
 

@@ -52,7 +52,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::chan::{Block, Chan, Fifo, GetFail, Lifo, Prio, PutFail};
+use crate::wait::chan::{Block, Chan, Fifo, GetFail, Lifo, Prio, PutFail};
 
 /// The error of a `put` that found no room: the queue was full (or, on a
 /// rendezvous queue, no getter took the item) and it could not or would no

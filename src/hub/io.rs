@@ -44,7 +44,7 @@ use std::sync::{Arc, Mutex, MutexGuard, Once, Weak};
 use std::time::{Duration, Instant};
 
 use super::{hub, Hub, Shared, Token, Wake};
-use crate::fdmap::FdMap;
+use crate::hub::fdmap::FdMap;
 
 /// Which readiness [`trampoline`] waits for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

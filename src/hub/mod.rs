@@ -48,6 +48,7 @@
 //! from another OS thread it pushes onto the hub's remote queue and notifies
 //! the poller only if the hub is asleep.
 
+pub(crate) mod fdmap;
 mod io;
 mod poller;
 pub(crate) mod stall;
@@ -124,7 +125,7 @@ pub(crate) struct GreenCtx {
     seat: Option<Box<Seat>>,
     /// Its own TLS block and thread pointer, if it has an identity of its
     /// own (0: it runs on the OS thread's).
-    tls: Option<crate::tls::Block>,
+    tls: Option<crate::coro::tls::Block>,
     tp: usize,
 }
 
@@ -483,8 +484,8 @@ fn create() -> &'static Hub {
         closing: Cell::new(false),
         ticks: Cell::new(0),
         altstack: Cell::new(altstack),
-        os_tp: crate::tls::os_tp(),
-        fsgsbase: crate::tls::fsgsbase(),
+        os_tp: crate::coro::tls::os_tp(),
+        fsgsbase: crate::coro::tls::fsgsbase(),
         budget: Cell::new(COOP_BUDGET),
         refill: Cell::new(COOP_BUDGET),
     });
@@ -1041,11 +1042,11 @@ impl Hub {
         // reference across the switch.
         let done = unsafe {
             if tp != 0 {
-                crate::tls::set_tp(self.fsgsbase, tp);
+                crate::coro::tls::set_tp(self.fsgsbase, tp);
             }
             let done = (*coro).resume();
             if tp != 0 {
-                crate::tls::set_tp(self.fsgsbase, self.os_tp);
+                crate::coro::tls::set_tp(self.fsgsbase, self.os_tp);
             }
             done
         };
@@ -1331,7 +1332,7 @@ impl Hub {
         green: &mut GreenCtx,
         stack: (usize, usize, usize),
     ) -> std::io::Result<()> {
-        let Ok(layout) = crate::tls::layout() else {
+        let Ok(layout) = crate::coro::tls::layout() else {
             return Ok(());
         };
         let hub = self as *const Hub;
@@ -1340,7 +1341,7 @@ impl Hub {
             guard_hi: green.guard.1,
             id: green.id,
         };
-        let block = crate::tls::Block::new(layout, self.os_tp, stack, &|| {
+        let block = crate::coro::tls::Block::new(layout, self.os_tp, stack, &|| {
             // The runtime's own thread-locals, as the OS thread has them
             // (the overflow handler's: this green thread's own).
             HUB.with(|h| h.set(hub));
@@ -1352,13 +1353,13 @@ impl Hub {
     }
 
     /// Runs the current green thread's thread exit if it has an identity
-    /// of its own ([`crate::tls::run_exit`]: its thread-local and
+    /// of its own ([`crate::coro::tls::run_exit`]: its thread-local and
     /// pthread-key destructors). The destructors run inside C frames
     /// (`__call_tls_dtors`): while they run, a kill or timeout is kept
     /// pending rather than delivered by unwinding, and an OS-thread exit
     /// leaks the green thread rather than unwinding it.
     pub(crate) fn exit_thread(&self) {
-        if !crate::tls::on_own_block() {
+        if !crate::coro::tls::on_own_block() {
             return;
         }
         let key = self.current.get();
@@ -1366,7 +1367,7 @@ impl Hub {
             return;
         }
         self.slots.borrow_mut()[key as usize].exiting = true;
-        self.in_foreign(crate::tls::run_exit);
+        self.in_foreign(crate::coro::tls::run_exit);
     }
 
     /// Whether green thread `(key, gen)` is the running context.
@@ -1554,9 +1555,9 @@ impl Hub {
                 // SAFETY: the block lives in `green` until after the drop;
                 // no thread-local reference is held across the switch.
                 unsafe {
-                    crate::tls::set_tp(self.fsgsbase, green.tp);
+                    crate::coro::tls::set_tp(self.fsgsbase, green.tp);
                     drop(green.coro.take());
-                    crate::tls::set_tp(self.fsgsbase, self.os_tp);
+                    crate::coro::tls::set_tp(self.fsgsbase, self.os_tp);
                 }
             } else {
                 drop(green.coro.take());

@@ -109,7 +109,7 @@ impl Poller {
         let one: u64 = 1;
         // SAFETY: writes 8 bytes from a valid u64 to our eventfd.
         let n = unsafe {
-            crate::patch::original::write(self.eventfd.as_raw_fd(), (&one as *const u64).cast(), 8)
+            crate::sys::original::write(self.eventfd.as_raw_fd(), (&one as *const u64).cast(), 8)
         };
         if n < 0 {
             let e = io::Error::last_os_error();
@@ -204,7 +204,7 @@ impl Poller {
             }
         };
         // SAFETY: `events` has room for `cap` entries.
-        let n = unsafe { crate::patch::original::epoll_wait(epfd, events, cap, ms) };
+        let n = unsafe { crate::sys::original::epoll_wait(epfd, events, cap, ms) };
         if n < 0 {
             let e = io::Error::last_os_error();
             if e.raw_os_error() == Some(libc::EINTR) {
@@ -219,7 +219,7 @@ impl Poller {
         let mut v: u64 = 0;
         // SAFETY: reads 8 bytes into a valid u64 from our non-blocking eventfd.
         unsafe {
-            crate::patch::original::read(self.eventfd.as_raw_fd(), (&mut v as *mut u64).cast(), 8);
+            crate::sys::original::read(self.eventfd.as_raw_fd(), (&mut v as *mut u64).cast(), 8);
         }
         self.notified.store(false, Ordering::Release);
     }

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use super::sys;
 use super::tcp::{TcpListener, TcpStream};
-use crate::fdio::set_nonblocking_fd;
+use crate::io::fdio::set_nonblocking_fd;
 
 /// A TCP socket that has not yet been turned into a [`TcpStream`] or a
 /// [`TcpListener`]: set options on it first, then

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use super::addr::{each_addr, ToSocketAddrs};
 use super::sys;
-use crate::fdio::{iov_len, short_read, GreenFd};
+use crate::io::fdio::{iov_len, short_read, GreenFd};
 
 /// The listen backlog of [`TcpListener::bind`]; the kernel caps it at
 /// `net.core.somaxconn`.
@@ -302,8 +302,8 @@ impl Read for &TcpStream {
     }
 }
 
-crate::fdio::green_write!(TcpStream);
-crate::fdio::read_by_ref!(TcpStream);
+crate::io::fdio::green_write!(TcpStream);
+crate::io::fdio::read_by_ref!(TcpStream);
 
 impl fmt::Debug for TcpStream {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

@@ -9,7 +9,7 @@ use std::time::Duration;
 use super::addr::{each_addr, ToSocketAddrs};
 use super::sys;
 use super::tcp::fd_traits;
-use crate::fdio::GreenFd;
+use crate::io::fdio::GreenFd;
 
 /// A UDP socket.
 ///

@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use super::original;
-use crate::fdmap::FdMap;
+use crate::hub::fdmap::FdMap;
 use crate::hub::Interest;
 
 /// Classified (the other bits are meaningful).

@@ -44,8 +44,7 @@
 mod fds;
 mod futex;
 mod hooks;
-pub mod original;
-mod thread_hooks;
+pub use crate::sys::original;
 
 use std::io;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -115,7 +114,7 @@ pub fn patch() {
 /// assert!(!green::is_patched());
 /// ```
 pub fn unpatch() {
-    crate::tls::set_default(false);
+    crate::coro::tls::set_default(false);
     // Green paths off first; emulation for the sockets still non-blocking
     // stays on until they are restored.
     STATE.fetch_and(EMULATE, Ordering::SeqCst);
@@ -283,7 +282,7 @@ impl Builder {
         } else {
             bits &= !FILES;
         }
-        crate::tls::set_default(self.identity && crate::tls::layout().is_ok());
+        crate::coro::tls::set_default(self.identity && crate::coro::tls::layout().is_ok());
         let old = STATE.swap(bits, Ordering::SeqCst);
         if old & EMULATE != 0 && bits & NET == 0 {
             STATE.fetch_or(EMULATE, Ordering::SeqCst);
@@ -332,10 +331,10 @@ pub enum IdentityMode {
 /// green::unpatch();
 /// ```
 pub fn thread_identity() -> IdentityMode {
-    if crate::tls::default_on() {
+    if crate::coro::tls::default_on() {
         return IdentityMode::PerGreenThread;
     }
-    let reason = match crate::tls::layout() {
+    let reason = match crate::coro::tls::layout() {
         Err(e) => format!("not supported here: {e}"),
         Ok(_) if is_patched() => "turned off by patch::Builder::thread_identity(false)".into(),
         Ok(_) => "not patched: patch() turns it on".into(),
@@ -357,7 +356,9 @@ pub fn thread_identity() -> IdentityMode {
 /// }
 /// ```
 pub fn thread_identity_supported() -> Result<(), String> {
-    crate::tls::layout().map(|_| ()).map_err(str::to_string)
+    crate::coro::tls::layout()
+        .map(|_| ())
+        .map_err(str::to_string)
 }
 
 /// The interposers that have taken their green path at least once in this

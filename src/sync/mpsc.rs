@@ -50,7 +50,7 @@ use std::time::Duration;
 
 pub use std::sync::mpsc::{RecvError, RecvTimeoutError, SendError, TryRecvError, TrySendError};
 
-use crate::chan::{Block, Chan, Fifo, GetFail, PutFail};
+use crate::wait::chan::{Block, Chan, Fifo, GetFail, PutFail};
 
 /// What the handles of one channel share.
 struct Shared<T> {

@@ -8,8 +8,8 @@ use std::path::Path;
 use std::time::Duration;
 
 use super::SocketAddr;
-use crate::fdio::GreenFd;
 use crate::hub;
+use crate::io::fdio::GreenFd;
 use crate::net::fd_traits;
 
 type StdDatagram = std::os::unix::net::UnixDatagram;

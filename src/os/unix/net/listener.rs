@@ -6,7 +6,7 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, IntoRawFd, OwnedFd, RawF
 use std::path::Path;
 
 use super::{SocketAddr, UnixStream};
-use crate::fdio::GreenFd;
+use crate::io::fdio::GreenFd;
 use crate::net::fd_traits;
 
 /// A structure representing a Unix domain socket server.

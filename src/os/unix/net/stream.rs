@@ -8,8 +8,8 @@ use std::path::Path;
 use std::time::Duration;
 
 use super::{sockaddr_un, socket, SocketAddr};
-use crate::fdio::GreenFd;
 use crate::hub::{self, Interest};
+use crate::io::fdio::GreenFd;
 use crate::net::fd_traits;
 
 /// A Unix stream socket.
@@ -304,8 +304,8 @@ impl Read for &UnixStream {
     }
 }
 
-crate::fdio::green_write!(UnixStream);
-crate::fdio::read_by_ref!(UnixStream);
+crate::io::fdio::green_write!(UnixStream);
+crate::io::fdio::read_by_ref!(UnixStream);
 
 impl fmt::Debug for UnixStream {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

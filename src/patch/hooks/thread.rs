@@ -18,9 +18,10 @@
 
 use libc::{c_char, c_int, c_void, gid_t, pid_t, pthread_attr_t, pthread_t, size_t, uid_t};
 
-use super::hooks::{green_hub, mark, state, tpool_call, SendPtr, H};
-use super::{original, SYNC};
-use crate::tls::under_os_tp;
+use super::{green_hub, mark, state, tpool_call, SendPtr, H};
+use crate::coro::tls::under_os_tp;
+use crate::patch::SYNC;
+use crate::sys::original;
 
 /// # Safety
 /// libc's `pthread_create`.
@@ -31,7 +32,7 @@ pub unsafe extern "C" fn pthread_create(
     start: extern "C" fn(*mut c_void) -> *mut c_void,
     arg: *mut c_void,
 ) -> c_int {
-    if crate::tls::on_own_block() {
+    if crate::coro::tls::on_own_block() {
         mark(H::pthread_create);
     }
     // SAFETY: the caller's arguments, passed on unchanged.
@@ -49,7 +50,7 @@ pub unsafe extern "C" fn thrd_create(
     start: extern "C" fn(*mut c_void) -> c_int,
     arg: *mut c_void,
 ) -> c_int {
-    if crate::tls::on_own_block() {
+    if crate::coro::tls::on_own_block() {
         mark(H::thrd_create);
     }
     // SAFETY: the caller's arguments, passed on unchanged.
@@ -98,14 +99,14 @@ pub unsafe extern "C" fn pthread_join(thread: pthread_t, retval: *mut *mut c_voi
 /// libc's `dlopen`.
 #[no_mangle]
 pub unsafe extern "C" fn dlopen(file: *const c_char, mode: c_int) -> *mut c_void {
-    let before = crate::tls::tls_modules();
+    let before = crate::coro::tls::tls_modules();
     // SAFETY: the caller's arguments.
     let handle = unsafe { original::dlopen(file, mode) };
     // Where no block was ever made, glibc initialised every thread there is.
-    if let (false, Some(layout)) = (handle.is_null(), crate::tls::layout_found()) {
+    if let (false, Some(layout)) = (handle.is_null(), crate::coro::tls::layout_found()) {
         mark(H::dlopen);
-        let now = crate::tls::tls_modules();
-        crate::tls::init_new_static_tls(layout, &before, &now);
+        let now = crate::coro::tls::tls_modules();
+        crate::coro::tls::init_new_static_tls(layout, &before, &now);
     }
     handle
 }
@@ -114,7 +115,7 @@ pub unsafe extern "C" fn dlopen(file: *const c_char, mode: c_int) -> *mut c_void
 /// libc's `fork`.
 #[no_mangle]
 pub unsafe extern "C" fn fork() -> pid_t {
-    if crate::tls::on_own_block() {
+    if crate::coro::tls::on_own_block() {
         mark(H::fork);
     }
     // SAFETY: fork has no arguments; the child carries on as the caller.
@@ -125,7 +126,7 @@ pub unsafe extern "C" fn fork() -> pid_t {
 /// libc's `_Fork`.
 #[no_mangle]
 pub unsafe extern "C" fn _Fork() -> pid_t {
-    if crate::tls::on_own_block() {
+    if crate::coro::tls::on_own_block() {
         mark(H::_Fork);
     }
     // SAFETY: as `fork`.
@@ -140,7 +141,7 @@ macro_rules! as_os_thread {
             #[doc = concat!("libc's `", stringify!($name), "`.")]
             #[no_mangle]
             pub unsafe extern "C" fn $name($($arg: $ty),*) -> c_int {
-                if crate::tls::on_own_block() {
+                if crate::coro::tls::on_own_block() {
                     mark(H::$name);
                 }
                 // SAFETY: the caller's arguments, passed on unchanged.

@@ -975,7 +975,7 @@ fn run_probe(p: &mut Probe) -> Result<(), String> {
         libc::pthread_attr_init(&mut attr);
         libc::pthread_attr_setstacksize(&mut attr, 256 * 1024);
         let mut t: libc::pthread_t = 0;
-        let rc = crate::patch::original::pthread_create(
+        let rc = crate::sys::original::pthread_create(
             &mut t,
             &attr,
             probe_main,
@@ -985,7 +985,7 @@ fn run_probe(p: &mut Probe) -> Result<(), String> {
         if rc != 0 {
             return Err(format!("cannot start a probe thread (error {rc})"));
         }
-        crate::patch::original::pthread_join(t, std::ptr::null_mut());
+        crate::sys::original::pthread_join(t, std::ptr::null_mut());
     }
     Ok(())
 }

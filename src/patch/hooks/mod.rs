@@ -25,12 +25,15 @@ use libc::{
     sigset_t, size_t, sockaddr, socklen_t, ssize_t, timespec, timeval, useconds_t,
 };
 
-use super::thread_hooks::{
+mod thread;
+
+use super::{fds, futex, DNS, EMULATE, FILES, NET, PROCESS, SLEEP, STATE, SYNC};
+use crate::hub::{self, io_loop, trampoline, Cancel, Hub, Interest};
+use crate::sys::original;
+use thread::{
     _Fork, dlopen, fork, pthread_create, pthread_join, setegid, seteuid, setgid, setgroups,
     setregid, setresgid, setresuid, setreuid, setuid, thrd_create,
 };
-use super::{fds, futex, original, DNS, EMULATE, FILES, NET, PROCESS, SLEEP, STATE, SYNC};
-use crate::hub::{self, io_loop, trampoline, Cancel, Hub, Interest};
 
 /// A bit of [`STATE`] set only while [`reached`] probes.
 const PROBE: u32 = 1 << 16;
@@ -187,7 +190,8 @@ pub(super) fn green_hub(st: u32, cat: u32) -> Option<&'static Hub> {
     // holds std's per-OS-thread panic state: it does not park.
     // A call made as the OS thread for a green thread with an identity
     // (inside `tls::under_os_tp`) must not park there either.
-    (h.can_park_foreign() && !std::thread::panicking() && !crate::tls::in_os_region()).then_some(h)
+    (h.can_park_foreign() && !std::thread::panicking() && !crate::coro::tls::in_os_region())
+        .then_some(h)
 }
 
 fn errno() -> c_int {
@@ -408,7 +412,7 @@ fn fd_call_patched(
         }
         let tcp = b & fds::TCP != 0;
         let drained =
-            |n: &isize| tcp && len.is_some_and(|l| crate::fdio::short_read(*n as usize, l));
+            |n: &isize| tcp && len.is_some_and(|l| crate::io::fdio::short_read(*n as usize, l));
         return finish(shielded(hub, || {
             io_loop(fd, interest, timeout, || cvt(op(usize::MAX)), drained)
         }));
@@ -1894,7 +1898,7 @@ fn futex_mismatch(hub: &Hub, addr: usize) {
     s.count = s.count.saturating_add(1);
     if s.count >= SPIN_YIELD {
         let since = *s.since.get_or_insert_with(Instant::now);
-        if !crate::tls::on_own_block() && since.elapsed() > SPIN_LIMIT {
+        if !crate::coro::tls::on_own_block() && since.elapsed() > SPIN_LIMIT {
             SPIN.set(Spin::NONE);
             panic!(
                 "green: a green thread has retried a futex wait on {addr:#x} for {SPIN_LIMIT:?} \

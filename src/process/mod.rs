@@ -80,6 +80,8 @@
 //! # Ok::<(), std::io::Error>(())
 //! ```
 
+pub(crate) mod ext;
+
 use std::ffi::OsStr;
 use std::fmt;
 use std::io::{self, IoSliceMut, PipeReader, PipeWriter, Read};
@@ -89,11 +91,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, OnceLock};
 use std::thread;
 
-use crate::fdio::{set_nonblocking_fd, GreenFd};
 use crate::hub::{self, Interest};
+use crate::io::fdio::{set_nonblocking_fd, GreenFd};
 use crate::GreenThread;
 
-pub use crate::process_ext::CommandExt;
+pub use crate::process::ext::CommandExt;
 pub use std::process::{
     abort, exit, id, CommandArgs, CommandEnvs, ExitCode, ExitStatus, Output, Stdio, Termination,
 };
@@ -870,7 +872,7 @@ impl ChildStdin {
     }
 }
 
-crate::fdio::green_write!(ChildStdin);
+crate::io::fdio::green_write!(ChildStdin);
 
 impl fmt::Debug for ChildStdin {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

@@ -33,6 +33,8 @@
 //! whatever it was given back to the primitive (the `abandon` callback), so
 //! no permit, item or wake-up is lost to a dead waiter.
 
+pub(crate) mod chan;
+
 use std::cell::UnsafeCell;
 use std::collections::VecDeque;
 use std::fmt;

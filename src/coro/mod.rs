@@ -30,6 +30,8 @@
 //! overflowed and aborts, like std's "has overflowed its stack". Any other
 //! fault is handed to the handler that was installed before ours.
 
+pub(crate) mod tls;
+
 use std::cell::Cell;
 use std::io;
 use std::ptr;
@@ -49,7 +51,7 @@ pub const DEFAULT_STACK_SIZE: usize = 256 * 1024;
 const POOL_CAP: usize = 1024;
 
 fn page_size() -> usize {
-    static PAGE: once_cell::sync::OnceCell<usize> = once_cell::sync::OnceCell::new();
+    static PAGE: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
     // SAFETY: sysconf has no preconditions.
     *PAGE.get_or_init(|| unsafe { libc::sysconf(libc::_SC_PAGESIZE) } as usize)
 }
@@ -585,7 +587,7 @@ pub(crate) unsafe fn suspend(y: *const Yielder, sp: &Cell<usize>) {
 /// pointer, bounds what the switch keeps there. A safety allowance of 64
 /// bytes is added.
 pub(crate) fn suspend_margin() -> usize {
-    static MARGIN: once_cell::sync::OnceCell<usize> = once_cell::sync::OnceCell::new();
+    static MARGIN: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
     *MARGIN.get_or_init(|| {
         const CANARY: u8 = 0xA5;
         let stack = GuardedStack::new(64 * 1024).expect("cannot map a probe stack");

@@ -23,13 +23,15 @@
 
 pub use std::io::*;
 
+pub(crate) mod fdio;
+
 use std::ffi::CString;
 use std::fmt;
 use std::mem::MaybeUninit;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, IntoRawFd, OwnedFd, RawFd};
 use std::process::Stdio;
 
-use crate::fdio::{set_nonblocking_fd, GreenFd};
+use crate::io::fdio::{set_nonblocking_fd, GreenFd};
 use crate::net::fd_traits;
 use crate::net::sys::cvt;
 
@@ -287,9 +289,9 @@ impl Read for &PipeReader {
     }
 }
 
-crate::fdio::read_by_ref!(PipeReader);
+crate::io::fdio::read_by_ref!(PipeReader);
 
-crate::fdio::green_write!(PipeWriter);
+crate::io::fdio::green_write!(PipeWriter);
 
 impl fmt::Debug for PipeReader {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
