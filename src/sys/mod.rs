@@ -1,11 +1,21 @@
 //! The one boundary between green and the operating system.
 //!
-//! Every system call green makes for itself goes through here: rustix's
-//! `linux_raw` backend makes the call without going through libc, so an
-//! internal call can never land in one of green's own interposers
-//! (`patch()`). The few libc functions whose own behaviour is the point
-//! (the interposers' pass-through, `getaddrinfo`, the thread and TLS
-//! machinery of `coro::tls`) are reached through [`original`] (looked up
-//! with `dlsym(RTLD_NEXT)`) or named here.
+//! Every system call green makes for itself goes through here. The calls
+//! themselves are rustix's, re-exported below by module (`sys::event`,
+//! `sys::mm`, ...): rustix's `linux_raw` backend makes the system call
+//! without going through libc, so an internal call can never land in one
+//! of green's own interposers (`patch()`), and its wrappers are safe where
+//! the call is. What rustix does not give lives in a file of its own here.
+//!
+//! libc itself is called only where libc's own behaviour is the point:
+//! the interposers' pass-through and the real calls a patched program may
+//! want ([`original`], each looked up once with `dlsym(RTLD_NEXT)`), name
+//! resolution, and the thread and TLS machinery a green thread's identity
+//! copies from its OS thread. Above this layer no code names a libc
+//! function (`clippy.toml` lists them under `disallowed-methods`); libc's
+//! types and constants are used freely.
 
 pub mod original;
+
+#[allow(unused_imports)]
+pub(crate) use rustix::{event, fd, fs, io, mm, net, pipe, process, thread, time};
