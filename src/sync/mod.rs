@@ -44,9 +44,11 @@
 
 mod barrier;
 mod condvar;
+mod lazy_lock;
 pub mod mpsc;
 mod mutex;
 mod once;
+mod once_lock;
 mod poison;
 mod rwlock;
 
@@ -56,7 +58,10 @@ pub use barrier::{Barrier, BarrierWaitResult};
 pub use condvar::{Condvar, WaitTimeoutResult};
 pub use mutex::{Mutex, MutexGuard};
 #[allow(deprecated)]
-pub use once::{LazyLock, Once, OnceLock, OnceState, ONCE_INIT};
+pub use lazy_lock::LazyLock;
+#[allow(deprecated)]
+pub use once::{Once, OnceState, ONCE_INIT};
+pub use once_lock::OnceLock;
 pub use rwlock::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 /// A wait without a deadline ended without being served, which the wait
