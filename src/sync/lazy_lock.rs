@@ -232,4 +232,3 @@ impl<T: fmt::Debug, F> fmt::Debug for LazyLock<T, F> {
         d.finish()
     }
 }
-

@@ -56,9 +56,9 @@ pub use std::sync::{atomic, Arc, LockResult, PoisonError, TryLockError, TryLockR
 
 pub use barrier::{Barrier, BarrierWaitResult};
 pub use condvar::{Condvar, WaitTimeoutResult};
-pub use mutex::{Mutex, MutexGuard};
 #[allow(deprecated)]
 pub use lazy_lock::LazyLock;
+pub use mutex::{Mutex, MutexGuard};
 #[allow(deprecated)]
 pub use once::{Once, OnceState, ONCE_INIT};
 pub use once_lock::OnceLock;

@@ -37,8 +37,8 @@ const POISONED_MSG: &str = "Once instance has previously been poisoned";
 /// initialization; callers that arrive while it runs park.
 ///
 /// The mirror of [`std::sync::Once`]. Useful for one-time initialization
-/// for FFI or related functionality; [`OnceLock`](super::OnceLock) and [`LazyLock`](super::LazyLock) are the
-/// usual way to initialize a value.
+/// for FFI or related functionality; [`OnceLock`](super::OnceLock) and
+/// [`LazyLock`](super::LazyLock) are the usual way to initialize a value.
 ///
 /// # Poisoning
 /// If the initializer panics, the `Once` is poisoned, as with std: later
