@@ -18,7 +18,7 @@
 use std::fmt;
 use std::io;
 use std::mem::ManuallyDrop;
-use std::os::fd::{AsFd, AsRawFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
@@ -64,13 +64,8 @@ pub(crate) fn check_timeout(t: Option<Duration>) -> io::Result<()> {
 }
 
 /// Sets or clears `O_NONBLOCK` on `fd` (one `ioctl(FIONBIO)`).
-pub(crate) fn set_nonblocking_fd(fd: RawFd, on: bool) -> io::Result<()> {
-    let mut v = libc::c_int::from(on);
-    // SAFETY: FIONBIO reads one c_int from a valid pointer.
-    if unsafe { libc::ioctl(fd, libc::FIONBIO, &mut v) } < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(())
+pub(crate) fn set_nonblocking_fd(fd: BorrowedFd<'_>, on: bool) -> io::Result<()> {
+    Ok(crate::sys::io::ioctl_fionbio(fd, on)?)
 }
 
 /// Gives an operation whose read or write timeout passed `EAGAIN`
@@ -98,7 +93,7 @@ pub(crate) struct GreenFd<S: AsFd> {
 impl<S: AsFd> GreenFd<S> {
     /// Wraps `inner`, switching its fd to non-blocking mode.
     pub(crate) fn new(inner: S) -> io::Result<GreenFd<S>> {
-        set_nonblocking_fd(inner.as_fd().as_raw_fd(), true)?;
+        set_nonblocking_fd(inner.as_fd(), true)?;
         Ok(GreenFd::from_nonblocking(inner))
     }
 
@@ -117,7 +112,7 @@ impl<S: AsFd> GreenFd<S> {
     /// non-blocking mode (it is not open, say), every operation on it fails
     /// with that fd's own error instead.
     pub(crate) fn new_infallible(inner: S) -> GreenFd<S> {
-        let _ = set_nonblocking_fd(inner.as_fd().as_raw_fd(), true);
+        let _ = set_nonblocking_fd(inner.as_fd(), true);
         GreenFd::from_nonblocking(inner)
     }
 
@@ -226,7 +221,7 @@ impl<S: AsFd> GreenFd<S> {
         // SAFETY: `this` is never used or dropped again; each field is read
         // once: `inner` is moved out, the atomics need no drop.
         let inner = unsafe { std::ptr::read(&this.inner) };
-        set_nonblocking_fd(fd, nonblocking)?;
+        set_nonblocking_fd(inner.as_fd(), nonblocking)?;
         Ok(inner)
     }
 

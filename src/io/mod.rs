@@ -25,15 +25,15 @@ pub use std::io::*;
 
 pub(crate) mod fdio;
 
-use std::ffi::CString;
 use std::fmt;
-use std::mem::MaybeUninit;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, IntoRawFd, OwnedFd, RawFd};
 use std::process::Stdio;
 
 use crate::io::fdio::{set_nonblocking_fd, GreenFd};
 use crate::net::fd_traits;
-use crate::net::sys::cvt;
+use crate::sys;
+use crate::sys::fs::{FileType, Mode, OFlags};
+use crate::sys::pipe::PipeFlags;
 
 /// Creates an anonymous pipe.
 ///
@@ -65,12 +65,7 @@ use crate::net::sys::cvt;
 /// # Ok::<(), std::io::Error>(())
 /// ```
 pub fn pipe() -> Result<(PipeReader, PipeWriter)> {
-    let mut fds: [libc::c_int; 2] = [-1; 2];
-    // SAFETY: pipe2 writes two fds into an array of two.
-    cvt(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_NONBLOCK | libc::O_CLOEXEC) })?;
-    // SAFETY: both fds were just returned by pipe2(2) and nobody else owns
-    // them.
-    let (r, w) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+    let (r, w) = sys::pipe::pipe_with(PipeFlags::NONBLOCK | PipeFlags::CLOEXEC)?;
     Ok((
         PipeReader {
             fd: GreenFd::from_nonblocking(std::io::PipeReader::from(r)),
@@ -237,43 +232,33 @@ fn into_blocking(fd: OwnedFd) -> Result<OwnedFd> {
     if let Some(fresh) = reopen_fifo(&fd) {
         return Ok(fresh);
     }
-    set_nonblocking_fd(fd.as_raw_fd(), false)?;
+    set_nonblocking_fd(fd.as_fd(), false)?;
     Ok(fd)
 }
 
 /// A new, blocking open file description of the pipe `fd`, if `fd` is a
 /// pipe and `/proc` can open it.
 fn reopen_fifo(fd: &OwnedFd) -> Option<OwnedFd> {
-    let raw = fd.as_raw_fd();
-    let mut st = MaybeUninit::<libc::stat>::uninit();
-    // SAFETY: fstat fills in the stat it is given a valid pointer to.
-    if unsafe { libc::fstat(raw, st.as_mut_ptr()) } < 0 {
+    let st = sys::fs::fstat(fd).ok()?;
+    if FileType::from_raw_mode(st.st_mode) != FileType::Fifo {
         return None;
     }
-    // SAFETY: fstat succeeded, so it initialised `st`.
-    let st = unsafe { st.assume_init() };
-    if st.st_mode & libc::S_IFMT != libc::S_IFIFO {
-        return None;
-    }
-    // SAFETY: F_GETFL on an fd we own takes no argument.
-    let flags = unsafe { libc::fcntl(raw, libc::F_GETFL) };
+    let flags = sys::fs::fcntl_getfl(fd).ok()?;
     // A pipe in packet mode (O_DIRECT) keeps its fd: open cannot ask for it.
-    if flags < 0 || flags & libc::O_DIRECT != 0 {
+    if flags.contains(OFlags::DIRECT) {
         return None;
     }
-    let path = CString::new(format!("/proc/self/fd/{raw}")).ok()?;
+    let path = format!("/proc/self/fd/{}", fd.as_raw_fd());
     // O_NONBLOCK for the open itself: opening a read end whose writers are
     // all gone would otherwise wait for a writer forever.
-    let access = flags & libc::O_ACCMODE;
-    // SAFETY: `path` is a NUL-terminated string; the fd returned is owned
-    // at once.
-    let fresh = unsafe { libc::open(path.as_ptr(), access | libc::O_NONBLOCK | libc::O_CLOEXEC) };
-    if fresh < 0 {
-        return None;
-    }
-    // SAFETY: `fresh` was just returned by open(2) and nobody else owns it.
-    let fresh = unsafe { OwnedFd::from_raw_fd(fresh) };
-    set_nonblocking_fd(fresh.as_raw_fd(), false).ok()?;
+    let access = flags & OFlags::RWMODE;
+    let fresh = sys::fs::open(
+        path,
+        access | OFlags::NONBLOCK | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .ok()?;
+    set_nonblocking_fd(fresh.as_fd(), false).ok()?;
     Some(fresh)
 }
 
@@ -328,7 +313,7 @@ fn child_end(fd: OwnedFd) -> OwnedFd {
     match reopen_fifo(&fd) {
         Some(fresh) => fresh,
         None => {
-            let _ = set_nonblocking_fd(fd.as_raw_fd(), false);
+            let _ = set_nonblocking_fd(fd.as_fd(), false);
             fd
         }
     }

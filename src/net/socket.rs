@@ -2,7 +2,6 @@
 
 use std::fmt;
 use std::io;
-use std::mem;
 use std::net::SocketAddr;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, IntoRawFd, OwnedFd, RawFd};
 use std::time::Duration;
@@ -10,6 +9,7 @@ use std::time::Duration;
 use super::sys;
 use super::tcp::{TcpListener, TcpStream};
 use crate::io::fdio::set_nonblocking_fd;
+use crate::sys::net::{self as rnet, sockopt};
 
 /// A TCP socket that has not yet been turned into a [`TcpStream`] or a
 /// [`TcpListener`]: set options on it first, then
@@ -73,21 +73,13 @@ impl TcpSocket {
         self.fd.as_raw_fd()
     }
 
-    fn set_bool(&self, level: libc::c_int, name: libc::c_int, on: bool) -> io::Result<()> {
-        sys::setsockopt_int(self.raw(), level, name, libc::c_int::from(on))
-    }
-
-    fn get_bool(&self, level: libc::c_int, name: libc::c_int) -> io::Result<bool> {
-        Ok(sys::getsockopt_int(self.raw(), level, name)? != 0)
-    }
-
     /// Allows the socket to bind to an address in use by a socket in
     /// `TIME_WAIT` (`SO_REUSEADDR`).
     ///
     /// # Errors
     /// The OS error from `setsockopt`.
     pub fn set_reuseaddr(&self, reuseaddr: bool) -> io::Result<()> {
-        self.set_bool(libc::SOL_SOCKET, libc::SO_REUSEADDR, reuseaddr)
+        Ok(sockopt::set_socket_reuseaddr(&self.fd, reuseaddr)?)
     }
 
     /// Gets the value of `SO_REUSEADDR`.
@@ -95,7 +87,7 @@ impl TcpSocket {
     /// # Errors
     /// The OS error from `getsockopt`.
     pub fn reuseaddr(&self) -> io::Result<bool> {
-        self.get_bool(libc::SOL_SOCKET, libc::SO_REUSEADDR)
+        Ok(sockopt::socket_reuseaddr(&self.fd)?)
     }
 
     /// Allows several sockets of the same user to bind the same address
@@ -108,7 +100,7 @@ impl TcpSocket {
     /// # Errors
     /// The OS error from `setsockopt`.
     pub fn set_reuseport(&self, reuseport: bool) -> io::Result<()> {
-        self.set_bool(libc::SOL_SOCKET, libc::SO_REUSEPORT, reuseport)
+        Ok(sockopt::set_socket_reuseport(&self.fd, reuseport)?)
     }
 
     /// Gets the value of `SO_REUSEPORT`.
@@ -116,7 +108,7 @@ impl TcpSocket {
     /// # Errors
     /// The OS error from `getsockopt`.
     pub fn reuseport(&self) -> io::Result<bool> {
-        self.get_bool(libc::SOL_SOCKET, libc::SO_REUSEPORT)
+        Ok(sockopt::socket_reuseport(&self.fd)?)
     }
 
     /// Sets the size of the send buffer (`SO_SNDBUF`); the kernel doubles it
@@ -126,7 +118,10 @@ impl TcpSocket {
     /// The OS error from `setsockopt`.
     pub fn set_send_buffer_size(&self, size: u32) -> io::Result<()> {
         let size = libc::c_int::try_from(size).unwrap_or(libc::c_int::MAX);
-        sys::setsockopt_int(self.raw(), libc::SOL_SOCKET, libc::SO_SNDBUF, size)
+        Ok(sockopt::set_socket_send_buffer_size(
+            &self.fd,
+            size as usize,
+        )?)
     }
 
     /// Gets the size of the send buffer (`SO_SNDBUF`).
@@ -134,8 +129,8 @@ impl TcpSocket {
     /// # Errors
     /// The OS error from `getsockopt`.
     pub fn send_buffer_size(&self) -> io::Result<u32> {
-        let n = sys::getsockopt_int(self.raw(), libc::SOL_SOCKET, libc::SO_SNDBUF)?;
-        Ok(n.max(0) as u32)
+        let n = sockopt::socket_send_buffer_size(&self.fd)?;
+        Ok(u32::try_from(n).unwrap_or(u32::MAX))
     }
 
     /// Sets the size of the receive buffer (`SO_RCVBUF`); the kernel doubles
@@ -145,7 +140,10 @@ impl TcpSocket {
     /// The OS error from `setsockopt`.
     pub fn set_recv_buffer_size(&self, size: u32) -> io::Result<()> {
         let size = libc::c_int::try_from(size).unwrap_or(libc::c_int::MAX);
-        sys::setsockopt_int(self.raw(), libc::SOL_SOCKET, libc::SO_RCVBUF, size)
+        Ok(sockopt::set_socket_recv_buffer_size(
+            &self.fd,
+            size as usize,
+        )?)
     }
 
     /// Gets the size of the receive buffer (`SO_RCVBUF`).
@@ -153,8 +151,8 @@ impl TcpSocket {
     /// # Errors
     /// The OS error from `getsockopt`.
     pub fn recv_buffer_size(&self) -> io::Result<u32> {
-        let n = sys::getsockopt_int(self.raw(), libc::SOL_SOCKET, libc::SO_RCVBUF)?;
-        Ok(n.max(0) as u32)
+        let n = sockopt::socket_recv_buffer_size(&self.fd)?;
+        Ok(u32::try_from(n).unwrap_or(u32::MAX))
     }
 
     /// Sets `SO_KEEPALIVE`.
@@ -162,7 +160,7 @@ impl TcpSocket {
     /// # Errors
     /// The OS error from `setsockopt`.
     pub fn set_keepalive(&self, keepalive: bool) -> io::Result<()> {
-        self.set_bool(libc::SOL_SOCKET, libc::SO_KEEPALIVE, keepalive)
+        Ok(sockopt::set_socket_keepalive(&self.fd, keepalive)?)
     }
 
     /// Gets the value of `SO_KEEPALIVE`.
@@ -170,7 +168,7 @@ impl TcpSocket {
     /// # Errors
     /// The OS error from `getsockopt`.
     pub fn keepalive(&self) -> io::Result<bool> {
-        self.get_bool(libc::SOL_SOCKET, libc::SO_KEEPALIVE)
+        Ok(sockopt::socket_keepalive(&self.fd)?)
     }
 
     /// Sets `TCP_NODELAY`: small writes go out at once instead of waiting to
@@ -179,7 +177,7 @@ impl TcpSocket {
     /// # Errors
     /// The OS error from `setsockopt`.
     pub fn set_nodelay(&self, nodelay: bool) -> io::Result<()> {
-        self.set_bool(libc::IPPROTO_TCP, libc::TCP_NODELAY, nodelay)
+        Ok(sockopt::set_tcp_nodelay(&self.fd, nodelay)?)
     }
 
     /// Gets the value of `TCP_NODELAY`.
@@ -187,7 +185,7 @@ impl TcpSocket {
     /// # Errors
     /// The OS error from `getsockopt`.
     pub fn nodelay(&self) -> io::Result<bool> {
-        self.get_bool(libc::IPPROTO_TCP, libc::TCP_NODELAY)
+        Ok(sockopt::tcp_nodelay(&self.fd)?)
     }
 
     /// Sets `SO_LINGER`: `Some(d)` makes closing wait up to `d` (whole
@@ -199,23 +197,11 @@ impl TcpSocket {
     /// # Errors
     /// The OS error from `setsockopt`.
     pub fn set_linger(&self, dur: Option<Duration>) -> io::Result<()> {
-        let l = libc::linger {
-            l_onoff: libc::c_int::from(dur.is_some()),
-            l_linger: dur.map_or(0, |d| {
-                libc::c_int::try_from(d.as_secs()).unwrap_or(libc::c_int::MAX)
-            }),
-        };
-        // SAFETY: passes a pointer to a valid `linger` and its size.
-        sys::cvt(unsafe {
-            libc::setsockopt(
-                self.raw(),
-                libc::SOL_SOCKET,
-                libc::SO_LINGER,
-                (&l as *const libc::linger).cast(),
-                mem::size_of::<libc::linger>() as libc::socklen_t,
-            )
-        })?;
-        Ok(())
+        // Whole seconds, at most `c_int::MAX`: rustix would round a
+        // fraction up and refuse a larger value.
+        let secs = |d: Duration| d.as_secs().min(libc::c_int::MAX as u64);
+        let dur = dur.map(|d| Duration::from_secs(secs(d)));
+        Ok(sockopt::set_socket_linger(&self.fd, dur)?)
     }
 
     /// Gets the value of `SO_LINGER`.
@@ -223,22 +209,7 @@ impl TcpSocket {
     /// # Errors
     /// The OS error from `getsockopt`.
     pub fn linger(&self) -> io::Result<Option<Duration>> {
-        let mut l = libc::linger {
-            l_onoff: 0,
-            l_linger: 0,
-        };
-        let mut len = mem::size_of::<libc::linger>() as libc::socklen_t;
-        // SAFETY: passes a pointer to a valid `linger` and its size.
-        sys::cvt(unsafe {
-            libc::getsockopt(
-                self.raw(),
-                libc::SOL_SOCKET,
-                libc::SO_LINGER,
-                (&mut l as *mut libc::linger).cast(),
-                &mut len,
-            )
-        })?;
-        Ok((l.l_onoff != 0).then(|| Duration::from_secs(l.l_linger.max(0) as u64)))
+        Ok(sockopt::socket_linger(&self.fd)?)
     }
 
     /// Binds the socket to `addr`.
@@ -256,18 +227,7 @@ impl TcpSocket {
     /// # Errors
     /// The OS error from `getsockname`.
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
-        // SAFETY: all-zero bytes are a valid sockaddr_storage.
-        let mut storage: libc::sockaddr_storage = unsafe { mem::zeroed() };
-        let mut len = mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
-        // SAFETY: `storage` has room for `len` bytes.
-        sys::cvt(unsafe {
-            libc::getsockname(
-                self.raw(),
-                (&mut storage as *mut libc::sockaddr_storage).cast(),
-                &mut len,
-            )
-        })?;
-        sys::from_raw(&storage, len)
+        sys::from_any(Some(&rnet::getsockname(&self.fd)?))
     }
 
     /// Gets the value of the `SO_ERROR` option on this socket, clearing it.
@@ -275,10 +235,7 @@ impl TcpSocket {
     /// # Errors
     /// The OS error from `getsockopt`.
     pub fn take_error(&self) -> io::Result<Option<io::Error>> {
-        match sys::getsockopt_int(self.raw(), libc::SOL_SOCKET, libc::SO_ERROR)? {
-            0 => Ok(None),
-            e => Ok(Some(io::Error::from_raw_os_error(e))),
-        }
+        Ok(sockopt::socket_error(&self.fd)?.err().map(io::Error::from))
     }
 
     /// Starts listening with a queue of `backlog` pending connections (the
@@ -364,7 +321,7 @@ impl From<OwnedFd> for TcpSocket {
     fn from(fd: OwnedFd) -> TcpSocket {
         // If the mode cannot be set (the fd is not open, say), `listen` and
         // `connect` fail with that fd's own error.
-        let _ = set_nonblocking_fd(fd.as_raw_fd(), true);
+        let _ = set_nonblocking_fd(fd.as_fd(), true);
         TcpSocket { fd }
     }
 }

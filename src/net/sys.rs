@@ -1,21 +1,23 @@
-//! Raw socket calls std does not expose: creating sockets non-blocking,
+//! Socket calls std does not expose: creating sockets non-blocking,
 //! connecting without blocking, `accept4`, and socket-address conversion.
+//!
+//! The calls are rustix's ([`crate::sys::net`]); the addresses are encoded
+//! here, as std encodes them, and passed through
+//! [`RawAddr`](crate::sys::socket::RawAddr).
 
 use std::io;
 use std::mem;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::time::Duration;
 
 use crate::hub::{self, Interest};
-
-pub(crate) fn cvt(rc: libc::c_int) -> io::Result<libc::c_int> {
-    if rc < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(rc)
-    }
-}
+use crate::sys::io::Errno;
+use crate::sys::net::{
+    self as rnet, sockopt, AddressFamily, SocketAddrAny, SocketFlags, SocketType,
+};
+pub(crate) use crate::sys::socket::getsockopt_int;
+use crate::sys::socket::{self as sockaddr, RawAddr};
 
 /// `addr` as a `sockaddr_storage` and the length that is in use.
 pub(crate) fn to_raw(addr: &SocketAddr) -> (libc::sockaddr_storage, libc::socklen_t) {
@@ -108,74 +110,29 @@ pub(crate) fn socket(addr: &SocketAddr, ty: libc::c_int) -> io::Result<OwnedFd> 
     socket_in(family, ty)
 }
 
-/// A new non-blocking, close-on-exec socket of `family` (`AF_INET` or
-/// `AF_INET6`) and type `ty`.
+/// A new non-blocking, close-on-exec socket of `family` (`AF_INET`,
+/// `AF_INET6` or `AF_UNIX`) and type `ty`.
 pub(crate) fn socket_in(family: libc::c_int, ty: libc::c_int) -> io::Result<OwnedFd> {
-    // SAFETY: a plain syscall; the returned fd is owned at once.
-    let fd =
-        cvt(unsafe { libc::socket(family, ty | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC, 0) })?;
-    // SAFETY: `fd` was just returned by socket(2) and nobody else owns it.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+    let family = AddressFamily::from_raw(family as rnet::RawAddressFamily);
+    let ty = SocketType::from_raw(ty as u32);
+    let flags = SocketFlags::NONBLOCK | SocketFlags::CLOEXEC;
+    Ok(rnet::socket_with(family, ty, flags, None)?)
 }
 
-/// Sets an `int` socket option.
-pub(crate) fn setsockopt_int(
-    fd: RawFd,
-    level: libc::c_int,
-    name: libc::c_int,
-    value: libc::c_int,
-) -> io::Result<()> {
-    // SAFETY: passes a pointer to a valid c_int and its size.
-    cvt(unsafe {
-        libc::setsockopt(
-            fd,
-            level,
-            name,
-            (&value as *const libc::c_int).cast(),
-            mem::size_of::<libc::c_int>() as libc::socklen_t,
-        )
-    })?;
-    Ok(())
-}
-
-/// Reads an `int` socket option.
-pub(crate) fn getsockopt_int(
-    fd: RawFd,
-    level: libc::c_int,
-    name: libc::c_int,
-) -> io::Result<libc::c_int> {
-    let mut value: libc::c_int = 0;
-    let mut len = mem::size_of::<libc::c_int>() as libc::socklen_t;
-    // SAFETY: passes a pointer to a valid c_int and its size.
-    cvt(unsafe {
-        libc::getsockopt(
-            fd,
-            level,
-            name,
-            (&mut value as *mut libc::c_int).cast(),
-            &mut len,
-        )
-    })?;
-    Ok(value)
+/// The IP socket address the kernel returned, or `InvalidInput` if it
+/// returned another kind (or none).
+pub(crate) fn from_any(addr: Option<&SocketAddrAny>) -> io::Result<SocketAddr> {
+    let (storage, len) = sockaddr::to_storage(addr);
+    from_raw(&storage, len)
 }
 
 pub(crate) fn bind(fd: &OwnedFd, addr: &SocketAddr) -> io::Result<()> {
     let (storage, len) = to_raw(addr);
-    // SAFETY: `storage` holds a valid address of `len` bytes.
-    cvt(unsafe {
-        libc::bind(
-            fd.as_raw_fd(),
-            (&storage as *const libc::sockaddr_storage).cast(),
-            len,
-        )
-    })?;
-    Ok(())
+    Ok(rnet::bind(fd, &RawAddr::new(storage, len))?)
 }
 
 pub(crate) fn listen(fd: &OwnedFd, backlog: libc::c_int) -> io::Result<()> {
-    // SAFETY: a plain syscall on an fd we own.
-    cvt(unsafe { libc::listen(fd.as_raw_fd(), backlog) })?;
-    Ok(())
+    Ok(rnet::listen(fd, backlog)?)
 }
 
 /// Connects the non-blocking socket `fd` to `addr`, parking the caller
@@ -191,21 +148,15 @@ pub(crate) fn connect(
     timeout: Option<Duration>,
 ) -> io::Result<()> {
     let (storage, len) = to_raw(addr);
-    let raw = fd.as_raw_fd();
-    // SAFETY: `storage` holds a valid address of `len` bytes.
-    let rc = unsafe { libc::connect(raw, (&storage as *const libc::sockaddr_storage).cast(), len) };
-    if rc == 0 {
-        return Ok(());
-    }
-    let e = io::Error::last_os_error();
-    match e.raw_os_error() {
-        Some(libc::EINPROGRESS) => {}
+    match rnet::connect(fd, &RawAddr::new(storage, len)) {
+        Ok(()) => return Ok(()),
+        Err(Errno::INPROGRESS) => {}
         // An interrupted connect goes on in the background.
-        Some(libc::EINTR) => {}
-        _ => return Err(e),
+        Err(Errno::INTR) => {}
+        Err(e) => return Err(e.into()),
     }
-    let forget = ForgetUnlessConnected(raw);
-    let r = wait_connected(raw, timeout);
+    let forget = ForgetUnlessConnected(fd.as_raw_fd());
+    let r = wait_connected(fd.as_fd(), timeout);
     if r.is_ok() {
         mem::forget(forget);
     }
@@ -222,9 +173,9 @@ impl Drop for ForgetUnlessConnected {
     }
 }
 
-/// Waits for the pending connect of `raw` to finish; its outcome.
-fn wait_connected(raw: RawFd, timeout: Option<Duration>) -> io::Result<()> {
-    match hub::trampoline(raw, Interest::Write, timeout) {
+/// Waits for the pending connect of `fd` to finish; its outcome.
+fn wait_connected(fd: BorrowedFd<'_>, timeout: Option<Duration>) -> io::Result<()> {
+    match hub::trampoline(fd.as_raw_fd(), Interest::Write, timeout) {
         Ok(()) => {}
         Err(e) if e.kind() == io::ErrorKind::TimedOut => {
             return Err(io::Error::new(
@@ -234,28 +185,13 @@ fn wait_connected(raw: RawFd, timeout: Option<Duration>) -> io::Result<()> {
         }
         Err(e) => return Err(e),
     }
-    match getsockopt_int(raw, libc::SOL_SOCKET, libc::SO_ERROR)? {
-        0 => Ok(()),
-        err => Err(io::Error::from_raw_os_error(err)),
-    }
+    Ok(sockopt::socket_error(fd)??)
 }
 
 /// One non-blocking `accept4`: the new socket is non-blocking and
 /// close-on-exec.
-pub(crate) fn accept(listener: RawFd) -> io::Result<(OwnedFd, SocketAddr)> {
-    // SAFETY: all-zero bytes are a valid sockaddr_storage.
-    let mut storage: libc::sockaddr_storage = unsafe { mem::zeroed() };
-    let mut len = mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
-    // SAFETY: `storage` has room for `len` bytes.
-    let fd = cvt(unsafe {
-        libc::accept4(
-            listener,
-            (&mut storage as *mut libc::sockaddr_storage).cast(),
-            &mut len,
-            libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
-        )
-    })?;
-    // SAFETY: `fd` was just returned by accept4(2) and nobody else owns it.
-    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
-    Ok((fd, from_raw(&storage, len)?))
+pub(crate) fn accept(listener: BorrowedFd<'_>) -> io::Result<(OwnedFd, SocketAddr)> {
+    let flags = SocketFlags::NONBLOCK | SocketFlags::CLOEXEC;
+    let (fd, addr) = rnet::acceptfrom_with(listener, flags)?;
+    Ok((fd, from_any(addr.as_ref())?))
 }

@@ -9,6 +9,7 @@ use std::time::Duration;
 use super::addr::{each_addr, ToSocketAddrs};
 use super::sys;
 use crate::io::fdio::{iov_len, short_read, GreenFd};
+use crate::sys::net::sockopt;
 
 /// The listen backlog of [`TcpListener::bind`]; the kernel caps it at
 /// `net.core.somaxconn`.
@@ -360,10 +361,9 @@ impl TcpListener {
     /// Binds and listens on `addr`, with `SO_REUSEPORT` when asked.
     pub(crate) fn bind_addr(addr: &SocketAddr, reuse_port: bool) -> io::Result<TcpListener> {
         let fd = sys::socket(addr, libc::SOCK_STREAM)?;
-        let raw = fd.as_raw_fd();
-        sys::setsockopt_int(raw, libc::SOL_SOCKET, libc::SO_REUSEADDR, 1)?;
+        sockopt::set_socket_reuseaddr(&fd, true)?;
         if reuse_port {
-            sys::setsockopt_int(raw, libc::SOL_SOCKET, libc::SO_REUSEPORT, 1)?;
+            sockopt::set_socket_reuseport(&fd, true)?;
         }
         sys::bind(&fd, addr)?;
         sys::listen(&fd, BACKLOG)?;
@@ -405,9 +405,7 @@ impl TcpListener {
     /// `WouldBlock` in non-blocking mode when no connection is waiting;
     /// `EMFILE`/`ENFILE` when out of fds; other OS errors from `accept4`.
     pub fn accept(&self) -> io::Result<(TcpStream, SocketAddr)> {
-        let (fd, addr) = self
-            .fd
-            .read_with(|l| sys::accept(l.as_raw_fd()), |_| false)?;
+        let (fd, addr) = self.fd.read_with(|l| sys::accept(l.as_fd()), |_| false)?;
         Ok((TcpStream::from_fd(fd), addr))
     }
 

@@ -17,7 +17,7 @@ use crate::io::fdio::{set_nonblocking_fd, GreenFd};
 fn into_blocking<S: AsFd>(fd: GreenFd<S>) -> S {
     let pipe = fd.into_inner_raw();
     // Cannot fail on an open fd; if it did, the fd would stay non-blocking.
-    let _ = set_nonblocking_fd(pipe.as_fd().as_raw_fd(), false);
+    let _ = set_nonblocking_fd(pipe.as_fd(), false);
     pipe
 }
 

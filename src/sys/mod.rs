@@ -16,6 +16,7 @@
 //! types and constants are used freely.
 
 pub mod original;
+pub(crate) mod socket;
 
 #[allow(unused_imports)]
 pub(crate) use rustix::{event, fd, fs, io, mm, net, pipe, process, thread, time};

@@ -18,11 +18,11 @@
 //! ```
 
 use std::io;
-use std::os::fd::AsRawFd;
 
 pub use std::os::linux::net::*;
 
-use crate::net::{sys, TcpStream};
+use crate::net::TcpStream;
+use crate::sys::net::sockopt;
 
 mod sealed {
     /// Only `green`'s `TcpStream` implements
@@ -87,16 +87,10 @@ pub trait TcpStreamExt: sealed::Sealed {
 
 impl TcpStreamExt for TcpStream {
     fn set_quickack(&self, quickack: bool) -> io::Result<()> {
-        sys::setsockopt_int(
-            self.as_raw_fd(),
-            libc::IPPROTO_TCP,
-            libc::TCP_QUICKACK,
-            libc::c_int::from(quickack),
-        )
+        Ok(sockopt::set_tcp_quickack(self, quickack)?)
     }
 
     fn quickack(&self) -> io::Result<bool> {
-        let raw = sys::getsockopt_int(self.as_raw_fd(), libc::IPPROTO_TCP, libc::TCP_QUICKACK)?;
-        Ok(raw != 0)
+        Ok(sockopt::tcp_quickack(self)?)
     }
 }

@@ -11,6 +11,7 @@ use super::{sockaddr_un, socket, SocketAddr};
 use crate::hub::{self, Interest};
 use crate::io::fdio::GreenFd;
 use crate::net::fd_traits;
+use crate::sys::{self, io::Errno, socket::RawAddr};
 
 /// A Unix stream socket.
 ///
@@ -113,26 +114,17 @@ impl UnixStream {
     /// ```
     pub fn connect_addr(socket_addr: &SocketAddr) -> io::Result<UnixStream> {
         let (raw, len) = sockaddr_un(socket_addr)?;
+        let addr = RawAddr::new(raw, len);
         let fd = socket(libc::SOCK_STREAM)?;
         let connect = || loop {
-            // SAFETY: `raw` is a valid sockaddr_un of which `len` bytes are
-            // in use.
-            let rc = unsafe {
-                libc::connect(
-                    fd.as_raw_fd(),
-                    (&raw as *const libc::sockaddr_un).cast(),
-                    len,
-                )
-            };
-            if rc == 0 {
-                return Ok(());
-            }
-            let e = io::Error::last_os_error();
-            // An AF_UNIX connect completes or fails at once; an interrupted
-            // one is simply made again. `EAGAIN` means the backlog is full,
-            // and no event on this socket says when it has room.
-            if e.raw_os_error() != Some(libc::EINTR) {
-                return Err(e);
+            match sys::net::connect(&fd, &addr) {
+                Ok(()) => return Ok(()),
+                // An AF_UNIX connect completes or fails at once; an
+                // interrupted one is simply made again. `EAGAIN` means the
+                // backlog is full, and no event on this socket says when it
+                // has room.
+                Err(Errno::INTR) => {}
+                Err(e) => return Err(io::Error::from(e)),
             }
         };
         hub::io_loop_unsignalled(fd.as_raw_fd(), Interest::Write, None, connect)?;
