@@ -41,11 +41,11 @@ fn panic_message(f: impl FnOnce()) -> String {
     message(&*payload).to_string()
 }
 
-#[test]
-fn once_types_have_std_bounds() {
-    fn send<T: Send>() {}
-    fn sync<T: Sync>() {}
-    fn unwind_safe<T: UnwindSafe + RefUnwindSafe>() {}
+// Once types have std bounds: checked when this file compiles.
+const _: () = {
+    const fn send<T: Send>() {}
+    const fn sync<T: Sync>() {}
+    const fn unwind_safe<T: UnwindSafe + RefUnwindSafe>() {}
     send::<Once>();
     sync::<Once>();
     unwind_safe::<Once>();
@@ -56,7 +56,7 @@ fn once_types_have_std_bounds() {
     sync::<LazyLock<Vec<u8>>>();
     send::<LazyLock<Cell<u8>>>();
     unwind_safe::<LazyLock<u8>>();
-}
+};
 
 #[test]
 fn once_runs_one_parking_initializer_while_callers_on_its_hub_wait() {

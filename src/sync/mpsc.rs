@@ -314,6 +314,13 @@ impl<T> fmt::Debug for SyncSender<T> {
 /// assert_sync::<green::sync::mpsc::Receiver<u8>>();
 /// ```
 ///
+/// nor `Send` when the messages are not:
+///
+/// ```compile_fail,E0277
+/// fn assert_send<T: Send>() {}
+/// assert_send::<green::sync::mpsc::Receiver<std::rc::Rc<u8>>>();
+/// ```
+///
 /// # Examples
 /// ```
 /// use green::sync::mpsc::channel;
