@@ -1,12 +1,19 @@
 //! The shared-stack arena: many green threads run on one guarded stack,
 //! one at a time (greenlet's technique).
 //!
-//! This file holds the arena itself: its memory, and the copying of an
-//! occupant's frames out to the heap and back. Which green thread occupies
-//! which arena, and when one is evicted for another, is the hub's
-//! business (its seating: each shared-stack green thread's seat names its
-//! arena and holds its saved frames and last stack pointer); that code
-//! belongs beside this, as the arena's one user.
+//! An [`Arena`] is the memory and the two copies: [`Arena::save`] takes a
+//! suspended occupant's frames out to the heap, [`Arena::restore`] puts
+//! them back at the same addresses. The picture is on [`Arena`].
+//!
+//! # Seating
+//! Which green thread occupies an arena, and when one is evicted for
+//! another, is the hub's seating, the arena's one user. A shared-stack
+//! green thread has a seat: the arena it runs on, its body until its
+//! first run makes its coroutine (on [`Arena::bounds`]), its stack
+//! pointer when it last suspended, and its frames while evicted. Before
+//! it runs, its arena's occupant, if another, is saved and marked
+//! evicted, its own frames are restored if they were evicted, and it
+//! becomes the occupant; when it ends it leaves the arena free.
 
 use std::io;
 use std::ptr;

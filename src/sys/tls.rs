@@ -222,31 +222,26 @@ pub(crate) unsafe fn malloc_once() {
     }
 }
 
+/// What [`each_module`] hands to its callback, through a thin pointer.
+type EachModule<'a> = &'a mut dyn FnMut(&libc::dl_phdr_info) -> bool;
+
 /// Calls `f` with each loaded module's program headers
-/// (`dl_iterate_phdr`) until it returns `true`.
+/// (`dl_iterate_phdr`) until it returns `true`. `f` must not panic (a
+/// panic cannot unwind through the dynamic linker: it aborts).
 pub(crate) fn each_module(mut f: impl FnMut(&libc::dl_phdr_info) -> bool) {
     unsafe extern "C" fn each(
         info: *mut libc::dl_phdr_info,
         _size: libc::size_t,
         data: *mut c_void,
     ) -> c_int {
-        // SAFETY: dl_iterate_phdr passes a valid info and our `data`.
-        let (info, f) = unsafe {
-            (
-                &*info,
-                &mut *(data as *mut &mut dyn FnMut(&libc::dl_phdr_info) -> bool),
-            )
-        };
+        // SAFETY: dl_iterate_phdr passes a valid info and our `data`, an
+        // `EachModule` that outlives the iteration.
+        let (info, f) = unsafe { (&*info, &mut *(data as *mut EachModule<'_>)) };
         c_int::from(f(info))
     }
-    let mut f: &mut dyn FnMut(&libc::dl_phdr_info) -> bool = &mut f;
+    let mut f: EachModule<'_> = &mut f;
     // SAFETY: the callback only passes on what it is given, to `f`.
-    unsafe {
-        libc::dl_iterate_phdr(
-            Some(each),
-            &mut f as *mut &mut dyn FnMut(&libc::dl_phdr_info) -> bool as *mut c_void,
-        )
-    };
+    unsafe { libc::dl_iterate_phdr(Some(each), (&mut f as *mut EachModule<'_>).cast()) };
 }
 
 /// The program headers of a loaded module (`dl_phdr_info`).
