@@ -15,8 +15,12 @@
 //! function (`clippy.toml` lists them under `disallowed-methods`); libc's
 //! types and constants are used freely.
 
+pub(crate) mod mem;
 pub mod original;
+pub(crate) mod raw;
+pub(crate) mod signal;
 pub(crate) mod socket;
+pub(crate) mod tls;
 
 #[allow(unused_imports)]
 pub(crate) use rustix::{event, fd, fs, io, mm, net, pipe, process, thread, time};

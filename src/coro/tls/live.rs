@@ -10,7 +10,6 @@
 //! uses the same way for the threads it knows), under one lock.
 
 use std::cell::UnsafeCell;
-use std::ffi::{c_int, c_void};
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use super::{current_tp, wr, Layout};
@@ -49,8 +48,8 @@ pub(super) fn lock() -> Guard {
             std::hint::spin_loop();
         } else {
             // The holder is another OS thread, in a short critical section.
-            // SAFETY: sched_yield as a raw system call (never a green yield).
-            unsafe { libc::syscall(libc::SYS_sched_yield) };
+            // rustix's sched_yield: the system call, never a green yield.
+            crate::sys::thread::sched_yield();
         }
     }
     Guard(())
@@ -171,18 +170,12 @@ pub(crate) struct TlsModule {
 
 /// The loaded modules that have TLS.
 pub(crate) fn tls_modules() -> Vec<TlsModule> {
-    unsafe extern "C" fn each(
-        info: *mut libc::dl_phdr_info,
-        _size: libc::size_t,
-        data: *mut c_void,
-    ) -> c_int {
-        // SAFETY: dl_iterate_phdr passes a valid info and our `data`.
-        let (info, out) = unsafe { (&*info, &mut *(data as *mut Vec<TlsModule>)) };
+    let mut out: Vec<TlsModule> = Vec::new();
+    crate::sys::tls::each_module(|info| {
         if info.dlpi_tls_modid == 0 {
-            return 0;
+            return false;
         }
-        // SAFETY: `dlpi_phnum` headers at `dlpi_phdr`.
-        let phdrs = unsafe { std::slice::from_raw_parts(info.dlpi_phdr, info.dlpi_phnum as usize) };
+        let phdrs = crate::sys::tls::phdrs(info);
         if let Some(h) = phdrs.iter().find(|h| h.p_type == libc::PT_TLS) {
             out.push(TlsModule {
                 modid: info.dlpi_tls_modid,
@@ -192,17 +185,9 @@ pub(crate) fn tls_modules() -> Vec<TlsModule> {
                 memsz: h.p_memsz as usize,
             });
         }
-        0
-    }
-    let mut out: Vec<TlsModule> = Vec::new();
-    // SAFETY: the callback only reads what it is given.
-    unsafe { libc::dl_iterate_phdr(Some(each), &mut out as *mut Vec<TlsModule> as *mut c_void) };
+        false
+    });
     out
-}
-
-extern "C" {
-    fn _dl_get_tls_static_info(size: *mut usize, align: *mut usize);
-    fn __tls_get_addr(index: *const [usize; 2]) -> *mut c_void;
 }
 
 /// Copies the init image of every module loaded between `before` and
@@ -212,10 +197,7 @@ extern "C" {
 /// only one loaded by a `dlopen` (in `now` but not in `before`).
 pub(crate) fn init_new_static_tls(l: &Layout, before: &[TlsModule], now: &[TlsModule]) {
     let tp = current_tp();
-    let mut size = 0usize;
-    let mut align = 0usize;
-    // SAFETY: writes the two sizes.
-    unsafe { _dl_get_tls_static_info(&mut size, &mut align) };
+    let (size, _align) = crate::sys::tls::tls_static_info();
     // Static TLS lies below the thread pointer on x86-64 (variant II),
     // above it on AArch64 (variant I); dynamic TLS is allocated elsewhere.
     let (lo, hi) = if cfg!(target_arch = "x86_64") {
@@ -234,8 +216,8 @@ pub(crate) fn init_new_static_tls(l: &Layout, before: &[TlsModule], now: &[TlsMo
     let placed: Vec<(isize, &TlsModule)> = loaded
         .iter()
         .map(|m| {
-            // SAFETY: a `tls_index` of a loaded module, offset 0.
-            let at = unsafe { __tls_get_addr(&[m.modid, 0]) } as usize;
+            // SAFETY: the TLS module id of a loaded module.
+            let at = unsafe { crate::sys::tls::tls_get_addr(m.modid) };
             (at as isize - tp as isize, *m)
         })
         .collect();
