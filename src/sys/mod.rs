@@ -15,7 +15,9 @@
 //! function (`clippy.toml` lists them under `disallowed-methods`); libc's
 //! types and constants are used freely.
 
+pub(crate) mod errno;
 pub mod original;
+pub(crate) mod pthread;
 
 #[allow(unused_imports)]
 pub(crate) use rustix::{event, fd, fs, io, mm, net, pipe, process, thread, time};
