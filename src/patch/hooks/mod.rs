@@ -253,13 +253,14 @@ pub(super) fn install_fork_handler() {
     });
 }
 
+/// The patch state ([`STATE`]): the gate's first load, relaxed.
 #[inline(always)]
 pub(super) fn state() -> u32 {
     STATE.load(Ordering::Relaxed)
 }
 
-/// The hub to park on, if category `cat` is patched and the caller is a
-/// green context that may park.
+/// The gate: the hub to park on, if category `cat` is patched and the
+/// caller is a green context that may park.
 #[inline]
 pub(super) fn green_hub(st: u32, cat: u32) -> Option<&'static Hub> {
     if st & cat == 0 {
