@@ -16,7 +16,6 @@ use crate::sys::io::Errno;
 use crate::sys::net::{
     self as rnet, sockopt, AddressFamily, SocketAddrAny, SocketFlags, SocketType,
 };
-pub(crate) use crate::sys::socket::getsockopt_int;
 use crate::sys::socket::{self as sockaddr, RawAddr};
 
 /// `addr` as a `sockaddr_storage` and the length that is in use.

@@ -1,13 +1,14 @@
 //! What the interposers know about each fd: its kind, the non-blocking mode
 //! its owner asked for, and its socket timeouts. Process-wide, lock-free.
 
-use std::os::fd::RawFd;
+use std::os::fd::{BorrowedFd, RawFd};
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use super::original;
 use crate::hub::fdmap::FdMap;
 use crate::hub::Interest;
+use crate::sys::fs::{fcntl_getfl, fcntl_setfl, fstat, OFlags};
+use crate::sys::net::sockopt::{socket_timeout, Timeout};
 
 /// Classified (the other bits are meaningful).
 pub(super) const KNOWN: u32 = 1;
@@ -62,32 +63,21 @@ pub(super) fn classify(fd: RawFd) -> u32 {
     if b != 0 {
         return b;
     }
-    // SAFETY: fstat into a zeroed stat buffer.
-    let mut st: libc::stat = unsafe { std::mem::zeroed() };
-    if unsafe { libc::fstat(fd, &mut st) } != 0 {
-        return 0;
-    }
-    // SAFETY: F_GETFL takes no argument.
-    let fl = unsafe { original::fcntl(fd, libc::F_GETFL, 0) };
-    if fl < 0 {
-        return 0;
-    }
-    let nonblocking = fl & libc::O_NONBLOCK != 0;
+    let Some(file) = borrow(fd) else { return 0 };
+    let Ok(st) = fstat(file) else { return 0 };
+    let Ok(fl) = fcntl_getfl(file) else { return 0 };
+    let nonblocking = fl.contains(OFlags::NONBLOCK);
     let (b, timeouts) = match st.st_mode & libc::S_IFMT {
         libc::S_IFSOCK if nonblocking => (KNOWN | USER_NB, None),
         libc::S_IFSOCK => {
-            // SAFETY: sets the flags just read plus O_NONBLOCK.
-            if unsafe {
-                original::fcntl(fd, libc::F_SETFL, (fl | libc::O_NONBLOCK) as libc::c_long)
-            } != 0
-            {
+            if fcntl_setfl(file, fl | OFlags::NONBLOCK).is_err() {
                 return 0;
             }
             (
                 KNOWN | OURS | sock_kind(fd),
                 Some((
-                    sock_timeout(fd, libc::SO_RCVTIMEO),
-                    sock_timeout(fd, libc::SO_SNDTIMEO),
+                    sock_timeout(file, Timeout::Recv),
+                    sock_timeout(file, Timeout::Send),
                 )),
             )
         }
@@ -99,9 +89,18 @@ pub(super) fn classify(fd: RawFd) -> u32 {
     b
 }
 
+/// `fd` borrowed for a call green makes on it for itself (`None` if it
+/// is negative: no file).
+fn borrow(fd: RawFd) -> Option<BorrowedFd<'static>> {
+    // SAFETY: a number the caller's call names, used only for calls that
+    // inspect or set its flags while that call is made; one closed
+    // meanwhile makes them fail with `EBADF`, as libc's would.
+    (fd >= 0).then(|| unsafe { BorrowedFd::borrow_raw(fd) })
+}
+
 /// The [`KIND`] bits of socket `fd`, asked of the kernel.
 fn sock_kind(fd: RawFd) -> u32 {
-    let opt = |name| crate::net::sys::getsockopt_int(fd, libc::SOL_SOCKET, name).ok();
+    let opt = |name| crate::sys::socket::getsockopt_int(fd, libc::SOL_SOCKET, name).ok();
     match opt(libc::SO_TYPE) {
         Some(ty @ (libc::SOCK_STREAM | libc::SOCK_DGRAM)) => {
             kind_of(opt(libc::SO_DOMAIN).unwrap_or(libc::AF_UNSPEC), ty)
@@ -122,29 +121,15 @@ pub(super) fn kind_of(domain: libc::c_int, ty: libc::c_int) -> u32 {
     }
 }
 
-/// A socket timeout option of `fd`, in nanoseconds (0: none).
-fn sock_timeout(fd: RawFd, name: libc::c_int) -> u64 {
-    let mut tv = libc::timeval {
-        tv_sec: 0,
-        tv_usec: 0,
-    };
-    let mut len = std::mem::size_of::<libc::timeval>() as libc::socklen_t;
-    // SAFETY: a timeval-sized option into a timeval.
-    let rc = unsafe {
-        libc::getsockopt(
-            fd,
-            libc::SOL_SOCKET,
-            name,
-            (&mut tv as *mut libc::timeval).cast(),
-            &mut len,
-        )
-    };
-    if rc != 0 {
-        return 0;
+/// A socket timeout option of `file`, in nanoseconds (0: none).
+fn sock_timeout(file: BorrowedFd<'_>, which: Timeout) -> u64 {
+    match socket_timeout(file, which) {
+        Ok(Some(d)) => d.as_nanos().min(u64::MAX as u128) as u64,
+        _ => 0,
     }
-    tv_nanos(&tv)
 }
 
+/// A `timeval` in nanoseconds (saturating; a negative part counts as 0).
 pub(super) fn tv_nanos(tv: &libc::timeval) -> u64 {
     (tv.tv_sec.max(0) as u64)
         .saturating_mul(1_000_000_000)
@@ -271,10 +256,11 @@ pub(super) fn set_user_nonblocking(fd: RawFd, on: bool) -> bool {
     !on && socket
 }
 
+/// Whether `fd` is a socket.
 fn is_socket(fd: RawFd) -> bool {
-    // SAFETY: fstat into a zeroed stat buffer.
-    let mut st: libc::stat = unsafe { std::mem::zeroed() };
-    (unsafe { libc::fstat(fd, &mut st) }) == 0 && st.st_mode & libc::S_IFMT == libc::S_IFSOCK
+    borrow(fd)
+        .and_then(|file| fstat(file).ok())
+        .is_some_and(|st| st.st_mode & libc::S_IFMT == libc::S_IFSOCK)
 }
 
 /// Gives every socket green made non-blocking back its blocking mode, and
@@ -283,11 +269,10 @@ pub(super) fn restore_all() {
     FDS.for_each(|fd, s| {
         let b = s.bits.swap(0, Ordering::AcqRel);
         if b & OURS != 0 {
-            // SAFETY: F_GETFL/F_SETFL on an fd number; a closed one fails.
-            unsafe {
-                let fl = original::fcntl(fd, libc::F_GETFL, 0);
-                if fl >= 0 {
-                    original::fcntl(fd, libc::F_SETFL, (fl & !libc::O_NONBLOCK) as libc::c_long);
+            // A closed number fails; nothing to restore then.
+            if let Some(file) = borrow(fd) {
+                if let Ok(fl) = fcntl_getfl(file) {
+                    let _ = fcntl_setfl(file, fl - OFlags::NONBLOCK);
                 }
             }
         }

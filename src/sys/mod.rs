@@ -15,8 +15,10 @@
 //! function (`clippy.toml` lists them under `disallowed-methods`); libc's
 //! types and constants are used freely.
 
+pub(crate) mod errno;
 pub(crate) mod mem;
 pub mod original;
+pub(crate) mod pthread;
 pub(crate) mod raw;
 pub(crate) mod signal;
 pub(crate) mod socket;

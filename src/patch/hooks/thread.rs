@@ -70,7 +70,7 @@ pub unsafe extern "C" fn pthread_join(thread: pthread_t, retval: *mut *mut c_voi
     mark(H::pthread_join);
     // A thread that has ended is joined at once.
     // SAFETY: the caller's arguments; it never blocks.
-    let rc = unsafe { libc::pthread_tryjoin_np(thread, retval) };
+    let rc = unsafe { crate::sys::pthread::try_join(thread, retval) };
     if rc != libc::EBUSY {
         return rc;
     }
