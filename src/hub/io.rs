@@ -368,7 +368,7 @@ fn park_on(hub: &Hub, fd: RawFd, interest: Interest, deadline: Option<Instant>) 
             interest,
             token,
         };
-        let wake = super::park(deadline);
+        let wake = super::park_fd(deadline);
         let still_waiting = {
             let mut io = hub.io.borrow_mut();
             io.get(fd)
