@@ -159,7 +159,6 @@ pub(crate) struct Shared {
 pub(crate) struct Hub {
     shared: Arc<Shared>,
     slots: RefCell<Slab>,
-    free_slots: RefCell<Vec<u32>>,
     run_queue: RefCell<VecDeque<(u32, u32)>>,
     /// Slot of the running context, or `HUB_CTX`.
     current: Cell<u32>,
@@ -282,7 +281,6 @@ fn create() -> &'static Hub {
             beat,
         }),
         slots: RefCell::new(Slab::with_root()),
-        free_slots: RefCell::new(Vec::new()),
         run_queue: RefCell::new(VecDeque::new()),
         current: Cell::new(ROOT),
         current_yielder: Cell::new(std::ptr::null()),

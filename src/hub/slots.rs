@@ -98,6 +98,8 @@ impl Slot {
 pub(super) struct Slab {
     chunks: Vec<Box<[Slot; CHUNK]>>,
     len: usize,
+    /// Vacant slots below `len`, reused before the slab grows.
+    free: Vec<u32>,
 }
 
 const CHUNK: usize = 64;
@@ -108,6 +110,7 @@ impl Slab {
         let mut slab = Slab {
             chunks: Vec::new(),
             len: 0,
+            free: Vec::new(),
         };
         slab.push(Slot {
             state: State::Running,
@@ -116,11 +119,21 @@ impl Slab {
         slab
     }
 
-    pub(super) fn len(&self) -> usize {
-        self.len
+    /// A vacant slot for a new green thread: a freed one, else a new one.
+    pub(super) fn alloc(&mut self) -> u32 {
+        if let Some(k) = self.free.pop() {
+            return k;
+        }
+        self.push(Slot::vacant());
+        (self.len - 1) as u32
     }
 
-    pub(super) fn push(&mut self, slot: Slot) {
+    /// Slot `key` is vacant again (its generation already bumped).
+    pub(super) fn release(&mut self, key: u32) {
+        self.free.push(key);
+    }
+
+    fn push(&mut self, slot: Slot) {
         if self.len == self.chunks.len() * CHUNK {
             self.grow();
         }

@@ -12,7 +12,7 @@ use std::any::Any;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
-use super::slots::{GreenCtx, Slot, State};
+use super::slots::{GreenCtx, State};
 use super::{hub, try_hub, Hub, Unparker, Wake, HUB, HUB_CTX, ROOT};
 use crate::coro::{self, Coro, GreenStack, Yielder};
 
@@ -145,7 +145,7 @@ impl Hub {
         if let Some(t) = timer {
             self.cancel_timer(t);
         }
-        self.free_slots.borrow_mut().push(key);
+        self.slots.borrow_mut().release(key);
         self.green_count.set(self.green_count.get() - 1);
         if let Some(seat) = seat {
             self.seats.leave(key, &seat);
@@ -207,15 +207,8 @@ impl Hub {
             self.give_identity(&mut green, span)?;
         }
         let id = green.id;
-        let free = self.free_slots.borrow_mut().pop();
         let mut slots = self.slots.borrow_mut();
-        let key = match free {
-            Some(k) => k,
-            None => {
-                slots.push(Slot::vacant());
-                (slots.len() - 1) as u32
-            }
-        };
+        let key = slots.alloc();
         let slot = &mut slots[key as usize];
         slot.green = Some(green);
         slot.reason = Wake::Woken;
