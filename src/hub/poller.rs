@@ -21,23 +21,23 @@ use crate::sys::io::Errno;
 const NOTIFY_KEY: u64 = u64::MAX;
 
 /// The event buffer of a poller's waits, kept by the hub between waits.
-pub(crate) type EventBuf = Vec<epoll::Event>;
+pub(super) type EventBuf = Vec<epoll::Event>;
 
 /// One readiness event.
 #[derive(Clone, Copy, Debug)]
-pub(crate) struct Event {
-    pub(crate) fd: RawFd,
-    pub(crate) readable: bool,
-    pub(crate) writable: bool,
+pub(super) struct Event {
+    pub(super) fd: RawFd,
+    pub(super) readable: bool,
+    pub(super) writable: bool,
     /// Hang-up, peer shutdown, error or urgent data: readiness that no later
     /// edge repeats, or reads that stop short of the data queued, so the hub
     /// must stop trusting a cleared readiness bit.
-    pub(crate) hangup: bool,
+    pub(super) hangup: bool,
 }
 
 /// An epoll instance with an eventfd to interrupt its wait.
 #[derive(Debug)]
-pub(crate) struct Poller {
+pub(super) struct Poller {
     epoll: OwnedFd,
     eventfd: OwnedFd,
     /// A notification is in the eventfd and not yet drained.
@@ -52,7 +52,7 @@ fn borrow(fd: RawFd) -> BorrowedFd<'static> {
 }
 
 impl Poller {
-    pub(crate) fn new() -> io::Result<Poller> {
+    pub(super) fn new() -> io::Result<Poller> {
         let epoll = epoll::create(epoll::CreateFlags::CLOEXEC)?;
         let eventfd = eventfd(0, EventfdFlags::CLOEXEC | EventfdFlags::NONBLOCK)?;
         epoll::add(
@@ -74,7 +74,7 @@ impl Poller {
     /// `EPOLLPRI` is asked for so that urgent data (TCP's, or a Unix
     /// socket's `MSG_OOB`) is seen: a read stops short at its mark while
     /// more data is queued, so a short read no longer means drained.
-    pub(crate) fn register(&self, fd: RawFd, modify: bool) -> io::Result<()> {
+    pub(super) fn register(&self, fd: RawFd, modify: bool) -> io::Result<()> {
         use epoll::EventFlags as F;
         let flags = F::IN | F::PRI | F::OUT | F::RDHUP | F::ET;
         let data = epoll::EventData::new_u64(fd as u64);
@@ -87,13 +87,13 @@ impl Poller {
     }
 
     /// Forgets `fd`.
-    pub(crate) fn deregister(&self, fd: RawFd) -> io::Result<()> {
+    pub(super) fn deregister(&self, fd: RawFd) -> io::Result<()> {
         epoll::delete(&self.epoll, borrow(fd))?;
         Ok(())
     }
 
     /// Interrupts a wait in progress (or the next one), from any thread.
-    pub(crate) fn notify(&self) -> io::Result<()> {
+    pub(super) fn notify(&self) -> io::Result<()> {
         if self.notified.swap(true, Ordering::AcqRel) {
             return Ok(());
         }
@@ -111,7 +111,7 @@ impl Poller {
     /// Waits at most `timeout` (`None`: forever) and appends the fd events to
     /// `out`. A notification ends the wait and is drained. A signal ends it
     /// too, with no events.
-    pub(crate) fn wait(
+    pub(super) fn wait(
         &self,
         buf: &mut EventBuf,
         timeout: Option<Duration>,

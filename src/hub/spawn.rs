@@ -108,7 +108,7 @@ impl Hub {
 
     /// Called by a green thread's first frame: records its yielder and drops
     /// the `spawn_after` timer if it was started early (by a kill).
-    pub(crate) fn started(&self, y: &Yielder) {
+    pub(super) fn started(&self, y: &Yielder) {
         let key = self.current.get();
         self.current_yielder.set(y);
         let timer = {

@@ -196,7 +196,7 @@ impl Hub {
     }
 
     /// Cancels a timer; returns whether it was still pending.
-    pub(crate) fn cancel_timer(&self, id: TimerId) -> bool {
+    pub(super) fn cancel_timer(&self, id: TimerId) -> bool {
         self.timers.borrow_mut().cancel(id)
     }
 
