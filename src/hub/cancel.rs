@@ -183,12 +183,50 @@ impl Cancels {
     }
 }
 
+/// An `Option<Cancel>` in one word, so that a slot stays small: 0 is none,
+/// `u64::MAX` a kill, anything else the id of a timeout (ids start at 1
+/// and are never near `u64::MAX`).
+#[derive(Clone, Copy, Default, PartialEq, Eq)]
+struct Word(u64);
+
+impl Word {
+    const KILL: u64 = u64::MAX;
+
+    #[inline]
+    fn get(self) -> Option<Cancel> {
+        match self.0 {
+            0 => None,
+            Word::KILL => Some(Cancel::Kill),
+            id => Some(Cancel::Timeout(id)),
+        }
+    }
+
+    #[inline]
+    fn of(c: Option<Cancel>) -> Word {
+        Word(match c {
+            None => 0,
+            Some(Cancel::Kill) => Word::KILL,
+            Some(Cancel::Timeout(id)) => id,
+        })
+    }
+
+    #[inline]
+    fn is_some(self) -> bool {
+        self.0 != 0
+    }
+
+    #[inline]
+    fn take(&mut self) -> Option<Cancel> {
+        std::mem::take(self).get()
+    }
+}
+
 /// A context's cancellation state. See the module docs for its
 /// transitions; every change goes through a method here.
 #[derive(Default)]
 pub(super) struct CancelState {
     /// Armed, to be delivered at the next park point.
-    pending: Option<Cancel>,
+    pending: Word,
     /// The context is unwinding because of a kill or timeout delivered by
     /// [`deliver`]; cleared at its next park outside an unwind. Locks use it
     /// to skip poisoning.
@@ -200,7 +238,7 @@ pub(super) struct CancelState {
     /// A kill or timeout already reported to a C caller as an error (it
     /// could not unwind there). It becomes pending again at the context's
     /// next park point outside such a call.
-    reported: Option<Cancel>,
+    reported: Word,
     /// Its thread's exit runs (thread-local destructors): no kill or
     /// timeout is delivered to it any more (it would unwind through C
     /// frames), and teardown leaks rather than unwinds it.
@@ -218,10 +256,10 @@ pub(super) enum AtPark {
 impl CancelState {
     /// Arms `c`, merged with what is pending already.
     pub(super) fn arm(&mut self, cs: &Cancels, c: Cancel) {
-        if self.pending.is_none() {
+        if !self.pending.is_some() {
             cs.pending.set(cs.pending.get() + 1);
         }
-        self.pending = Some(stronger(self.pending, c));
+        self.pending = Word::of(Some(stronger(self.pending.get(), c)));
     }
 
     /// Takes the pending cancellation, keeping the hub's count in step.
@@ -240,11 +278,11 @@ impl CancelState {
 
     /// Forgets timeout `id`, pending or reported (its guard was dropped).
     pub(super) fn disarm_timeout(&mut self, cs: &Cancels, id: u64) {
-        if self.pending == Some(Cancel::Timeout(id)) {
+        if self.pending.get() == Some(Cancel::Timeout(id)) {
             self.take(cs);
         }
-        if self.reported == Some(Cancel::Timeout(id)) {
-            self.reported = None;
+        if self.reported.get() == Some(Cancel::Timeout(id)) {
+            self.reported = Word::default();
         }
     }
 
@@ -300,7 +338,7 @@ impl CancelState {
         key: u32,
         gen: u32,
     ) -> Option<Wake> {
-        if self.pending.is_none() || !take {
+        if !self.pending.is_some() || !take {
             return None;
         }
         if std::thread::panicking() {
@@ -329,7 +367,7 @@ impl CancelState {
 
     /// The green thread's first frame: a kill that came before it ran.
     pub(super) fn take_kill(&mut self, cs: &Cancels) -> bool {
-        if self.pending == Some(Cancel::Kill) {
+        if self.pending.get() == Some(Cancel::Kill) {
             self.take(cs);
             true
         } else {
@@ -345,7 +383,7 @@ impl CancelState {
 
     /// Keeps `c`, reported to a C caller as an error, for a later park.
     pub(super) fn report(&mut self, c: Cancel) {
-        self.reported = Some(stronger(self.reported, c));
+        self.reported = Word::of(Some(stronger(self.reported.get(), c)));
     }
 
     pub(super) fn enter_foreign(&mut self) {
@@ -376,7 +414,7 @@ impl CancelState {
     pub(super) fn reset(&mut self, cs: &Cancels) {
         self.take(cs);
         self.set_unwinding(false);
-        self.reported = None;
+        self.reported = Word::default();
         self.foreign = 0;
         self.exiting = false;
     }
