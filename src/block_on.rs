@@ -80,13 +80,9 @@ pub fn block_on<F: Future>(fut: F) -> F::Output {
                 return v;
             }
             // Spurious returns just poll again. Kills and timeouts unwind
-            // from here.
-            if hub::park(None) == hub::Wake::Closed {
-                // The hub is torn down while this context unwinds: go on
-                // as a plain thread; the next poll hands the future the
-                // new waker.
-                break;
-            }
+            // from here. (A closing hub parks by blocking the OS thread;
+            // the waker still reaches it.)
+            hub::park(None);
         }
     }
     let waker = Waker::from(Arc::new(ThreadWaker(thread::current())));

@@ -12,45 +12,15 @@ use std::io;
 use std::marker::PhantomData;
 use std::panic::{self, AssertUnwindSafe};
 use std::rc::Rc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use crate::coro::DEFAULT_STACK_SIZE;
 use crate::hub::{self, hub, Token, Wake};
 
-static NEXT_ID: AtomicU64 = AtomicU64::new(1);
-
-/// A fresh process-wide green thread id.
-pub(crate) fn next_id() -> u64 {
-    NEXT_ID.fetch_add(1, Ordering::Relaxed)
-}
-
-/// The payload a green thread unwinds with when it is killed.
-///
-/// [`GreenThread::kill`] makes the target unwind from its park point with
-/// this payload (eventlet's `GreenletExit`); its destructors run and the
-/// green thread's own top frame catches it, so no panic message is printed.
-/// [`GreenThread::join`] of a killed green thread returns `Err` holding it.
-///
-/// # Examples
-/// ```
-/// let gt = green::spawn(|| green::sleep(std::time::Duration::from_secs(60)));
-/// green::yield_now(); // let it start sleeping
-/// gt.kill();
-/// let err = gt.join().unwrap_err();
-/// assert!(err.is::<green::Killed>());
-/// ```
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Killed;
-
-impl fmt::Display for Killed {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("green thread was killed")
-    }
-}
-
-impl std::error::Error for Killed {}
+pub use crate::hub::cancel::Killed;
+pub(crate) use crate::hub::next_id;
+pub use crate::hub::spawn::current_id;
 
 /// What the spawned closure and the handle share.
 struct JoinState<T> {
@@ -600,18 +570,7 @@ where
 /// assert!(t.elapsed() >= std::time::Duration::from_millis(10));
 /// ```
 pub fn sleep(dur: Duration) {
-    if dur.is_zero() {
-        return yield_now();
-    }
-    match Instant::now().checked_add(dur) {
-        Some(deadline) => sleep_until(deadline),
-        None => loop {
-            hub::park(None);
-            if hub::hub().is_closing() {
-                return;
-            }
-        },
-    }
+    hub::sleep(dur);
 }
 
 /// Sleeps until `deadline`; yields once if it has already passed.
@@ -627,14 +586,7 @@ pub fn sleep(dur: Duration) {
 /// assert!(Instant::now() >= deadline);
 /// ```
 pub fn sleep_until(deadline: Instant) {
-    if Instant::now() >= deadline {
-        return yield_now();
-    }
-    while hub::park(Some(deadline)) != hub::Wake::TimedOut {
-        if Instant::now() >= deadline || hub::hub().is_closing() {
-            return;
-        }
-    }
+    hub::sleep_until(deadline);
 }
 
 /// Lets every other runnable green thread run once, then continues
@@ -657,18 +609,4 @@ pub fn sleep_until(deadline: Instant) {
 /// ```
 pub fn yield_now() {
     hub().yield_now();
-}
-
-/// The id of the green thread that calls it, or `None` on the root or a
-/// plain OS thread.
-///
-/// # Examples
-/// ```
-/// assert_eq!(green::current_id(), None);
-/// let gt = green::spawn(green::current_id);
-/// let id = gt.id();
-/// assert_eq!(gt.wait(), Some(id));
-/// ```
-pub fn current_id() -> Option<u64> {
-    hub::try_hub().and_then(|h| h.current_green_id())
 }

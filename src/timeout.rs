@@ -13,51 +13,12 @@ use std::panic::{self, AssertUnwindSafe};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use crate::hub::timer::{Action, TimerId};
-use crate::hub::{hub, Cancel};
+use crate::hub::timer::ArmedTimeout;
+use crate::hub::{end_cancel_unwind, hub};
+
+pub use crate::hub::cancel::Elapsed;
 
 static NEXT_TIMEOUT: AtomicU64 = AtomicU64::new(1);
-
-/// The error of [`with_timeout`], and the payload a context unwinds with when
-/// its [`Timeout`] expires.
-///
-/// # Examples
-/// ```
-/// use std::time::Duration;
-/// let r = green::with_timeout(Duration::from_millis(10), || {
-///     green::sleep(Duration::from_secs(10));
-/// });
-/// assert!(r.is_err());
-/// ```
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Elapsed {
-    id: u64,
-}
-
-impl Elapsed {
-    pub(crate) fn new(id: u64) -> Elapsed {
-        Elapsed { id }
-    }
-
-    /// The id of the [`Timeout`] that expired.
-    pub(crate) fn id(self) -> u64 {
-        self.id
-    }
-}
-
-impl fmt::Display for Elapsed {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("green timeout elapsed")
-    }
-}
-
-impl std::error::Error for Elapsed {}
-
-impl From<Elapsed> for std::io::Error {
-    fn from(e: Elapsed) -> std::io::Error {
-        std::io::Error::new(std::io::ErrorKind::TimedOut, e)
-    }
-}
 
 /// A guard that interrupts the current context if it is still alive after a
 /// duration; dropping it cancels the timer.
@@ -82,9 +43,7 @@ impl From<Elapsed> for std::io::Error {
 /// Panics when created from the hub itself (a timer callback).
 pub struct Timeout {
     id: u64,
-    key: u32,
-    gen: u32,
-    timer: TimerId,
+    armed: ArmedTimeout,
     _not_send: PhantomData<*const ()>,
 }
 
@@ -107,45 +66,31 @@ impl Timeout {
     /// Starts a timeout that expires at `deadline`.
     pub fn at(deadline: Instant) -> Timeout {
         let h = hub();
-        let token = h.token();
+        // Fails from the hub itself before an id is taken.
+        let _ = h.token();
         let id = NEXT_TIMEOUT.fetch_add(1, Ordering::Relaxed);
-        let timer = h.timers.borrow_mut().add(
-            deadline,
-            Action::Cancel {
-                key: token.key,
-                gen: token.gen,
-                cancel: Cancel::Timeout(id),
-            },
-        );
         Timeout {
             id,
-            key: token.key,
-            gen: token.gen,
-            timer,
+            armed: h.arm_timeout(deadline, id),
             _not_send: PhantomData,
         }
     }
 
     /// Cancels the timeout; returns `true` if it had not expired yet.
     pub fn cancel(self) -> bool {
-        let h = hub();
-        let pending = h.timers.borrow_mut().cancel(self.timer);
-        drop(self);
-        pending
+        hub().disarm_timeout(&self.armed)
     }
 
     /// Whether `payload` (from `catch_unwind` or `join`) is this timeout
     /// expiring.
     pub fn is_mine(&self, payload: &(dyn std::any::Any + Send)) -> bool {
-        payload.downcast_ref::<Elapsed>() == Some(&Elapsed { id: self.id })
+        payload.downcast_ref::<Elapsed>() == Some(&Elapsed::new(self.id))
     }
 }
 
 impl Drop for Timeout {
     fn drop(&mut self) {
-        let h = hub();
-        h.timers.borrow_mut().cancel(self.timer);
-        h.clear_pending_timeout(self.key, self.gen, self.id);
+        hub().disarm_timeout(&self.armed);
     }
 }
 
@@ -173,8 +118,8 @@ where
     match panic::catch_unwind(AssertUnwindSafe(f)) {
         Ok(v) => Ok(v),
         Err(p) if t.is_mine(&*p) => {
-            crate::hub::end_cancel_unwind();
-            Err(Elapsed { id: t.id })
+            end_cancel_unwind();
+            Err(Elapsed::new(t.id))
         }
         Err(p) => panic::resume_unwind(p),
     }

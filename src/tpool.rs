@@ -40,7 +40,7 @@ use std::io;
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
-use std::thread::{self, Thread};
+use std::thread;
 use std::time::{Duration, Instant};
 
 use crate::hub::{self, stronger, Cancel, Hub, Unparker, Wake};
@@ -113,11 +113,7 @@ struct Job {
 /// caller has returned.
 struct Signal {
     done: AtomicBool,
-    /// The caller blocks its OS thread instead of parking on its hub (its
-    /// hub is being torn down) and must be woken with `thread.unpark()`.
-    os_wait: AtomicBool,
     unparker: Unparker,
-    thread: Thread,
 }
 
 impl Signal {
@@ -125,23 +121,10 @@ impl Signal {
     fn complete(&self) {
         self.done.store(true, Ordering::SeqCst);
         self.unparker.unpark();
-        // Pairs with `wait_os`: either the caller sees `done` before it
-        // parks, or this sees `os_wait` (both SeqCst).
-        if self.os_wait.load(Ordering::SeqCst) {
-            self.thread.unpark();
-        }
     }
 
     fn is_done(&self) -> bool {
         self.done.load(Ordering::SeqCst)
-    }
-
-    /// Blocks the calling OS thread until the job has finished.
-    fn wait_os(&self) {
-        self.os_wait.store(true, Ordering::SeqCst);
-        while !self.is_done() {
-            thread::park();
-        }
     }
 }
 
@@ -326,9 +309,7 @@ where
     let run = unsafe { erase(run) };
     let signal = Arc::new(Signal {
         done: AtomicBool::new(false),
-        os_wait: AtomicBool::new(false),
         unparker,
-        thread: thread::current(),
     });
     POOL.submit(Job {
         run,
@@ -376,20 +357,15 @@ fn wait_done(h: &Hub, signal: &Signal) -> Option<Cancel> {
         // this green thread from its park point (or if the hub loop run by
         // a root panics). The unwind waits for the job.
         let wake = panic::catch_unwind(AssertUnwindSafe(|| h.park_raw(None))).unwrap_or_else(|p| {
-            signal.wait_os();
+            h.wait_blocking(|| signal.is_done());
             panic::resume_unwind(p)
         });
-        match wake {
-            Wake::Woken | Wake::TimedOut => {}
-            Wake::Cancel(c) => {
-                cancel = Some(stronger(cancel, c));
-                if h.is_closing() {
-                    // The hub is being torn down: parks return at once.
-                    signal.wait_os();
-                }
+        if let Wake::Cancel(c) = wake {
+            cancel = Some(stronger(cancel, c));
+            if h.is_closing() {
+                // Torn down: every park outside an unwind is a kill.
+                h.wait_blocking(|| signal.is_done());
             }
-            // Torn down while this context unwinds: no hub to park on.
-            Wake::Closed => signal.wait_os(),
         }
     }
     cancel

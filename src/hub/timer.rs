@@ -11,10 +11,10 @@ use std::collections::BinaryHeap;
 use std::fmt;
 use std::time::Instant;
 
-use super::Wake;
+use super::{Cancel, Hub, Wake};
 
 /// What a timer does when it fires.
-pub(crate) enum Action {
+pub(super) enum Action {
     /// Wake the context `key` (of generation `gen`) if it is still parked
     /// in park number `seq`.
     Wake {
@@ -24,11 +24,7 @@ pub(crate) enum Action {
         reason: Wake,
     },
     /// Deliver a cancellation (kill or timeout) to a context.
-    Cancel {
-        key: u32,
-        gen: u32,
-        cancel: super::Cancel,
-    },
+    Cancel { key: u32, gen: u32, cancel: Cancel },
 }
 
 /// Names one timer, to cancel it.
@@ -49,7 +45,7 @@ struct Entry {
 /// Every live timer has exactly one node in `heap` with its `seq`, and
 /// `entries[index].seq == seq` with `action` set. `cancelled` counts the heap
 /// nodes whose entry is gone.
-pub(crate) struct Timers {
+pub(super) struct Timers {
     heap: BinaryHeap<Reverse<(Instant, u64, u32)>>,
     entries: Vec<Entry>,
     free: Vec<u32>,
@@ -68,7 +64,7 @@ impl fmt::Debug for Timers {
 }
 
 impl Timers {
-    pub(crate) fn new() -> Timers {
+    pub(super) fn new() -> Timers {
         Timers {
             heap: BinaryHeap::new(),
             entries: Vec::new(),
@@ -80,16 +76,16 @@ impl Timers {
     }
 
     /// Number of live (not fired, not cancelled) timers.
-    pub(crate) fn len(&self) -> usize {
+    pub(super) fn len(&self) -> usize {
         self.live
     }
 
-    pub(crate) fn is_empty(&self) -> bool {
+    pub(super) fn is_empty(&self) -> bool {
         self.live == 0
     }
 
     /// Adds a timer that fires `action` at `deadline`.
-    pub(crate) fn add(&mut self, deadline: Instant, action: Action) -> TimerId {
+    pub(super) fn add(&mut self, deadline: Instant, action: Action) -> TimerId {
         let seq = self.next_seq;
         self.next_seq += 1;
         let entry = Entry {
@@ -112,7 +108,7 @@ impl Timers {
     }
 
     /// Cancels a timer; returns whether it was still pending.
-    pub(crate) fn cancel(&mut self, id: TimerId) -> bool {
+    pub(super) fn cancel(&mut self, id: TimerId) -> bool {
         let Some(entry) = self.entries.get_mut(id.index as usize) else {
             return false;
         };
@@ -157,13 +153,13 @@ impl Timers {
     }
 
     /// The earliest deadline of a live timer.
-    pub(crate) fn next_deadline(&mut self) -> Option<Instant> {
+    pub(super) fn next_deadline(&mut self) -> Option<Instant> {
         self.skip_cancelled();
         self.heap.peek().map(|Reverse((d, _, _))| *d)
     }
 
     /// Removes and returns the action of the earliest timer due at `now`.
-    pub(crate) fn pop_due(&mut self, now: Instant) -> Option<Action> {
+    pub(super) fn pop_due(&mut self, now: Instant) -> Option<Action> {
         self.skip_cancelled();
         let Reverse((deadline, _, index)) = *self.heap.peek()?;
         if deadline > now {
@@ -175,6 +171,75 @@ impl Timers {
         self.live -= 1;
         action
     }
+}
+
+impl Hub {
+    /// Adds a timer that wakes context `(key, gen)` from park number `seq`
+    /// with `reason` at `deadline`.
+    pub(super) fn add_wake_timer(
+        &self,
+        deadline: Instant,
+        key: u32,
+        gen: u32,
+        seq: u32,
+        reason: Wake,
+    ) -> TimerId {
+        self.timers.borrow_mut().add(
+            deadline,
+            Action::Wake {
+                key,
+                gen,
+                seq,
+                reason,
+            },
+        )
+    }
+
+    /// Cancels a timer; returns whether it was still pending.
+    pub(super) fn cancel_timer(&self, id: TimerId) -> bool {
+        self.timers.borrow_mut().cancel(id)
+    }
+
+    /// Arms timeout `id` for the current context: at `deadline` it is
+    /// delivered like a kill ([`Hub::cancel`]).
+    ///
+    /// # Panics
+    /// Panics when called from the hub itself (a timer callback).
+    pub(crate) fn arm_timeout(&self, deadline: Instant, id: u64) -> ArmedTimeout {
+        let token = self.token();
+        let timer = self.timers.borrow_mut().add(
+            deadline,
+            Action::Cancel {
+                key: token.key,
+                gen: token.gen,
+                cancel: Cancel::Timeout(id),
+            },
+        );
+        ArmedTimeout {
+            key: token.key,
+            gen: token.gen,
+            id,
+            timer,
+        }
+    }
+
+    /// Disarms a timeout: its timer is cancelled and, if it expired
+    /// already, its cancellation is forgotten. Returns whether the timer
+    /// was still pending.
+    pub(crate) fn disarm_timeout(&self, t: &ArmedTimeout) -> bool {
+        let pending = self.cancel_timer(t.timer);
+        self.clear_pending_timeout(t.key, t.gen, t.id);
+        pending
+    }
+}
+
+/// A timeout armed by [`Hub::arm_timeout`].
+#[derive(Debug)]
+pub(crate) struct ArmedTimeout {
+    key: u32,
+    gen: u32,
+    id: u64,
+    timer: TimerId,
 }
 
 #[cfg(test)]

@@ -276,6 +276,7 @@ impl Builder {
             ));
         }
         hooks::install_fork_handler();
+        crate::hub::on_leaked_teardown(forget_closed_waiters);
         let mut bits = self.bits;
         if bits & NET != 0 {
             bits |= EMULATE;

@@ -2,10 +2,9 @@
 //!
 //! Every context (a green thread, or the root context of an OS thread) has
 //! a token, set by [`Thread::unpark`] and taken by [`park`]. A context
-//! parks through its hub; when its hub is closing (the OS thread exits and
-//! unwinds its green threads, and a destructor parks), it blocks its OS
-//! thread instead (`park_os`), and `unpark` then also unparks that OS
-//! thread (`os_wait`).
+//! parks through its hub, which also handles a park on a closing hub (the
+//! OS thread exits and unwinds its green threads, and a destructor parks):
+//! it blocks the OS thread until an unpark from another one.
 
 use std::fmt;
 use std::num::NonZeroU64;
@@ -74,13 +73,8 @@ pub(super) struct Inner {
     name: Option<Box<str>>,
     /// The park token: set by `unpark`, taken by `park`.
     notified: AtomicBool,
-    /// The context blocks its OS thread in `park` (its hub is being torn
-    /// down and cannot park it) and must also be woken through `os`.
-    os_wait: AtomicBool,
     /// Wakes the context's park, or makes its next one return.
     pub(super) unparker: Unparker,
-    /// The OS thread the context lives on.
-    os: std::thread::Thread,
 }
 
 impl Thread {
@@ -90,9 +84,7 @@ impl Thread {
                 id: ThreadId::new(id),
                 name: name.map(String::into_boxed_str),
                 notified: AtomicBool::new(false),
-                os_wait: AtomicBool::new(false),
                 unparker,
-                os: std::thread::current(),
             }),
         }
     }
@@ -133,11 +125,6 @@ impl Thread {
         // context: it looks at the token after every wakeup.
         if !inner.notified.swap(true, Ordering::SeqCst) {
             inner.unparker.unpark();
-            // Pairs with `park_os`: either it sees the token before it
-            // blocks, or this sees `os_wait` (both SeqCst).
-            if inner.os_wait.load(Ordering::SeqCst) {
-                inner.os.unpark();
-            }
         }
     }
 
@@ -185,38 +172,13 @@ impl Thread {
                     inner.notified.store(false, Ordering::SeqCst);
                     return;
                 }
-                // The OS thread is exiting and this context is being
-                // unwound (a destructor parks): the hub cannot park it.
-                Wake::Closed => return inner.park_os(deadline),
-                Wake::Woken | Wake::Cancel(_) => {}
+                Wake::Woken | Wake::Closed | Wake::Cancel(_) => {}
             }
             if inner.notified.swap(false, Ordering::SeqCst) {
                 return;
             }
             if deadline.is_some_and(|d| Instant::now() >= d) {
                 return;
-            }
-        }
-    }
-}
-
-impl Inner {
-    /// Blocks the OS thread until the token is available or `deadline`.
-    fn park_os(&self, deadline: Option<Instant>) {
-        self.os_wait.store(true, Ordering::SeqCst);
-        loop {
-            if self.notified.swap(false, Ordering::SeqCst) {
-                return;
-            }
-            match deadline {
-                None => std::thread::park(),
-                Some(d) => {
-                    let now = Instant::now();
-                    if now >= d {
-                        return;
-                    }
-                    std::thread::park_timeout(d - now);
-                }
             }
         }
     }

@@ -305,44 +305,27 @@ pub(crate) fn wait<'a, S, T>(
     };
     drop(guard);
 
-    loop {
-        match block(&leave.w, deadline) {
-            Blocked::Notified => {
-                leave.armed = false;
-                // SAFETY: `notified` was seen with Acquire; the notifier is
-                // done with the slot.
-                return Waited::Notified(unsafe { (*leave.w.slot.get()).take() });
-            }
-            Blocked::TimedOut => {
-                // Decide under the lock whether a notification raced in.
-                leave.armed = false;
-                let mut g = lock(lock_ref);
-                let queued = list(&mut g).remove(&leave.w);
-                drop(g);
-                // SAFETY: either removed (nobody else can reach the node)
-                // or notified (the notifier finished under the lock just
-                // taken).
-                let v = unsafe { (*leave.w.slot.get()).take() };
-                return if queued {
-                    Waited::TimedOut(v)
-                } else {
-                    Waited::Notified(v)
-                };
-            }
-            Blocked::HubClosing => {
-                // The OS thread is exiting and this context is being unwound
-                // (a destructor waits): the hub can no longer park it, so
-                // the wait goes on blocking the OS thread instead.
-                let mut g = lock(lock_ref);
-                if list(&mut g).remove(&leave.w) {
-                    // SAFETY: removed under the lock: nobody else reaches
-                    // the node.
-                    let v = unsafe { (*leave.w.slot.get()).take() };
-                    let wakeup = Wakeup::Thread(std::thread::current());
-                    leave.w = Waiter::new(v, wakeup);
-                    list(&mut g).q.push_back(leave.w.clone());
-                }
-                // Else it was notified meanwhile: the next `block` sees it.
+    match block(&leave.w, deadline) {
+        Blocked::Notified => {
+            leave.armed = false;
+            // SAFETY: `notified` was seen with Acquire; the notifier is
+            // done with the slot.
+            Waited::Notified(unsafe { (*leave.w.slot.get()).take() })
+        }
+        Blocked::TimedOut => {
+            // Decide under the lock whether a notification raced in.
+            leave.armed = false;
+            let mut g = lock(lock_ref);
+            let queued = list(&mut g).remove(&leave.w);
+            drop(g);
+            // SAFETY: either removed (nobody else can reach the node)
+            // or notified (the notifier finished under the lock just
+            // taken).
+            let v = unsafe { (*leave.w.slot.get()).take() };
+            if queued {
+                Waited::TimedOut(v)
+            } else {
+                Waited::Notified(v)
             }
         }
     }
@@ -352,8 +335,6 @@ pub(crate) fn wait<'a, S, T>(
 enum Blocked {
     Notified,
     TimedOut,
-    /// The hub is tearing down while the context unwinds: it cannot park.
-    HubClosing,
 }
 
 /// Parks until `w` is notified or `deadline` passes. Kills and timeouts
@@ -364,14 +345,10 @@ fn block<T>(w: &Waiter<T>, deadline: Option<Instant>) -> Blocked {
             return Blocked::Notified;
         }
         if w.on_hub {
-            match hub::park(deadline) {
-                Wake::Woken => {}
-                Wake::Closed if !w.notified.load(Ordering::Acquire) => return Blocked::HubClosing,
-                _ => {
-                    if !w.notified.load(Ordering::Acquire) {
-                        return Blocked::TimedOut;
-                    }
-                }
+            // A closing hub parks by blocking the OS thread: the wakeup
+            // still comes through the hub.
+            if hub::park(deadline) == Wake::TimedOut && !w.notified.load(Ordering::Acquire) {
+                return Blocked::TimedOut;
             }
         } else {
             match deadline {

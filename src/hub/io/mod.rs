@@ -179,9 +179,7 @@ pub(crate) fn io_loop_unsignalled<T>(
             wait = wait.min(left);
         }
         if ready_now(fd, interest)? {
-            // A sleep: a park no one wakes. An early wake only makes the
-            // next try come sooner.
-            let _ = super::park(Instant::now().checked_add(wait));
+            super::sleep(wait);
         } else {
             match trampoline(fd, interest, Some(wait)) {
                 Err(e) if e.kind() != io::ErrorKind::TimedOut => return Err(e),

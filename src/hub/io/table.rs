@@ -258,7 +258,7 @@ pub(super) fn park_on(
             interest,
             token,
         };
-        let wake = hubmod::park(deadline);
+        let wake = hubmod::park_fd(deadline);
         let still_waiting = {
             let mut io = hub.io.borrow_mut();
             io.get(fd)
@@ -373,7 +373,7 @@ impl Hub {
                 set,
                 token,
             };
-            let wake = hubmod::park(deadline);
+            let wake = hubmod::park_fd(deadline);
             let spurious = wake == Wake::Woken && guard.all_queued();
             drop(guard);
             match wake {
