@@ -45,6 +45,8 @@
 //! lock, permit or item later handed to one of them is lost.
 //! See `docs/architecture.md` for how the hub works.
 #![deny(missing_docs, missing_debug_implementations, unsafe_op_in_unsafe_fn)]
+// Every unsafe block says why it is sound; libc is called only in `sys`.
+#![deny(clippy::undocumented_unsafe_blocks, clippy::disallowed_methods)]
 #![doc(test(attr(deny(warnings))))]
 
 mod block_on;

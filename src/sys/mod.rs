@@ -15,6 +15,8 @@
 //! function (`clippy.toml` lists them under `disallowed-methods`); libc's
 //! types and constants are used freely.
 
+#![allow(clippy::disallowed_methods)]
+
 pub(crate) mod errno;
 pub(crate) mod mem;
 pub mod original;

@@ -98,11 +98,14 @@ unsafe extern "C" fn fcntl_patched(fd: c_int, cmd: c_int, arg: c_long) -> c_int 
 #[no_mangle]
 pub unsafe extern "C" fn ioctl(fd: c_int, request: c_ulong, arg: *mut c_void) -> c_int {
     let st = state();
-    // SAFETY: FIONBIO takes a pointer to an int.
+    let fionbio_on = || {
+        // SAFETY: FIONBIO takes a pointer to an int, checked non-null.
+        unsafe { *(arg as *const c_int) != 0 }
+    };
     if keeping(st)
         && request == libc::FIONBIO as c_ulong
         && !arg.is_null()
-        && fionbio_kept(st, fd, unsafe { *(arg as *const c_int) } != 0)
+        && fionbio_kept(st, fd, fionbio_on())
     {
         // The owner asked for blocking mode: green keeps the socket
         // non-blocking underneath and blocks for it.

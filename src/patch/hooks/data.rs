@@ -249,8 +249,10 @@ fd_hooks! {
         Write, len: None, pass: false, |max| original::write(fd, buf, count.min(max))
     }
     fn readv(fd: c_int, iov: *const iovec, iovcnt: c_int) -> ssize_t {
-        // SAFETY (the length): the caller's iovecs.
-        Read, len: unsafe { iov_total(iov, iovcnt) }, pass: false,
+        Read, len: {
+            // SAFETY: the caller's iovecs.
+            unsafe { iov_total(iov, iovcnt) }
+        }, pass: false,
         |_max| original::readv(fd, iov, iovcnt)
     }
     fn writev(fd: c_int, iov: *const iovec, iovcnt: c_int) -> ssize_t {

@@ -250,8 +250,11 @@ unsafe fn green_select(
     deadline: Option<Instant>,
 ) -> c_int {
     const EVENTS: [libc::c_short; 3] = [libc::POLLIN, libc::POLLOUT, libc::POLLPRI];
-    // SAFETY (set accesses): the caller's contract.
-    let is_set = |k: usize, fd: c_int| !sets[k].is_null() && unsafe { libc::FD_ISSET(fd, sets[k]) };
+    let is_set = |k: usize, fd: c_int| {
+        // SAFETY: a set the caller passed, checked non-null; `fd` is below
+        // `nfds`, within the set.
+        !sets[k].is_null() && unsafe { libc::FD_ISSET(fd, sets[k]) }
+    };
     let mut pfds: Vec<pollfd> = (0..nfds)
         .filter_map(|fd| {
             let events = (0..3)

@@ -27,10 +27,8 @@ fn green_sleep(hub: &Hub, d: Duration) {
 #[no_mangle]
 pub unsafe extern "C" fn nanosleep(req: *const timespec, rem: *mut timespec) -> c_int {
     if let Some(hub) = green_hub(state(), SLEEP) {
-        // SAFETY: the caller's timespec.
-        if let Some(d) = (!req.is_null())
-            .then(|| unsafe { ts_duration(&*req) })
-            .flatten()
+        // SAFETY: the caller's timespec, checked non-null.
+        if let Some(d) = (!req.is_null()).then(|| unsafe { ts_duration(&*req) }).flatten()
         {
             mark(H::nanosleep);
             green_sleep(hub, d);
@@ -62,10 +60,8 @@ pub unsafe extern "C" fn clock_nanosleep(
         libc::CLOCK_REALTIME | libc::CLOCK_MONOTONIC | libc::CLOCK_BOOTTIME
     );
     if let Some(hub) = green_hub(state(), SLEEP).filter(|_| known) {
-        // SAFETY: the caller's timespec.
-        if let Some(t) = (!req.is_null())
-            .then(|| unsafe { ts_duration(&*req) })
-            .flatten()
+        // SAFETY: the caller's timespec, checked non-null.
+        if let Some(t) = (!req.is_null()).then(|| unsafe { ts_duration(&*req) }).flatten()
         {
             let d = if flags & libc::TIMER_ABSTIME != 0 {
                 clock_now(clock).map(|now| t.saturating_sub(now))

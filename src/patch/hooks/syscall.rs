@@ -164,8 +164,10 @@ unsafe extern "C" fn syscall_patched(
 ) -> c_long {
     let st = state();
     let a = [a1, a2, a3, a4, a5, a6];
-    // SAFETY (each call): the caller's arguments, unchanged.
-    let real = || unsafe { original::syscall(num, a1, a2, a3, a4, a5, a6) };
+    let real = || {
+        // SAFETY: the caller's arguments, unchanged.
+        unsafe { original::syscall(num, a1, a2, a3, a4, a5, a6) }
+    };
     if num == libc::SYS_futex {
         // SAFETY: the caller's futex arguments.
         return unsafe { futex_call(st, a[0], a[1], a[2], a[3], a[5]) }.unwrap_or_else(real);
