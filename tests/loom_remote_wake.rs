@@ -2,10 +2,11 @@
 //!
 //! This is not the hub's code: it is a standalone copy of its steps, with
 //! the same atomics and orderings, each function naming the hub function it
-//! mirrors (`src/hub/mod.rs`: `Shared::unpark_remote`, `Shared::wake_loop`,
-//! `Hub::run_root`, `Hub::drain_remote`, `Hub::poll`; `src/hub/poller.rs`:
-//! `Poller::notify`, `Poller::wait`, `Poller::drain`). A change to the
-//! protocol there must be made here too.
+//! mirrors (`src/hub/unpark.rs`: `Shared::unpark_remote`,
+//! `Shared::wake_loop`; `src/hub/run.rs`: `Hub::run_root`,
+//! `Hub::drain_remote`, `Hub::poll`; `src/hub/poller.rs`: `Poller::notify`,
+//! `Poller::wait`, `Poller::drain`). A change to the protocol there must be
+//! made here too.
 //!
 //! The protocol: a waker on another OS thread pushes onto the hub's remote
 //! queue, sets `has_remote`, and writes the eventfd only if the hub says it

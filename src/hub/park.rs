@@ -122,6 +122,8 @@ impl Hub {
     /// because of one. A cancellation that arrives meanwhile wakes the
     /// context once, as a spurious [`Wake::Woken`]. For waits that must not
     /// end early (a `futex` wait whose caller would spin).
+    // Used only by the futex table, which `cfg(loom)` replaces by a model.
+    #[cfg_attr(loom, allow(dead_code))]
     pub(crate) fn park_keep_cancel(&self, deadline: Option<Instant>) -> Wake {
         self.park_inner(deadline, false)
     }

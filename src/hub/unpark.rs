@@ -135,6 +135,8 @@ impl Unparker {
 
     /// Whether the hub of the context was torn down (its thread exited):
     /// the context never runs again.
+    // Used only by the futex table, which `cfg(loom)` replaces by a model.
+    #[cfg_attr(loom, allow(dead_code))]
     pub(crate) fn hub_closed(&self) -> bool {
         self.shared.closed.load(Ordering::Acquire)
     }
