@@ -1,16 +1,18 @@
 //! The hub's poller: epoll plus an eventfd for wakeups from other threads.
 //!
 //! This is the one place that knows the platform's readiness API. It makes
-//! exactly one syscall per wait (`epoll_pwait`, or `epoll_pwait2` for a
-//! timeout too long for milliseconds, as rustix chooses), none per fd wait
-//! (fds are registered once, edge-triggered), and one `write` to the eventfd
-//! per notification, only when the hub is asleep and not yet notified.
+//! exactly one syscall per wait (`epoll_pwait2` with a nanosecond timeout,
+//! or `epoll_pwait` rounded up to milliseconds on kernels before 5.11: see
+//! `sys::epoll`), none per fd wait (fds are registered once,
+//! edge-triggered), and one `write` to the eventfd per notification, only
+//! when the hub is asleep and not yet notified.
 //!
-//! Every call goes through rustix (`crate::sys`), which makes the system
-//! call itself: none of them can land in one of green's own interposers.
+//! Every call goes through `crate::sys` (rustix, or the machine's system
+//! call instruction), which makes the system call itself: none of them can
+//! land in one of green's own interposers.
 
 use std::io;
-use std::os::fd::{BorrowedFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
@@ -122,15 +124,18 @@ impl Poller {
         buf.reserve(cap);
         // A timeout past what a timespec holds is as good as none.
         let ts = timeout.and_then(|t| Timespec::try_from(t).ok());
-        let events = match epoll::wait(&self.epoll, buf.spare_capacity_mut(), ts.as_ref()) {
-            Ok((events, _)) => events,
+        let spare = &mut buf.spare_capacity_mut()[..cap];
+        let n = match crate::sys::epoll::wait(self.epoll.as_fd(), spare, ts.as_ref()) {
+            Ok(n) => n,
             Err(Errno::INTR) => return Ok(()),
             Err(e) => return Err(e.into()),
         };
+        // SAFETY: the kernel initialised the first `n` entries.
+        unsafe { buf.set_len(n) };
         use epoll::EventFlags as F;
         let readable = F::IN | F::PRI | F::RDHUP;
         let both = F::HUP | F::ERR;
-        for ev in events.iter() {
+        for ev in buf.iter() {
             let (bits, key) = (ev.flags, ev.data.u64());
             if key == NOTIFY_KEY {
                 self.drain();

@@ -17,6 +17,7 @@
 
 #![allow(clippy::disallowed_methods)]
 
+pub(crate) mod epoll;
 pub(crate) mod errno;
 pub(crate) mod mem;
 pub mod original;

@@ -104,7 +104,7 @@ pub(super) use syscall_hooked as syscall;
     not(all(target_arch = "x86_64", target_pointer_width = "64")),
     export_name = "syscall"
 )]
-unsafe extern "C" fn syscall_hooked(
+pub(super) unsafe extern "C" fn syscall_hooked(
     num: c_long,
     a1: c_long,
     a2: c_long,
