@@ -68,7 +68,7 @@
 //! | `coop.rs` | the cooperative budget |
 //! | `teardown.rs` | the hub's end at its thread's exit |
 //! | `timer.rs`, `poller.rs` | the timer heap, epoll and the eventfd |
-//! | `io.rs`, `fdmap.rs` | fd readiness, [`trampoline`] and the I/O loop |
+//! | `io/`, `fdmap.rs` | fd readiness, [`trampoline`], closes and the I/O loop |
 //! | `stall.rs` | the watchdog of a hub held too long |
 
 pub(crate) mod cancel;

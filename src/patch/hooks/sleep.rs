@@ -28,7 +28,9 @@ fn green_sleep(hub: &Hub, d: Duration) {
 pub unsafe extern "C" fn nanosleep(req: *const timespec, rem: *mut timespec) -> c_int {
     if let Some(hub) = green_hub(state(), SLEEP) {
         // SAFETY: the caller's timespec, checked non-null.
-        if let Some(d) = (!req.is_null()).then(|| unsafe { ts_duration(&*req) }).flatten()
+        if let Some(d) = (!req.is_null())
+            .then(|| unsafe { ts_duration(&*req) })
+            .flatten()
         {
             mark(H::nanosleep);
             green_sleep(hub, d);
@@ -61,7 +63,9 @@ pub unsafe extern "C" fn clock_nanosleep(
     );
     if let Some(hub) = green_hub(state(), SLEEP).filter(|_| known) {
         // SAFETY: the caller's timespec, checked non-null.
-        if let Some(t) = (!req.is_null()).then(|| unsafe { ts_duration(&*req) }).flatten()
+        if let Some(t) = (!req.is_null())
+            .then(|| unsafe { ts_duration(&*req) })
+            .flatten()
         {
             let d = if flags & libc::TIMER_ABSTIME != 0 {
                 clock_now(clock).map(|now| t.saturating_sub(now))
