@@ -8,7 +8,6 @@ use std::time::{Duration, Instant};
 use crate::hub::fdmap::FdMap;
 use crate::hub::Interest;
 use crate::sys::fs::{fcntl_getfl, fcntl_setfl, fstat, OFlags};
-use crate::sys::net::sockopt::{socket_timeout, Timeout};
 
 /// Classified (the other bits are meaningful).
 pub(super) const KNOWN: u32 = 1;
@@ -76,8 +75,8 @@ pub(super) fn classify(fd: RawFd) -> u32 {
             (
                 KNOWN | OURS | sock_kind(fd),
                 Some((
-                    sock_timeout(file, Timeout::Recv),
-                    sock_timeout(file, Timeout::Send),
+                    sock_timeout(fd, libc::SO_RCVTIMEO),
+                    sock_timeout(fd, libc::SO_SNDTIMEO),
                 )),
             )
         }
@@ -121,9 +120,9 @@ pub(super) fn kind_of(domain: libc::c_int, ty: libc::c_int) -> u32 {
     }
 }
 
-/// A socket timeout option of `file`, in nanoseconds (0: none).
-fn sock_timeout(file: BorrowedFd<'_>, which: Timeout) -> u64 {
-    match socket_timeout(file, which) {
+/// The socket timeout option `name` of `fd`, in nanoseconds (0: none).
+fn sock_timeout(fd: RawFd, name: libc::c_int) -> u64 {
+    match crate::sys::socket::getsockopt_timeout(fd, name) {
         Ok(Some(d)) => d.as_nanos().min(u64::MAX as u128) as u64,
         _ => 0,
     }

@@ -22,6 +22,7 @@ use std::io;
 use std::mem;
 use std::os::fd::RawFd;
 use std::ptr;
+use std::time::Duration;
 
 use rustix::net::addr::{SocketAddrArg, SocketAddrLen, SocketAddrOpaque, SocketAddrStorage};
 use rustix::net::SocketAddrAny;
@@ -108,4 +109,39 @@ pub(crate) fn getsockopt_int(
         return Err(io::Error::last_os_error());
     }
     Ok(value)
+}
+
+/// Reads the timeout option `name` (`SO_RCVTIMEO` or `SO_SNDTIMEO`) of
+/// socket `fd`: `None` when there is none.
+///
+/// libc's call with a `timeval`, not rustix's `socket_timeout`: that one
+/// asks for the 64-bit option and panics on an answer of another size
+/// (qemu-user gives one), and the interposers that classify a socket
+/// must not unwind.
+///
+/// # Errors
+/// The OS error from `getsockopt` (`EBADF`, `ENOTSOCK`).
+pub(crate) fn getsockopt_timeout(fd: RawFd, name: libc::c_int) -> io::Result<Option<Duration>> {
+    let mut tv = libc::timeval {
+        tv_sec: 0,
+        tv_usec: 0,
+    };
+    let mut len = mem::size_of::<libc::timeval>() as libc::socklen_t;
+    // SAFETY: a timeval-sized option into a timeval and its size. libc's
+    // `getsockopt` has no interposer in green.
+    let rc = unsafe {
+        libc::getsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            name,
+            ptr::from_mut(&mut tv).cast(),
+            &mut len,
+        )
+    };
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let d = Duration::new(tv.tv_sec.max(0) as u64, 0)
+        .saturating_add(Duration::from_micros(tv.tv_usec.max(0) as u64));
+    Ok((!d.is_zero()).then_some(d))
 }

@@ -27,9 +27,11 @@ fn green_sleep(hub: &Hub, d: Duration) {
 #[no_mangle]
 pub unsafe extern "C" fn nanosleep(req: *const timespec, rem: *mut timespec) -> c_int {
     if let Some(hub) = green_hub(state(), SLEEP) {
-        // SAFETY: the caller's timespec, checked non-null.
         if let Some(d) = (!req.is_null())
-            .then(|| unsafe { ts_duration(&*req) })
+            .then(|| {
+                // SAFETY: the caller's timespec, checked non-null.
+                unsafe { ts_duration(&*req) }
+            })
             .flatten()
         {
             mark(H::nanosleep);
@@ -62,9 +64,11 @@ pub unsafe extern "C" fn clock_nanosleep(
         libc::CLOCK_REALTIME | libc::CLOCK_MONOTONIC | libc::CLOCK_BOOTTIME
     );
     if let Some(hub) = green_hub(state(), SLEEP).filter(|_| known) {
-        // SAFETY: the caller's timespec, checked non-null.
         if let Some(t) = (!req.is_null())
-            .then(|| unsafe { ts_duration(&*req) })
+            .then(|| {
+                // SAFETY: the caller's timespec, checked non-null.
+                unsafe { ts_duration(&*req) }
+            })
             .flatten()
         {
             let d = if flags & libc::TIMER_ABSTIME != 0 {
