@@ -300,10 +300,10 @@ fn execute_from_two_hubs() -> io::Result<()> {
     Ok(())
 }
 
-/// Blocks until OS thread `tid` of this process sleeps on a futex (a
-/// blocked `thread::park` or lock): synchronisation on kernel state, not a
-/// guess at a delay.
-fn wait_until_blocked_on_futex(tid: libc::pid_t) {
+/// Blocks until OS thread `tid` of this process sleeps in the kernel (a
+/// closing hub's caller blocks its OS thread in the hub's epoll wait):
+/// synchronisation on kernel state, not a guess at a delay.
+fn wait_until_blocked(tid: libc::pid_t) {
     let deadline = Instant::now() + HANG;
     loop {
         let stat = std::fs::read_to_string(format!("/proc/self/task/{tid}/stat"));
@@ -316,7 +316,7 @@ fn wait_until_blocked_on_futex(tid: libc::pid_t) {
         if sleeping {
             match std::fs::read_to_string(format!("/proc/self/task/{tid}/wchan")) {
                 Ok(w) if !w.is_empty() && w != "0" => {
-                    if w.contains("futex") {
+                    if w.contains("epoll") || w.contains("futex") {
                         return;
                     }
                 }
@@ -383,7 +383,7 @@ fn thread_exit_unwinds_a_caller_only_after_its_job() {
     let tid = tid_rx.recv_timeout(HANG).unwrap();
     teardown_rx.recv_timeout(HANG).unwrap();
     // The unwinding caller now waits for its job, blocking its OS thread.
-    wait_until_blocked_on_futex(tid);
+    wait_until_blocked(tid);
     release_tx.send(()).unwrap();
     hub_thread.join().unwrap();
     assert!(
