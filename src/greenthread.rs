@@ -10,12 +10,14 @@ use std::cell::{Cell, RefCell};
 use std::fmt;
 use std::io;
 use std::marker::PhantomData;
-use std::panic::{self, AssertUnwindSafe};
+use std::panic::{self, AssertUnwindSafe, Location};
 use std::rc::Rc;
+use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
 use crate::coro::DEFAULT_STACK_SIZE;
+use crate::hub::stall::Origin;
 use crate::hub::{self, hub, Token, Wake};
 
 pub use crate::hub::cancel::Killed;
@@ -248,6 +250,7 @@ pub struct Builder {
     stack_size: usize,
     shared: bool,
     identity: Option<bool>,
+    name: Option<Arc<str>>,
 }
 
 impl Default for Builder {
@@ -263,6 +266,32 @@ impl Builder {
             stack_size: DEFAULT_STACK_SIZE,
             shared: false,
             identity: None,
+            name: None,
+        }
+    }
+
+    /// Names the green thread. The name appears in the reports of
+    /// [`debug`](crate::debug) (with the file and line of the spawn call,
+    /// which every green thread has), so a stall or a dump says which green
+    /// thread it is about.
+    ///
+    /// # Examples
+    /// ```
+    /// let gt = green::Builder::new().name("poller").spawn(|| 7)?;
+    /// assert_eq!(gt.wait(), 7);
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub fn name(mut self, name: impl Into<String>) -> Builder {
+        self.name = Some(Arc::from(name.into()));
+        self
+    }
+
+    /// Where the green thread comes from: its name and the spawn call.
+    #[track_caller]
+    fn origin(&self) -> Origin {
+        Origin {
+            site: Some(Location::caller()),
+            name: self.name.clone(),
         }
     }
 
@@ -353,6 +382,7 @@ impl Builder {
     /// # Errors
     /// An `OutOfMemory` error naming `vm.max_map_count` when no stack can be
     /// mapped.
+    #[track_caller]
     pub fn spawn<F, T>(self, f: F) -> io::Result<GreenThread<T>>
     where
         F: FnOnce() -> T + 'static,
@@ -365,6 +395,7 @@ impl Builder {
     ///
     /// # Errors
     /// As [`Builder::spawn`].
+    #[track_caller]
     pub fn spawn_after<F, T>(self, delay: Duration, f: F) -> io::Result<GreenThread<T>>
     where
         F: FnOnce() -> T + 'static,
@@ -380,26 +411,36 @@ impl Builder {
     ///
     /// # Errors
     /// As [`Builder::spawn`].
+    #[track_caller]
     pub fn spawn_n<F>(self, f: F) -> io::Result<()>
     where
         F: FnOnce() + 'static,
     {
         let h = hub();
         let identity = self.identity();
-        h.spawn_raw(self.stack_size, self.shared, identity, None, move || {
-            let h = hub();
-            if h.take_kill() {
-                return;
-            }
-            if let Err(p) = panic::catch_unwind(AssertUnwindSafe(f)) {
-                if h.is_closing() {
-                    panic::resume_unwind(p);
+        let origin = self.origin();
+        h.spawn_raw(
+            self.stack_size,
+            self.shared,
+            identity,
+            None,
+            origin,
+            move || {
+                let h = hub();
+                if h.take_kill() {
+                    return;
                 }
-            }
-        })?;
+                if let Err(p) = panic::catch_unwind(AssertUnwindSafe(f)) {
+                    if h.is_closing() {
+                        panic::resume_unwind(p);
+                    }
+                }
+            },
+        )?;
         Ok(())
     }
 
+    #[track_caller]
     fn spawn_at<F, T>(self, at: Option<Instant>, f: F) -> io::Result<GreenThread<T>>
     where
         F: FnOnce() -> T + 'static,
@@ -414,8 +455,14 @@ impl Builder {
         });
         let st = state.clone();
         let identity = self.identity();
-        let (key, gen, id) =
-            hub().spawn_raw(self.stack_size, self.shared, identity, at, move || {
+        let origin = self.origin();
+        let (key, gen, id) = hub().spawn_raw(
+            self.stack_size,
+            self.shared,
+            identity,
+            at,
+            origin,
+            move || {
                 let h = hub();
                 st.started.set(true);
                 let result = if h.take_kill() {
@@ -442,7 +489,8 @@ impl Builder {
                 // its joiner sees the result, as with an OS thread.
                 hub().exit_thread();
                 st.finish(result);
-            })?;
+            },
+        )?;
         Ok(GreenThread {
             state,
             key,
@@ -468,6 +516,7 @@ impl Builder {
 /// let b = green::spawn(|| "b");
 /// assert_eq!((a.wait(), b.wait()), ("a", "b"));
 /// ```
+#[track_caller]
 pub fn spawn<F, T>(f: F) -> GreenThread<T>
 where
     F: FnOnce() -> T + 'static,
@@ -524,6 +573,7 @@ where
 /// green::yield_now();
 /// assert!(ran.get());
 /// ```
+#[track_caller]
 pub fn spawn_n<F>(f: F)
 where
     F: FnOnce() + 'static,
@@ -547,6 +597,7 @@ where
 /// assert!(later.cancel());
 /// assert!(later.join().unwrap_err().is::<green::Killed>());
 /// ```
+#[track_caller]
 pub fn spawn_after<F, T>(delay: Duration, f: F) -> GreenThread<T>
 where
     F: FnOnce() -> T + 'static,

@@ -51,6 +51,7 @@
 
 mod block_on;
 mod coro;
+pub mod debug;
 mod event;
 mod greenthread;
 pub mod hub;

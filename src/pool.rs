@@ -171,6 +171,7 @@ impl GreenPool {
     /// let gt = pool.spawn(|| 6 * 7);
     /// assert_eq!(gt.wait(), 42);
     /// ```
+    #[track_caller]
     pub fn spawn<F, T>(&self, f: F) -> GreenThread<T>
     where
         F: FnOnce() -> T + 'static,
@@ -205,6 +206,7 @@ impl GreenPool {
     /// pool.waitall();
     /// assert_eq!(done.get(), 5);
     /// ```
+    #[track_caller]
     pub fn spawn_n<F>(&self, f: F)
     where
         F: FnOnce() + 'static,
@@ -491,6 +493,7 @@ impl<T: 'static> GreenPile<T> {
 
     /// Spawns `f` in the pile's pool (waiting for a slot if it is full);
     /// its result comes out of the pile after those spawned before it.
+    #[track_caller]
     pub fn spawn<F>(&mut self, f: F)
     where
         F: FnOnce() -> T + 'static,

@@ -69,7 +69,7 @@
 //! | `teardown.rs` | the hub's end at its thread's exit |
 //! | `timer.rs`, `poller.rs` | the timer heap, epoll and the eventfd |
 //! | `io/`, `fdmap.rs` | fd readiness, [`trampoline`], closes and the I/O loop |
-//! | `stall.rs` | the watchdog of a hub held too long |
+//! | `stall.rs` | what a watchdog sees of a hub: its beat, spawn sites, names |
 
 pub(crate) mod cancel;
 mod coop;
@@ -261,8 +261,12 @@ fn create() -> &'static Hub {
     let poller = poller::Poller::new()
         .unwrap_or_else(|e| panic!("green: cannot create the hub's poller: {e}"));
     let altstack = coro::install_overflow_handler();
+    let records = Arc::new(stall::Records::default());
     let beat = {
-        let beat = Arc::new(stall::Beat::default());
+        let beat = Arc::new(stall::Beat {
+            records: records.clone(),
+            ..stall::Beat::default()
+        });
         let tid = crate::sys::thread::gettid().as_raw_nonzero().get();
         beat.tid.store(tid as u64, Ordering::Relaxed);
         stall::register(&beat);
@@ -280,7 +284,7 @@ fn create() -> &'static Hub {
             closed: AtomicBool::new(false),
             beat,
         }),
-        slots: RefCell::new(Slab::with_root()),
+        slots: RefCell::new(Slab::with_root(records)),
         run_queue: RefCell::new(VecDeque::new()),
         current: Cell::new(ROOT),
         current_yielder: Cell::new(std::ptr::null()),

@@ -8,9 +8,11 @@
 //! may add a chunk).
 
 use std::any::Any;
+use std::sync::Arc;
 
 use super::cancel::CancelState;
 use super::seat::Seat;
+use super::stall::{Record, Records};
 use super::timer::TimerId;
 use super::Wake;
 use crate::coro::{Coro, RunningInfo, Yielder};
@@ -37,6 +39,8 @@ pub(super) struct GreenCtx {
     /// own (0: it runs on the OS thread's).
     pub(super) tls: Option<crate::coro::tls::Block>,
     pub(super) tp: usize,
+    /// Its record (`stall::Record`) holds a name, to clear when it ends.
+    pub(super) named: bool,
 }
 
 impl GreenCtx {
@@ -97,18 +101,25 @@ impl Slot {
 /// while that green thread spawns others.
 pub(super) struct Slab {
     chunks: Vec<Box<[Slot; CHUNK]>>,
+    /// The slots' records, chunk for chunk, also in `shared`.
+    records: Vec<Arc<[Record; CHUNK]>>,
+    /// The records as the watchdog reads them (the hub's `Beat`).
+    shared: Arc<Records>,
     len: usize,
     /// Vacant slots below `len`, reused before the slab grows.
     free: Vec<u32>,
 }
 
-const CHUNK: usize = 64;
+pub(super) const CHUNK: usize = 64;
 
 impl Slab {
-    /// A slab holding the root's slot, running.
-    pub(super) fn with_root() -> Slab {
+    /// A slab holding the root's slot, running, whose records are
+    /// published in `shared`.
+    pub(super) fn with_root(shared: Arc<Records>) -> Slab {
         let mut slab = Slab {
             chunks: Vec::new(),
+            records: Vec::new(),
+            shared,
             len: 0,
             free: Vec::new(),
         };
@@ -153,6 +164,19 @@ impl Slab {
             .try_into()
             .unwrap_or_else(|_| unreachable!("the vector has CHUNK slots"));
         self.chunks.push(chunk);
+        let records: Arc<[Record; CHUNK]> = Arc::new(std::array::from_fn(|_| Record::default()));
+        self.shared
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(records.clone());
+        self.records.push(records);
+    }
+
+    /// The record of slot `key`.
+    #[inline]
+    pub(super) fn record(&self, key: u32) -> &Record {
+        let i = key as usize;
+        &self.records[i / CHUNK][i % CHUNK]
     }
 
     #[inline]

@@ -13,6 +13,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use super::slots::{GreenCtx, State};
+use super::stall::Origin;
 use super::{hub, try_hub, Hub, Unparker, Wake, HUB, HUB_CTX, ROOT};
 use crate::coro::{self, Coro, GreenStack, Yielder};
 
@@ -134,12 +135,13 @@ impl Hub {
             slot.cancel.reset(&self.cancels);
             slot.notified = false;
             let timer = slot.timer.take();
-            let (coro, seat) = match slot.green.as_mut() {
-                Some(g) => (g.coro.take(), g.seat.take()),
-                None => (None, None),
+            let (coro, seat, named) = match slot.green.as_mut() {
+                Some(g) => (g.coro.take(), g.seat.take(), g.named),
+                None => (None, None, false),
             };
             slot.green = None;
             slot.thread = None;
+            slots.record(key).clear(named);
             (coro, seat, timer)
         };
         if let Some(t) = timer {
@@ -165,6 +167,7 @@ impl Hub {
         shared: bool,
         identity: bool,
         at: Option<Instant>,
+        origin: Origin,
         body: F,
     ) -> std::io::Result<(u32, u32, u64)>
     where
@@ -188,6 +191,7 @@ impl Hub {
                 seat: Some(seat),
                 tls: None,
                 tp: 0,
+                named: false,
             }
         } else {
             let stack = self.stacks.borrow_mut().get(stack_size)?;
@@ -201,14 +205,17 @@ impl Hub {
                 seat: None,
                 tls: None,
                 tp: 0,
+                named: false,
             }
         };
         if identity {
             self.give_identity(&mut green, span)?;
         }
         let id = green.id;
+        green.named = origin.name.is_some();
         let mut slots = self.slots.borrow_mut();
         let key = slots.alloc();
+        slots.record(key).fill(id, origin);
         let slot = &mut slots[key as usize];
         slot.green = Some(green);
         slot.reason = Wake::Woken;

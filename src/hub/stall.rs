@@ -1,24 +1,91 @@
-//! A watchdog that reports a hub held by one green thread, for where green
-//! threads share their OS thread's identity.
+//! What a watchdog on another OS thread can see of a hub: its beat, and
+//! a record of each green thread.
 //!
-//! There, two green threads of one hub blocked in std's `thread::park`
-//! (under std's `mpsc`, crossbeam-channel, parking_lot, `thread::scope`)
-//! share one parker word, and the second spins on it in user space for
-//! ever: no call is made that green could hook, and the hub stops. The
-//! watchdog, an OS thread started by `patch()` when identity is shared,
-//! looks at every hub once a second. A hub whose current green thread has
-//! run for [`LIMIT`] without switching is reported on stderr, once per
-//! stall, with the likely cause and the fix; so is the end of the stall.
+//! A hub held by one green thread (a CPU loop, or a call green does not
+//! make cooperative) stops every other green thread of its OS thread. The
+//! watchdog (`crate::debug`) notices it from another OS thread, so what it
+//! reads must be shared: each hub publishes a [`Beat`] (a resume counter and
+//! the id of the green thread running now) and a [`Record`] per slot (the
+//! id of the green thread in it, where it was spawned, its name), which the
+//! slab writes when it spawns one and clears when it reaps it.
 //!
-//! The hub's side is two stores per resume (`resumes`, `running`) and one
-//! when the green thread switches back.
+//! The hub's side is two relaxed stores per resume and one when the green
+//! thread switches back; a spawn adds two stores (and a lock if the green
+//! thread is named), a reap one.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::panic::Location;
+use std::ptr;
+use std::sync::atomic::{AtomicPtr, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
-use std::time::{Duration, Instant};
 
-/// How long a green thread may run without switching before it is reported.
-pub(crate) const LIMIT: Duration = Duration::from_secs(10);
+use super::slots::CHUNK;
+
+/// Where a green thread comes from: the spawn call and the name it was
+/// given.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Origin {
+    /// The call of the spawn family that made it (`#[track_caller]`).
+    pub(crate) site: Option<&'static Location<'static>>,
+    /// The name given by a `Builder`, if any.
+    pub(crate) name: Option<Arc<str>>,
+}
+
+/// What another OS thread can read of one slot's green thread.
+#[derive(Debug, Default)]
+pub(crate) struct Record {
+    /// The id of the green thread in the slot; 0 when it is vacant.
+    id: AtomicU64,
+    /// Where it was spawned (null: unknown). Locations are `'static`: the
+    /// pointer stays valid whatever the green thread does.
+    site: AtomicPtr<Location<'static>>,
+    /// Its name, if it has one.
+    name: Mutex<Option<Arc<str>>>,
+}
+
+impl Record {
+    /// Green thread `id` from `origin` now lives in the slot.
+    pub(super) fn fill(&self, id: u64, origin: Origin) {
+        let site = origin
+            .site
+            .map_or(ptr::null_mut(), |l| ptr::from_ref(l).cast_mut());
+        self.site.store(site, Ordering::Relaxed);
+        if origin.name.is_some() {
+            *self.name.lock().unwrap_or_else(|e| e.into_inner()) = origin.name;
+        }
+        self.id.store(id, Ordering::Release);
+    }
+
+    /// The slot's green thread ended; `named` if it had a name.
+    pub(super) fn clear(&self, named: bool) {
+        self.id.store(0, Ordering::Release);
+        if named {
+            *self.name.lock().unwrap_or_else(|e| e.into_inner()) = None;
+        }
+    }
+}
+
+/// The records of a hub's slots, in chunks as the slab has them: a chunk
+/// is added when the slab grows and never moves.
+pub(crate) type Records = Mutex<Vec<Arc<[Record; CHUNK]>>>;
+
+/// Where green thread `id` of a hub comes from, as far as its records
+/// say (nothing if it has ended meanwhile).
+pub(crate) fn origin_of(records: &Records, id: u64) -> Origin {
+    let chunks = records.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    for r in chunks.iter().flat_map(|c| c.iter()) {
+        if id != 0 && r.id.load(Ordering::Acquire) == id {
+            let p = r.site.load(Ordering::Relaxed);
+            // SAFETY: only `fill` stores here, null or a `&'static Location`.
+            let site = unsafe { p.cast_const().as_ref() };
+            let name = r.name.lock().unwrap_or_else(|e| e.into_inner()).clone();
+            // Still the same green thread: the site and name are its own.
+            if r.id.load(Ordering::Acquire) == id {
+                return Origin { site, name };
+            }
+        }
+    }
+    Origin::default()
+}
 
 /// What the watchdog reads of a hub.
 #[derive(Debug, Default)]
@@ -27,12 +94,14 @@ pub(crate) struct Beat {
     pub(crate) resumes: AtomicU64,
     /// The id of the green thread running now, 0 when none is.
     pub(crate) running: AtomicU64,
+    /// The records of the hub's slots.
+    pub(crate) records: Arc<Records>,
     /// The hub's OS thread (kernel id), for the report.
     pub(crate) tid: AtomicU64,
 }
 
 impl Beat {
-    /// A green thread `id` is resumed.
+    /// Green thread `id` is resumed.
     #[inline]
     pub(crate) fn resume(&self, id: u64) {
         let n = self.resumes.load(Ordering::Relaxed);
@@ -48,7 +117,6 @@ impl Beat {
 }
 
 static HUBS: Mutex<Vec<Weak<Beat>>> = Mutex::new(Vec::new());
-static STARTED: AtomicBool = AtomicBool::new(false);
 
 /// Makes a hub's beat visible to the watchdog.
 pub(crate) fn register(beat: &Arc<Beat>) {
@@ -57,76 +125,8 @@ pub(crate) fn register(beat: &Arc<Beat>) {
     hubs.push(Arc::downgrade(beat));
 }
 
-/// Starts the watchdog (once per process); `why` says why identity is
-/// shared, for the report.
-pub(crate) fn start(why: String) {
-    if STARTED.swap(true, Ordering::SeqCst) {
-        return;
-    }
-    let spawned = std::thread::Builder::new()
-        .name("green-stall-watchdog".into())
-        .spawn(move || watch(&why));
-    if spawned.is_err() {
-        STARTED.store(false, Ordering::SeqCst);
-    }
-}
-
-/// One hub as last seen: its beat, the resume count and when it last
-/// changed, and whether its stall was reported.
-struct Seen {
-    beat: Weak<Beat>,
-    resumes: u64,
-    since: Instant,
-    reported: bool,
-}
-
-fn watch(why: &str) -> ! {
-    let mut seen: Vec<Seen> = Vec::new();
-    loop {
-        std::thread::sleep(Duration::from_secs(1));
-        let now = Instant::now();
-        for w in HUBS.lock().unwrap_or_else(|e| e.into_inner()).iter() {
-            if !seen.iter().any(|s| s.beat.ptr_eq(w)) {
-                seen.push(Seen {
-                    beat: w.clone(),
-                    resumes: u64::MAX,
-                    since: now,
-                    reported: false,
-                });
-            }
-        }
-        seen.retain(|s| s.beat.strong_count() > 0);
-        for s in &mut seen {
-            let Some(beat) = s.beat.upgrade() else {
-                continue;
-            };
-            let resumes = beat.resumes.load(Ordering::Relaxed);
-            let running = beat.running.load(Ordering::Relaxed);
-            let tid = beat.tid.load(Ordering::Relaxed);
-            if resumes != s.resumes || running == 0 {
-                if s.reported {
-                    eprintln!(
-                        "green: the hub of OS thread {tid} switched again after {:.0} s",
-                        now.duration_since(s.since).as_secs_f64()
-                    );
-                }
-                s.resumes = resumes;
-                s.since = now;
-                s.reported = false;
-            } else if !s.reported && now.duration_since(s.since) >= LIMIT {
-                s.reported = true;
-                eprintln!(
-                    "green: the hub of OS thread {tid} has run green thread {running} for {} s \
-                     without a switch. Green threads here share their OS thread's identity \
-                     ({why}): two of them blocked in std::thread::park at once (under std's \
-                     mpsc, crossbeam-channel, parking_lot, thread::scope) share one parker and \
-                     spin for ever. Turn on per-green-thread identity (green::patch() does where \
-                     it is supported), or use green::sync and green::thread, which park per \
-                     green thread. (A green thread that computes without blocking also holds \
-                     its hub.)",
-                    LIMIT.as_secs()
-                );
-            }
-        }
-    }
+/// The beats of the hubs alive now.
+pub(crate) fn beats() -> Vec<Arc<Beat>> {
+    let hubs = HUBS.lock().unwrap_or_else(|e| e.into_inner());
+    hubs.iter().filter_map(Weak::upgrade).collect()
 }

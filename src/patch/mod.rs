@@ -294,7 +294,7 @@ impl Builder {
             if let IdentityMode::Shared { reason } = thread_identity() {
                 // Two green threads of a hub in std's thread::park would
                 // spin unseen: report a hub held that long.
-                crate::hub::stall::start(reason);
+                crate::debug::watch_shared_identity(reason);
             }
         }
         Ok(())

@@ -12,6 +12,7 @@ use super::scoped::ScopeData;
 use super::{JoinHandle, Scope, ScopedJoinHandle, Thread, DEFAULT_STACK_SIZE};
 use crate::event::Event;
 use crate::hub::hub;
+use crate::hub::stall::Origin;
 
 /// Thread factory, which can be used in order to configure the properties
 /// of a new thread.
@@ -108,6 +109,7 @@ impl Builder {
     /// assert_eq!(handler.join().unwrap(), "done");
     /// # Ok::<(), std::io::Error>(())
     /// ```
+    #[track_caller]
     pub fn spawn<F, T>(self, f: F) -> io::Result<JoinHandle<T>>
     where
         F: FnOnce() -> T + Send + 'static,
@@ -144,6 +146,7 @@ impl Builder {
     /// assert_eq!(handler.join().unwrap(), 2);
     /// # Ok::<(), std::io::Error>(())
     /// ```
+    #[track_caller]
     pub unsafe fn spawn_unchecked<F, T>(self, f: F) -> io::Result<JoinHandle<T>>
     where
         F: FnOnce() -> T + Send,
@@ -179,6 +182,7 @@ impl Builder {
     /// assert_eq!(sum, 6);
     /// # Ok::<(), std::io::Error>(())
     /// ```
+    #[track_caller]
     pub fn spawn_scoped<'scope, 'env, F, T>(
         self,
         scope: &'scope Scope<'scope, 'env>,
@@ -203,6 +207,7 @@ impl Builder {
     /// packet. With `scope` set, the scope's counter is raised here and
     /// lowered when the packet is dropped, after the result; the scope
     /// waits for it.
+    #[track_caller]
     unsafe fn spawn_unchecked_<'scope, F, T>(
         self,
         f: F,
@@ -247,7 +252,11 @@ impl Builder {
         let stack = stack_size.unwrap_or(DEFAULT_STACK_SIZE);
         // A thread of std's shape is a thread: its own identity wherever
         // that is supported.
-        let (key, gen, id) = h.spawn_raw(stack, false, true, None, body)?;
+        let origin = Origin {
+            site: Some(std::panic::Location::caller()),
+            name: name.as_deref().map(Arc::from),
+        };
+        let (key, gen, id) = h.spawn_raw(stack, false, true, None, origin, body)?;
         let thread = Thread::new(id, name, h.unparker_of(key, gen));
         h.set_thread(key, gen, thread.clone());
         Ok(JoinInner {

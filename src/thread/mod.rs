@@ -232,6 +232,7 @@ pub fn panicking() -> bool {
 /// let computation = thread::spawn(|| 42);
 /// assert_eq!(computation.join().unwrap(), 42);
 /// ```
+#[track_caller]
 pub fn spawn<F, T>(f: F) -> JoinHandle<T>
 where
     F: FnOnce() -> T + Send + 'static,

@@ -244,6 +244,7 @@ impl<'scope, 'env> Scope<'scope, 'env> {
     /// let len = green::thread::scope(|s| s.spawn(|| text.len()).join().unwrap());
     /// assert_eq!(len, 8);
     /// ```
+    #[track_caller]
     pub fn spawn<F, T>(&'scope self, f: F) -> ScopedJoinHandle<'scope, T>
     where
         F: FnOnce() -> T + Send + 'scope,

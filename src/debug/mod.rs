@@ -1,0 +1,149 @@
+//! Seeing inside the hubs: the blocking detector.
+//!
+//! Cooperative scheduling fails in one way above all: one green thread
+//! holds its hub — a loop that computes without parking, or a blocking call
+//! green does not make cooperative (a file read, a lock of C code, a std
+//! `Mutex` whose holder is a green thread parked on the same hub) — and
+//! every other green thread of that OS thread stops. eventlet has
+//! `debug.hub_blocking_detection`, gevent a monitor thread; green has
+//! [`hub_blocking_detection`].
+//!
+//! With a threshold set, a watchdog OS thread looks at every hub of the
+//! process. A green thread that runs longer than the threshold without
+//! switching is reported once on stderr, and to the hook set with
+//! [`on_blocking`]: which OS thread, which green thread (its id, its name
+//! if it has one, the file and line of the call that spawned it), for how
+//! long, and what it is doing — running user code, or the system call its
+//! OS thread is in, with the likely cause and the fix. When it switches
+//! again, a second report says how long the stall lasted.
+//!
+//! The hub's side costs three relaxed stores per switch to a green thread,
+//! whether the detector is on or off.
+//!
+//! # Examples
+//! ```
+//! use std::sync::mpsc;
+//! use std::time::{Duration, Instant};
+//!
+//! let (tx, rx) = mpsc::channel();
+//! green::debug::on_blocking(move |r| {
+//!     let _ = tx.send((r.green_thread, r.ended));
+//! });
+//! green::debug::hub_blocking_detection(Some(Duration::from_millis(20)));
+//! let busy = green::spawn(|| {
+//!     let start = Instant::now();
+//!     while start.elapsed() < Duration::from_millis(200) {} // no park point
+//! });
+//! let id = busy.id();
+//! busy.wait();
+//! // First the stall, then its end.
+//! assert_eq!(rx.recv_timeout(Duration::from_secs(10)).unwrap(), (id, false));
+//! assert_eq!(rx.recv_timeout(Duration::from_secs(10)).unwrap(), (id, true));
+//! green::debug::hub_blocking_detection(None);
+//! ```
+
+mod syscall;
+mod watchdog;
+
+use std::fmt;
+use std::panic::Location;
+use std::sync::Arc;
+use std::time::Duration;
+
+pub use syscall::Activity;
+pub(crate) use watchdog::watch_shared_identity;
+
+/// Turns the blocking detector on with `threshold` (`Some`), or off
+/// (`None`). Off by default; process-wide, for every hub.
+///
+/// A green thread that runs for longer than `threshold` without switching
+/// is reported on stderr and to the [`on_blocking`] hook; see the
+/// [module docs](self). Thresholds under 1 ms count as 1 ms. The watchdog
+/// looks every quarter of the threshold (at most every 250 ms), so a stall
+/// is reported between one and one and a quarter thresholds after it
+/// began, and the durations it reports are short by at most that quarter.
+///
+/// # Examples
+/// ```
+/// use std::time::Duration;
+/// green::debug::hub_blocking_detection(Some(Duration::from_millis(100)));
+/// green::debug::hub_blocking_detection(None);
+/// ```
+pub fn hub_blocking_detection(threshold: Option<Duration>) {
+    watchdog::set_threshold(threshold);
+}
+
+/// Sets the function that receives every blocking report (replacing the
+/// one set before). It runs on the watchdog's OS thread; reports still go
+/// to stderr too. A panic in it is caught and ignored.
+///
+/// # Examples
+/// ```
+/// green::debug::on_blocking(|report| {
+///     // Hand it to the program's own logging.
+///     let _ = format!("{report}");
+/// });
+/// ```
+pub fn on_blocking<F>(f: F)
+where
+    F: Fn(&BlockingReport) + Send + Sync + 'static,
+{
+    *watchdog::HOOK.lock().unwrap_or_else(|e| e.into_inner()) = Some(Arc::new(f));
+}
+
+/// A report of the blocking detector: a hub held by one green thread, or
+/// (with [`ended`](Self::ended) set) the end of that.
+///
+/// Its `Display` is the text printed on stderr.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct BlockingReport {
+    /// The hub's OS thread, by its kernel id (`gettid`).
+    pub os_thread: u64,
+    /// The id of the green thread that holds the hub
+    /// ([`GreenThread::id`](crate::GreenThread::id)).
+    pub green_thread: u64,
+    /// Its name, if a `Builder` gave it one.
+    pub name: Option<Arc<str>>,
+    /// The call that spawned it.
+    pub spawned_at: Option<&'static Location<'static>>,
+    /// How long it has held the hub so far; in the report of the end, how
+    /// long it held it. Short by at most a quarter of the threshold.
+    pub held_for: Duration,
+    /// What its OS thread was doing when the stall was reported.
+    pub activity: Activity,
+    /// The likely cause and the fix, in words.
+    pub hint: String,
+    /// The green thread switched again (or its OS thread ended): the
+    /// stall is over.
+    pub ended: bool,
+}
+
+impl fmt::Display for BlockingReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "green: green thread {}", self.green_thread)?;
+        if let Some(n) = &self.name {
+            write!(f, " {n:?}")?;
+        }
+        if let Some(at) = self.spawned_at {
+            write!(f, " (spawned at {at})")?;
+        }
+        let ms = self.held_for.as_secs_f64() * 1e3;
+        if self.ended {
+            return write!(
+                f,
+                " let the hub of OS thread {} go again: it held it for {ms:.0} ms",
+                self.os_thread
+            );
+        }
+        write!(
+            f,
+            " has held the hub of OS thread {} for {ms:.0} ms without a switch: {}.",
+            self.os_thread, self.activity
+        )?;
+        if !self.hint.is_empty() {
+            write!(f, " {}", self.hint)?;
+        }
+        Ok(())
+    }
+}
