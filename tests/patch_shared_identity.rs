@@ -55,7 +55,11 @@ fn two_green_threads_in_std_park_on_one_hub_are_reported() {
     let mut lines = Vec::new();
     let report = loop {
         match rx.recv_timeout(Duration::from_secs(60)) {
-            Ok(line) if line.starts_with("green: the hub of OS thread") => break Some(line),
+            Ok(line)
+                if line.starts_with("green: green thread") && line.contains("held the hub") =>
+            {
+                break Some(line)
+            }
             Ok(line) => lines.push(line),
             Err(_) => break None,
         }
@@ -68,5 +72,9 @@ fn two_green_threads_in_std_park_on_one_hub_are_reported() {
             && report.contains("std::thread::park")
             && report.contains("green::patch()"),
         "the report names neither the cause nor the fix: {report}"
+    );
+    assert!(
+        report.contains(&format!("(spawned at {}:", file!())),
+        "the report does not say where the green thread was spawned: {report}"
     );
 }

@@ -164,7 +164,11 @@ impl Slab {
             .try_into()
             .unwrap_or_else(|_| unreachable!("the vector has CHUNK slots"));
         self.chunks.push(chunk);
-        let records: Arc<[Record; CHUNK]> = Arc::new(std::array::from_fn(|_| Record::default()));
+        // Also made on the heap (`Arc::from` a vector copies heap to heap).
+        let records: Vec<Record> = (0..CHUNK).map(|_| Record::default()).collect();
+        let records: Arc<[Record; CHUNK]> = Arc::<[Record]>::from(records)
+            .try_into()
+            .unwrap_or_else(|_| unreachable!("the vector has CHUNK records"));
         self.shared
             .lock()
             .unwrap_or_else(|e| e.into_inner())
