@@ -44,6 +44,11 @@
 //! their stacks stay mapped, and a wait they were in keeps its place, so a
 //! lock, permit or item later handed to one of them is lost.
 //! See `docs/architecture.md` for how the hub works.
+//!
+//! A green thread that never parks holds its hub, and every other green
+//! thread of its OS thread waits. [`debug::hub_blocking_detection`] names it,
+//! with the call that spawned it and the system call it is stuck in
+//! (`docs/debugging.md`).
 #![deny(missing_docs, missing_debug_implementations, unsafe_op_in_unsafe_fn)]
 // Every unsafe block says why it is sound; libc is called only in `sys`.
 #![deny(clippy::undocumented_unsafe_blocks, clippy::disallowed_methods)]

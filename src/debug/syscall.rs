@@ -1,8 +1,9 @@
 //! What an OS thread is doing, as the kernel says: `/proc/self/task/TID/syscall`.
 //!
-//! The file holds `running` while the thread runs user code, or the number
-//! of the system call it is in followed by its arguments (in hex), the
-//! stack pointer and the program counter.
+//! The file holds `running` while the thread runs, `-1` and two addresses
+//! while it waits for the CPU outside a system call, or the number of the
+//! system call it is in followed by its arguments (in hex), the stack
+//! pointer and the program counter.
 
 use std::fmt;
 
@@ -63,8 +64,9 @@ fn parse(s: &str) -> Activity {
         return Activity::Unknown;
     };
     if number < 0 {
-        // -1: blocked, but not in a system call (the kernel's own wait).
-        return Activity::Unknown;
+        // -1: not in a system call: user code the scheduler took the CPU
+        // from (on a busy machine), or a fault being handled.
+        return Activity::Running;
     }
     let arg = |i: usize| {
         s.split_whitespace()
@@ -177,12 +179,13 @@ mod tests {
             parse("9999 0x0 0x0 0x0 0x0 0x0 0x0 0x0 0x0\n").to_string(),
             "in the system call syscall 9999"
         );
-        assert_eq!(parse("-1 0x0 0x0\n"), Activity::Unknown);
+        // Preempted in user code.
+        assert_eq!(parse("-1 0x7ffd0000 0x5555000\n"), Activity::Running);
         assert_eq!(parse(""), Activity::Unknown);
     }
 
     #[test]
-    fn a_spinning_thread_runs_and_a_sleeping_one_sleeps() {
+    fn a_spinning_thread_is_running_user_code() {
         use std::sync::atomic::{AtomicBool, Ordering};
         use std::sync::{mpsc, Arc};
         let stop = Arc::new(AtomicBool::new(false));
@@ -209,7 +212,11 @@ mod tests {
         assert_eq!(of_thread(tid), Activity::Running);
         stop.store(true, Ordering::Relaxed);
         spinner.join().unwrap();
-        // A thread that ended has no file.
-        assert_eq!(of_thread(tid), Activity::Unknown);
+    }
+
+    #[test]
+    fn a_thread_that_is_not_there_is_unknown() {
+        // Thread ids are positive: -1 names none.
+        assert_eq!(of_thread(u64::MAX), Activity::Unknown);
     }
 }
