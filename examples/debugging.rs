@@ -15,11 +15,10 @@ use std::time::{Duration, Instant};
 
 fn main() {
     green::debug::hub_blocking_detection(Some(Duration::from_millis(100)));
-    let reports = Arc::new(Mutex::new(0u32));
-    {
-        let reports = reports.clone();
-        green::debug::on_blocking(move |_| *reports.lock().unwrap() += 1);
-    }
+    let (report, reports) = mpsc::channel();
+    green::debug::on_blocking(move |r| {
+        let _ = report.send(r.ended);
+    });
 
     // A computation with no park point.
     let checksum = green::Builder::new()
@@ -57,14 +56,16 @@ fn main() {
     locker.wait();
     holder.join().unwrap();
 
-    // The end of the last stall is seen on the watchdog's next look.
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while *reports.lock().unwrap() < 6 && Instant::now() < deadline {
-        green::sleep(Duration::from_millis(10));
-    }
+    // Each stall is reported, then its end (the last end on the
+    // watchdog's next look).
+    let ends: Vec<bool> = (0..6)
+        .map(|_| {
+            reports
+                .recv_timeout(Duration::from_secs(10))
+                .expect("a report")
+        })
+        .collect();
     green::debug::hub_blocking_detection(None);
-    println!(
-        "{} reports: three stalls, each reported when it passed 100 ms and when it ended",
-        *reports.lock().unwrap()
-    );
+    assert_eq!(ends, [false, true, false, true, false, true]);
+    println!("6 reports: three stalls, each reported when it passed 100 ms and when it ended");
 }

@@ -286,12 +286,13 @@ impl Builder {
         self
     }
 
-    /// Where the green thread comes from: its name and the spawn call.
+    /// Where the green thread comes from: its name (taken from the
+    /// builder, which the spawn consumes) and the spawn call.
     #[track_caller]
-    fn origin(&self) -> Origin {
+    fn origin(&mut self) -> Origin {
         Origin {
             site: Some(Location::caller()),
-            name: self.name.clone(),
+            name: self.name.take(),
         }
     }
 
@@ -412,7 +413,7 @@ impl Builder {
     /// # Errors
     /// As [`Builder::spawn`].
     #[track_caller]
-    pub fn spawn_n<F>(self, f: F) -> io::Result<()>
+    pub fn spawn_n<F>(mut self, f: F) -> io::Result<()>
     where
         F: FnOnce() + 'static,
     {
@@ -441,7 +442,7 @@ impl Builder {
     }
 
     #[track_caller]
-    fn spawn_at<F, T>(self, at: Option<Instant>, f: F) -> io::Result<GreenThread<T>>
+    fn spawn_at<F, T>(mut self, at: Option<Instant>, f: F) -> io::Result<GreenThread<T>>
     where
         F: FnOnce() -> T + 'static,
         T: 'static,

@@ -172,3 +172,46 @@ fn thread_spawn_records_its_caller_too() {
     );
     os.join().unwrap();
 }
+
+#[test]
+fn several_green_threads_of_one_hub_are_each_reported_and_the_hub_goes_on() {
+    detect();
+    const SLEEPERS: usize = 3;
+    const ITEMS: u32 = 50;
+    let (tx, rx) = mpsc::channel();
+    let os = thread::spawn(move || {
+        // A consumer and a producer on a green channel kept open across the
+        // stalls, and three green threads that each block the OS thread in
+        // std's sleep in turn.
+        let (items_tx, items_rx) = green::sync::mpsc::channel::<u32>();
+        let consumer = green::spawn(move || items_rx.iter().take(ITEMS as usize).sum::<u32>());
+        let producer = green::spawn(move || {
+            for i in 0..ITEMS {
+                items_tx.send(i).unwrap();
+                green::yield_now();
+            }
+            items_tx
+        });
+        let sleepers: Vec<_> = (0..SLEEPERS)
+            .map(|_| green::spawn(|| std::thread::sleep(Duration::from_millis(150))))
+            .collect();
+        tx.send(sleepers.iter().map(|s| s.id()).collect::<Vec<_>>())
+            .unwrap();
+        for s in sleepers {
+            s.wait();
+        }
+        let _still_open = producer.wait();
+        consumer.wait()
+    });
+    let ids = rx.recv_timeout(HANG).unwrap();
+    for &id in &ids {
+        let r = report_for(id, false);
+        assert!(
+            matches!(&r.activity, Activity::Syscall { name, .. } if name.contains("nanosleep")),
+            "{r}"
+        );
+        report_for(id, true);
+    }
+    // The stalls ended and the hub went on: every item arrived.
+    assert_eq!(os.join().unwrap(), (0..ITEMS).sum::<u32>());
+}

@@ -526,27 +526,26 @@ mod shim {
 mod tests {
     use super::*;
 
+    /// How many buckets 64 locks `stride` bytes apart from `base` use.
+    fn buckets_used(base: usize, stride: usize) -> usize {
+        let mut used = [false; BUCKETS];
+        for i in 0..64 {
+            used[bucket_of(base + i * stride)] = true;
+        }
+        used.iter().filter(|&&u| u).count()
+    }
+
     #[test]
     fn aligned_locks_spread_over_buckets() {
         // 64 locks, each on a cache line of its own (as `#[repr(align(64))]`
         // or an allocator's size classes place them).
-        let base = 0x7f3a_5c40_1000usize;
-        let mut used = [false; BUCKETS];
-        for i in 0..64 {
-            used[bucket_of(base + i * 64)] = true;
-        }
-        let n = used.iter().filter(|&&u| u).count();
+        let n = buckets_used(0x7f3a_5c40_1000, 64);
         assert!(n >= BUCKETS / 2, "64 aligned locks in {n} buckets");
     }
 
     #[test]
     fn page_aligned_locks_spread_over_buckets() {
-        let base = 0x5600_0000_0000usize;
-        let mut used = [false; BUCKETS];
-        for i in 0..64 {
-            used[bucket_of(base + i * 4096)] = true;
-        }
-        let n = used.iter().filter(|&&u| u).count();
+        let n = buckets_used(0x5600_0000_0000, 4096);
         assert!(n >= BUCKETS / 2, "64 page-aligned locks in {n} buckets");
     }
 }

@@ -252,9 +252,10 @@ impl Builder {
         let stack = stack_size.unwrap_or(DEFAULT_STACK_SIZE);
         // A thread of std's shape is a thread: its own identity wherever
         // that is supported.
+        let name: Option<Arc<str>> = name.map(Arc::from);
         let origin = Origin {
             site: Some(std::panic::Location::caller()),
-            name: name.as_deref().map(Arc::from),
+            name: name.clone(),
         };
         let (key, gen, id) = h.spawn_raw(stack, false, true, None, origin, body)?;
         let thread = Thread::new(id, name, h.unparker_of(key, gen));

@@ -123,7 +123,7 @@ pub fn current() -> Thread {
     hub().current_thread(|unparker, green_id| match green_id {
         Some(id) => Thread::new(id, None, unparker),
         None => {
-            let name = std::thread::current().name().map(String::from);
+            let name = std::thread::current().name().map(std::sync::Arc::from);
             Thread::new(crate::greenthread::next_id(), name, unparker)
         }
     })

@@ -70,7 +70,8 @@ pub struct Thread {
 
 pub(super) struct Inner {
     id: ThreadId,
-    name: Option<Box<str>>,
+    /// Shared with the record the watchdog reads (`hub::stall`).
+    name: Option<Arc<str>>,
     /// The park token: set by `unpark`, taken by `park`.
     notified: AtomicBool,
     /// Wakes the context's park, or makes its next one return.
@@ -78,11 +79,11 @@ pub(super) struct Inner {
 }
 
 impl Thread {
-    pub(super) fn new(id: u64, name: Option<String>, unparker: Unparker) -> Thread {
+    pub(super) fn new(id: u64, name: Option<Arc<str>>, unparker: Unparker) -> Thread {
         Thread {
             inner: Arc::new(Inner {
                 id: ThreadId::new(id),
-                name: name.map(String::into_boxed_str),
+                name,
                 notified: AtomicBool::new(false),
                 unparker,
             }),
