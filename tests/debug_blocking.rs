@@ -215,3 +215,33 @@ fn several_green_threads_of_one_hub_are_each_reported_and_the_hub_goes_on() {
     // The stalls ended and the hub went on: every item arrived.
     assert_eq!(os.join().unwrap(), (0..ITEMS).sum::<u32>());
 }
+
+#[test]
+fn a_crossbeam_recv_and_a_parking_lot_lock_are_futex_waits() {
+    detect();
+    // Another OS thread holds the lock and owns the sender: each green
+    // thread blocks its OS thread in the crate's own park, a futex wait.
+    let lock = Arc::new(parking_lot::Mutex::new(0u32));
+    let held = lock.lock();
+    let (msg_tx, msg_rx) = crossbeam_channel::unbounded::<u32>();
+    let (id_tx, id_rx) = mpsc::channel();
+    let lock2 = lock.clone();
+    let os = thread::spawn(move || {
+        let receiver = green::spawn(move || msg_rx.recv().unwrap());
+        let locker = green::spawn(move || *lock2.lock() += 1);
+        id_tx.send((receiver.id(), locker.id())).unwrap();
+        (receiver.wait(), locker.wait())
+    });
+    let (receiver, locker) = id_rx.recv_timeout(HANG).unwrap();
+    // The receiver runs first and holds the hub until a message comes.
+    let r = report_for(receiver, false);
+    assert!(r.activity.is_futex_wait(), "{r}");
+    msg_tx.send(7).unwrap();
+    report_for(receiver, true);
+    let r = report_for(locker, false);
+    assert!(r.activity.is_futex_wait(), "{r}");
+    drop(held);
+    report_for(locker, true);
+    assert_eq!(os.join().unwrap(), (7, ()));
+    assert_eq!(*lock.lock(), 1);
+}
