@@ -1,5 +1,6 @@
 //! [`Event`]: send a value once, to every waiter (eventlet's `Event`).
 
+use crate::hub::{Blocker, Kind};
 use std::error::Error;
 use std::fmt;
 use std::sync::{Arc, Mutex};
@@ -196,7 +197,17 @@ impl<T: Clone> Event<T> {
         lock(&self.inner).value.clone()
     }
 
+    /// Waits as [`Event::wait`] does, shown in a dump as a wait on `on`.
+    pub(crate) fn wait_as(&self, on: Blocker) -> T {
+        self.wait_deadline_as(None, on)
+            .expect("an event without a deadline returns its value")
+    }
+
     fn wait_deadline(&self, deadline: Option<Instant>) -> Option<T> {
+        self.wait_deadline_as(deadline, Blocker::at(Kind::Event, &*self.inner))
+    }
+
+    fn wait_deadline_as(&self, deadline: Option<Instant>, on: Blocker) -> Option<T> {
         crate::hub::coop_spend();
         let s = lock(&self.inner);
         if let Some(v) = &s.value {
@@ -210,6 +221,7 @@ impl<T: Clone> Event<T> {
             None,
             deadline,
             |_, _| {},
+            on,
         ) {
             Waited::Notified(v) => v,
             Waited::TimedOut(_) => None,

@@ -1,6 +1,7 @@
 //! [`GreenPool`] and [`GreenPile`]: bounded concurrency (eventlet's
 //! `greenpool` module).
 
+use crate::hub::{Blocker, Kind};
 use std::collections::{HashSet, VecDeque};
 use std::fmt;
 use std::rc::Rc;
@@ -146,7 +147,8 @@ impl GreenPool {
             return None;
         } else {
             // A slot handed over stays counted in `running`.
-            wait::wait(&self.inner.state, s, spawners, None, None, abandon_slot);
+            let on = Blocker::at(Kind::Pool, &self.inner.state);
+            wait::wait(&self.inner.state, s, spawners, None, None, abandon_slot, on);
         }
         Some(Slot {
             pool: self.inner.clone(),
@@ -255,7 +257,8 @@ impl GreenPool {
         if s.running == 0 {
             return;
         }
-        wait::wait(&self.inner.state, s, idle, None, None, |_, _| {});
+        let on = Blocker::at(Kind::PoolIdle, &self.inner.state);
+        wait::wait(&self.inner.state, s, idle, None, None, |_, _| {}, on);
     }
 
     /// Free slots: how many green threads `spawn` could start now without

@@ -182,7 +182,7 @@ macro_rules! queue_kind {
             /// ```
             pub fn new(maxsize: usize) -> Self {
                 $name {
-                    chan: Arc::new(Chan::new(Some(maxsize), $track)),
+                    chan: Arc::new(Chan::new(Some(maxsize), $track, false)),
                 }
             }
 
@@ -212,7 +212,7 @@ macro_rules! queue_kind {
             /// ```
             pub fn unbounded() -> Self {
                 $name {
-                    chan: Arc::new(Chan::new(None, $track)),
+                    chan: Arc::new(Chan::new(None, $track, false)),
                 }
             }
 

@@ -5,6 +5,7 @@
 //! of them (FIFO), so a newcomer cannot overtake a waiter, and a waiter that
 //! is killed after being handed a permit gives it back.
 
+use crate::hub::{Blocker, Kind as WaitKind};
 use std::error::Error;
 use std::fmt;
 use std::sync::{Arc, Mutex};
@@ -114,7 +115,16 @@ impl Core {
         if s.take() {
             return true;
         }
-        match wait::wait(&self.state, s, acquirers, None, deadline, abandon_acquire) {
+        let on = Blocker::at(WaitKind::Semaphore, &self.state);
+        match wait::wait(
+            &self.state,
+            s,
+            acquirers,
+            None,
+            deadline,
+            abandon_acquire,
+            on,
+        ) {
             Waited::Notified(_) => true,
             Waited::TimedOut(_) => false,
         }
@@ -139,7 +149,8 @@ impl Core {
             return;
         }
         // Waits until an acquire makes room; that acquire adds the permit.
-        wait::wait(&self.state, s, releasers, None, None, abandon_release);
+        let on = Blocker::at(WaitKind::Semaphore, &self.state);
+        wait::wait(&self.state, s, releasers, None, None, abandon_release, on);
     }
 
     fn fmt(&self, name: &str, f: &mut fmt::Formatter<'_>) -> fmt::Result {

@@ -356,7 +356,10 @@ fn wait_done(h: &Hub, signal: &Signal) -> Option<Cancel> {
         // still unwind when the hub tears down at thread exit and unwinds
         // this green thread from its park point (or if the hub loop run by
         // a root panics). The unwind waits for the job.
-        let wake = panic::catch_unwind(AssertUnwindSafe(|| h.park_raw(None))).unwrap_or_else(|p| {
+        let wake = panic::catch_unwind(AssertUnwindSafe(|| {
+            h.park_raw(None, crate::hub::Blocker::of(crate::hub::Kind::Tpool))
+        }))
+        .unwrap_or_else(|p| {
             h.wait_blocking(|| signal.is_done());
             panic::resume_unwind(p)
         });

@@ -42,6 +42,7 @@
 //! green::debug::hub_blocking_detection(None);
 //! ```
 
+mod dump;
 mod syscall;
 mod watchdog;
 
@@ -50,6 +51,7 @@ use std::panic::Location;
 use std::sync::Arc;
 use std::time::Duration;
 
+pub use dump::{dump, Dump, GreenThreadInfo, HubDump, State, WaitReason};
 pub use syscall::Activity;
 pub(crate) use watchdog::watch_shared_identity;
 
@@ -146,4 +148,25 @@ impl fmt::Display for BlockingReport {
         }
         Ok(())
     }
+}
+
+/// Kills green thread `id` of any hub, from any OS thread: the operator's
+/// kill (the backdoor's `kill ID`), for a green thread found in a
+/// [`dump`]. Returns whether a live green thread had that id.
+///
+/// The kill is delivered as [`GreenThread::kill`](crate::GreenThread::kill)
+/// delivers it, when the green thread's hub next runs its loop: it unwinds
+/// from its park point with [`Killed`](crate::Killed). A hub held by a
+/// green thread that never switches cannot deliver it.
+///
+/// # Examples
+/// ```
+/// let sleeper = green::spawn(|| green::sleep(std::time::Duration::from_secs(60)));
+/// green::yield_now();
+/// assert!(green::debug::kill(sleeper.id()));
+/// assert!(sleeper.join().unwrap_err().is::<green::Killed>());
+/// assert!(!green::debug::kill(u64::MAX)); // no such green thread
+/// ```
+pub fn kill(id: u64) -> bool {
+    crate::hub::stall::kill_by_id(id)
 }

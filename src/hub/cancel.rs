@@ -452,6 +452,7 @@ impl Hub {
             slot.state = State::Runnable;
             slot.reason = Wake::Woken;
             slot.seq = next_seq(slot.seq);
+            slots.record(key).unparked();
             drop(slots);
             let mut rq = self.run_queue.borrow_mut();
             if cancel == Cancel::Kill {
@@ -486,6 +487,7 @@ impl Hub {
                 slot.state = State::Runnable;
                 slot.reason = Wake::Woken;
                 slot.seq = next_seq(slot.seq);
+                slots.record(key).unparked();
                 // First, as `cancel` queues a kill: the cancellation is late.
                 self.run_queue.borrow_mut().push_front((key, gen));
             }

@@ -102,12 +102,14 @@ pub(crate) use cancel::{
 };
 pub(crate) use coop::coop_spend;
 pub use coop::set_coop_budget;
+pub(crate) use io::trampoline_as;
 pub(crate) use io::FdTable;
 pub(crate) use io::{io_loop, io_loop_unsignalled, poll_now, Backoff};
 pub use io::{notify_close, trampoline, wait_io, Interest};
 pub use park::{current_unparker, park_until};
 pub(crate) use park::{park, park_fd, sleep, sleep_until, Token};
 pub(crate) use spawn::next_id;
+pub(crate) use stall::{Blocker, Kind};
 pub(crate) use teardown::on_leaked_teardown;
 pub(crate) use unpark::NodeUnparker;
 pub use unpark::Unparker;
@@ -150,6 +152,9 @@ pub(crate) struct Shared {
     closed: AtomicBool,
     /// What the stall watchdog reads (`stall`).
     beat: Arc<stall::Beat>,
+    /// Green threads to kill, by id, asked for from any OS thread
+    /// ([`kill_by_id`]); drained with `remote`.
+    kills: Mutex<Vec<u64>>,
 }
 
 /// A per-OS-thread scheduler. See the module docs.
@@ -193,6 +198,11 @@ pub(crate) struct Hub {
     /// `wrfsbase` may set the thread pointer.
     fsgsbase: bool,
     coop: coop::Budget,
+    /// The origin of the records' times (`stall::epoch`).
+    epoch: std::time::Instant,
+    /// The time of the loop's last look at the clock, in nanoseconds since
+    /// `epoch`: what a park records as its start (`Hub::refresh_clock`).
+    now_ns: Cell<u64>,
 }
 
 thread_local! {
@@ -269,9 +279,9 @@ fn create() -> &'static Hub {
         });
         let tid = crate::sys::thread::gettid().as_raw_nonzero().get();
         beat.tid.store(tid as u64, Ordering::Relaxed);
-        stall::register(&beat);
         beat
     };
+    let epoch = stall::epoch();
     let hub = Box::new(Hub {
         shared: io::register_hub(|id| Shared {
             poller,
@@ -283,6 +293,7 @@ fn create() -> &'static Hub {
             sleeping: AtomicBool::new(false),
             closed: AtomicBool::new(false),
             beat,
+            kills: Mutex::new(Vec::new()),
         }),
         slots: RefCell::new(Slab::with_root(records)),
         run_queue: RefCell::new(VecDeque::new()),
@@ -304,7 +315,10 @@ fn create() -> &'static Hub {
         os_tp: crate::coro::tls::os_tp(),
         fsgsbase: crate::coro::tls::fsgsbase(),
         coop: coop::Budget::default(),
+        epoch,
+        now_ns: Cell::new(stall::nanos_since(epoch, std::time::Instant::now())),
     });
+    stall::register(&hub.shared);
     let p = Box::into_raw(hub);
     HUB.with(|h| h.set(p));
     // SAFETY: just allocated, and now owned by the thread-local.

@@ -22,6 +22,7 @@ use std::time::{Duration, Instant};
 
 use super::cancel::{AtPark, Cancel};
 use super::slots::State;
+use super::stall::{self, Blocker, Kind};
 use super::unpark::Unparker;
 use super::{deliver, hub, Hub, Wake, HUB_CTX, ROOT};
 use crate::coro;
@@ -95,6 +96,7 @@ impl Hub {
                 slot.state = State::Runnable;
                 slot.reason = reason;
                 slot.seq = next_seq(slot.seq);
+                slots.record(token.key).unparked();
                 drop(slots);
                 self.run_queue
                     .borrow_mut()
@@ -113,8 +115,8 @@ impl Hub {
 
     /// Parks the current context until it is woken, `deadline` passes, or a
     /// cancellation arrives. Never unwinds; see [`park`].
-    pub(crate) fn park_raw(&self, deadline: Option<Instant>) -> Wake {
-        self.park_inner(deadline, true)
+    pub(crate) fn park_raw(&self, deadline: Option<Instant>, on: Blocker) -> Wake {
+        self.park_inner(deadline, true, on)
     }
 
     /// Parks like [`Hub::park_raw`] but leaves a pending kill or timeout
@@ -124,11 +126,11 @@ impl Hub {
     /// end early (a `futex` wait whose caller would spin).
     // Used only by the futex table, which `cfg(loom)` replaces by a model.
     #[cfg_attr(loom, allow(dead_code))]
-    pub(crate) fn park_keep_cancel(&self, deadline: Option<Instant>) -> Wake {
-        self.park_inner(deadline, false)
+    pub(crate) fn park_keep_cancel(&self, deadline: Option<Instant>, on: Blocker) -> Wake {
+        self.park_inner(deadline, false, on)
     }
 
-    fn park_inner(&self, deadline: Option<Instant>, want_cancel: bool) -> Wake {
+    fn park_inner(&self, deadline: Option<Instant>, want_cancel: bool, on: Blocker) -> Wake {
         let key = self.current.get();
         if key == HUB_CTX {
             Self::blocking_from_hub();
@@ -150,10 +152,13 @@ impl Hub {
                 slot.seq = next_seq(slot.seq);
                 return Wake::Woken;
             }
+            let mut until = 0;
             if let Some(d) = deadline {
                 slot.timer = Some(self.add_wake_timer(d, key, gen, slot.seq, Wake::TimedOut));
+                until = stall::nanos_since(self.epoch, d) + 1;
             }
             slot.state = State::Parked;
+            slots.record(key).park(on, self.now_ns.get(), until);
             (take, gen)
         };
         self.switch_out(key);
@@ -206,6 +211,7 @@ impl Hub {
                 if deadline.is_some_and(|d| now >= d) {
                     slot.state = State::Running;
                     slot.seq = next_seq(slot.seq);
+                    slots.record(key).unparked();
                     return Wake::TimedOut;
                 }
             }
@@ -317,8 +323,8 @@ impl Hub {
 /// Returns [`Wake::Woken`] or [`Wake::TimedOut`]; a pending kill or timeout
 /// unwinds from here instead. On a closing hub it blocks the OS thread (see
 /// the module docs).
-pub(crate) fn park(deadline: Option<Instant>) -> Wake {
-    match hub().park_raw(deadline) {
+pub(crate) fn park(deadline: Option<Instant>, on: Blocker) -> Wake {
+    match hub().park_raw(deadline, on) {
         Wake::Cancel(c) => deliver(c),
         w => w,
     }
@@ -330,12 +336,12 @@ pub(crate) fn park(deadline: Option<Instant>) -> Wake {
 /// On a closing hub, while the context unwinds, it returns
 /// [`Wake::Closed`] at once: teardown stopped watching fds (and hearing of
 /// their closes on other threads), so the wait cannot be trusted to end.
-pub(crate) fn park_fd(deadline: Option<Instant>) -> Wake {
+pub(crate) fn park_fd(deadline: Option<Instant>, on: Blocker) -> Wake {
     let h = hub();
     if h.closing.get() && std::thread::panicking() && !h.in_hub() {
         return Wake::Closed;
     }
-    park(deadline)
+    park(deadline, on)
 }
 
 /// Sleeps until `deadline` (green threads and the root alike); yields once
@@ -353,7 +359,7 @@ pub(crate) fn sleep_until(deadline: Instant) {
         if h.closing.get() && std::thread::panicking() && !h.in_hub() {
             return;
         }
-        if park(Some(deadline)) == Wake::TimedOut || Instant::now() >= deadline {
+        if park(Some(deadline), SLEEP) == Wake::TimedOut || Instant::now() >= deadline {
             return;
         }
     }
@@ -371,10 +377,13 @@ pub(crate) fn sleep(dur: Duration) {
             if h.closing.get() && std::thread::panicking() && !h.in_hub() {
                 return;
             }
-            park(None);
+            park(None, SLEEP);
         },
     }
 }
+
+/// What a sleep parks on.
+const SLEEP: Blocker = Blocker::of(Kind::Sleep);
 
 /// An [`Unparker`] for the current context's next park.
 ///
@@ -395,7 +404,7 @@ pub fn current_unparker() -> Unparker {
 /// # Panics
 /// Panics when called from the hub itself (a timer callback).
 pub fn park_until(deadline: Option<Instant>) -> bool {
-    !matches!(park(deadline), Wake::TimedOut)
+    !matches!(park(deadline, Blocker::of(Kind::Park)), Wake::TimedOut)
 }
 
 #[cfg(test)]
@@ -409,7 +418,7 @@ mod tests {
     fn park_from_hub_panics() {
         let h = hub();
         h.current.set(HUB_CTX);
-        park(None);
+        park(None, Blocker::of(Kind::Park));
     }
 
     #[test]

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use super::slots::State;
 use super::timer::Action;
-use super::{Hub, Token, Wake, HUB_CTX, ROOT};
+use super::{stall, Cancel, Hub, Token, Wake, HUB_CTX, ROOT};
 use crate::coro::{self, Coro};
 
 /// How many passes of a busy loop (one with something runnable every
@@ -46,7 +46,9 @@ impl Hub {
                 self.run_green(key, gen);
             }
             if !self.timers.borrow().is_empty() {
-                self.fire_timers(Instant::now());
+                let now = Instant::now();
+                self.refresh_clock(now);
+                self.fire_timers(now);
             }
             // An unwind that hid a cancellation may have ended in this pass:
             // retry before sleeping in the poller, which nothing may wake.
@@ -55,16 +57,23 @@ impl Hub {
             }
             if !root_ready && self.run_queue.borrow().is_empty() {
                 let next = self.timers.borrow_mut().next_deadline();
+                self.publish(next);
                 let timeout = next.map(|d| d.saturating_duration_since(Instant::now()));
                 self.poll(timeout);
+                self.refresh_clock(Instant::now());
             } else {
                 // A busy hub (or a root that yields in a loop) still looks
                 // at I/O now and then; with no fd registered there is
                 // nothing to look at (remote wakeups are checked every pass).
                 let t = self.ticks.get().wrapping_add(1);
                 self.ticks.set(t);
-                if t.is_multiple_of(POLL_EVERY) && self.io.borrow().registered() > 0 {
-                    self.poll(Some(Duration::ZERO));
+                if t.is_multiple_of(POLL_EVERY) {
+                    self.refresh_clock(Instant::now());
+                    let next = self.timers.borrow_mut().next_deadline();
+                    self.publish(next);
+                    if self.io.borrow().registered() > 0 {
+                        self.poll(Some(Duration::ZERO));
+                    }
                 }
             }
             if root_ready {
@@ -160,6 +169,52 @@ impl Hub {
         for (key, gen, seq) in buf.drain(..) {
             self.wake(Token { key, gen, seq }, Wake::Woken);
         }
+        drop(buf);
+        let kills =
+            std::mem::take(&mut *self.shared.kills.lock().unwrap_or_else(|e| e.into_inner()));
+        for id in kills {
+            self.kill_id(id);
+        }
+    }
+
+    /// Kills green thread `id` of this hub, if it still lives
+    /// (`stall::kill_by_id`).
+    #[cold]
+    fn kill_id(&self, id: u64) {
+        let found = self
+            .slots
+            .borrow_mut()
+            .iter_mut()
+            .enumerate()
+            .find(|(_, s)| s.green.as_ref().is_some_and(|g| g.id == id))
+            .map(|(k, s)| (k as u32, s.gen));
+        if let Some((key, gen)) = found {
+            self.cancel(key, gen, Cancel::Kill);
+        }
+    }
+
+    /// Takes the time now as the clock of the records (when parks begin).
+    #[inline]
+    fn refresh_clock(&self, now: Instant) {
+        self.now_ns.set(stall::nanos_since(self.epoch, now));
+    }
+
+    /// Publishes the hub's counts for dumps from other OS threads.
+    fn publish(&self, next_timer: Option<Instant>) {
+        let s = self.stats();
+        let c = &self.shared.beat.counts;
+        let set = |a: &std::sync::atomic::AtomicU64, v: usize| a.store(v as u64, Ordering::Relaxed);
+        set(&c.green_threads, s.green_threads);
+        set(&c.runnable, s.runnable);
+        set(&c.timers, s.timers);
+        set(&c.fd_waiters, s.fd_waiters);
+        set(&c.registered_fds, s.registered_fds);
+        set(&c.pooled_stacks, s.pooled_stacks);
+        c.next_timer.store(
+            next_timer.map_or(0, |d| stall::nanos_since(self.epoch, d) + 1),
+            Ordering::Relaxed,
+        );
+        c.at.store(self.now_ns.get() + 1, Ordering::Release);
     }
 
     /// Fires the timers due at `now`.

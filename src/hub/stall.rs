@@ -16,9 +16,11 @@
 use std::panic::Location;
 use std::ptr;
 use std::sync::atomic::{AtomicPtr, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
+use std::time::{Duration, Instant};
 
 use super::slots::CHUNK;
+use super::Shared;
 
 /// Where a green thread comes from: the spawn call and the name it was
 /// given.
@@ -33,13 +35,24 @@ pub(crate) struct Origin {
 /// What another OS thread can read of one slot's green thread.
 #[derive(Debug, Default)]
 pub(crate) struct Record {
-    /// The id of the green thread in the slot; 0 when it is vacant.
+    /// The id of the green thread in the slot; 0 when it is vacant (and
+    /// for the root, which has no green id).
     id: AtomicU64,
     /// Where it was spawned (null: unknown). Locations are `'static`: the
     /// pointer stays valid whatever the green thread does.
     site: AtomicPtr<Location<'static>>,
     /// Its name, if it has one.
     name: Mutex<Option<Arc<str>>>,
+    /// What it is parked on ([`Blocker::pack`]); 0 when not parked.
+    wait: AtomicU64,
+    /// The blocker's argument.
+    arg: AtomicU64,
+    /// When it parked, in nanoseconds since [`epoch`] (the hub's clock of
+    /// its last pass: see `Hub::now_ns`).
+    since: AtomicU64,
+    /// Its park's deadline, in nanoseconds since [`epoch`] plus one; 0
+    /// for none.
+    until: AtomicU64,
 }
 
 impl Record {
@@ -52,6 +65,7 @@ impl Record {
         if origin.name.is_some() {
             *self.name.lock().unwrap_or_else(|e| e.into_inner()) = origin.name;
         }
+        self.wait.store(0, Ordering::Relaxed);
         self.id.store(id, Ordering::Release);
     }
 
@@ -62,6 +76,88 @@ impl Record {
             *self.name.lock().unwrap_or_else(|e| e.into_inner()) = None;
         }
     }
+
+    /// Its context parks on `on` at `since`, until `until` (as the fields
+    /// say).
+    #[inline]
+    pub(super) fn park(&self, on: Blocker, since: u64, until: u64) {
+        self.arg.store(on.arg, Ordering::Relaxed);
+        self.since.store(since, Ordering::Relaxed);
+        self.until.store(until, Ordering::Relaxed);
+        self.wait.store(on.pack(), Ordering::Release);
+    }
+
+    /// Its context is runnable (or running) again.
+    #[inline]
+    pub(super) fn unparked(&self) {
+        self.wait.store(0, Ordering::Relaxed);
+    }
+}
+
+/// The process's clock origin for the records' times.
+pub(crate) fn epoch() -> Instant {
+    static EPOCH: OnceLock<Instant> = OnceLock::new();
+    *EPOCH.get_or_init(Instant::now)
+}
+
+/// `t` in nanoseconds since `epoch` (0 before it).
+#[inline]
+pub(crate) fn nanos_since(epoch: Instant, t: Instant) -> u64 {
+    u64::try_from(t.saturating_duration_since(epoch).as_nanos()).unwrap_or(u64::MAX - 1)
+}
+
+/// One slot's record as read at one moment.
+#[derive(Clone, Debug)]
+pub(crate) struct Snap {
+    /// The slot (0: the root).
+    pub(crate) slot: usize,
+    /// The green thread's id (0 for the root).
+    pub(crate) id: u64,
+    pub(crate) site: Option<&'static Location<'static>>,
+    pub(crate) name: Option<Arc<str>>,
+    /// What it is parked on (`Kind::None`: not parked).
+    pub(crate) on: Blocker,
+    /// When it parked.
+    pub(crate) since: Option<Instant>,
+    /// Its park's deadline.
+    pub(crate) until: Option<Instant>,
+}
+
+/// Every live record of a hub: its root's and its green threads'.
+pub(crate) fn snapshot(records: &Records) -> Vec<Snap> {
+    let chunks = records.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    let epoch = epoch();
+    let mut out = Vec::new();
+    for (slot, r) in chunks.iter().flat_map(|c| c.iter()).enumerate() {
+        let id = r.id.load(Ordering::Acquire);
+        if id == 0 && slot != 0 {
+            continue;
+        }
+        let word = r.wait.load(Ordering::Acquire);
+        let arg = r.arg.load(Ordering::Relaxed);
+        let since = r.since.load(Ordering::Relaxed);
+        let until = r.until.load(Ordering::Relaxed);
+        let p = r.site.load(Ordering::Relaxed);
+        // SAFETY: only `fill` stores here, null or a `&'static Location`.
+        let site = unsafe { p.cast_const().as_ref() };
+        let name = r.name.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        // The same green thread throughout: what was read is its own.
+        if r.id.load(Ordering::Acquire) != id {
+            continue;
+        }
+        let on = Blocker::unpack(word, arg);
+        let parked = on.kind != Kind::None;
+        out.push(Snap {
+            slot,
+            id,
+            site,
+            name,
+            on,
+            since: parked.then(|| epoch + Duration::from_nanos(since)),
+            until: (parked && until != 0).then(|| epoch + Duration::from_nanos(until - 1)),
+        });
+    }
+    out
 }
 
 /// The records of a hub's slots, in chunks as the slab has them: a chunk
@@ -98,6 +194,26 @@ pub(crate) struct Beat {
     pub(crate) records: Arc<Records>,
     /// The hub's OS thread (kernel id), for the report.
     pub(crate) tid: AtomicU64,
+    /// The hub's counts, as of its loop's last look at I/O.
+    pub(crate) counts: Counts,
+}
+
+/// A hub's counts (`HubStats`) as its loop published them: each time it
+/// is about to sleep in the poller, and every `POLL_EVERY` passes of a
+/// busy loop.
+#[derive(Debug, Default)]
+pub(crate) struct Counts {
+    pub(crate) green_threads: AtomicU64,
+    pub(crate) runnable: AtomicU64,
+    pub(crate) timers: AtomicU64,
+    pub(crate) fd_waiters: AtomicU64,
+    pub(crate) registered_fds: AtomicU64,
+    pub(crate) pooled_stacks: AtomicU64,
+    /// The next timer's deadline, in nanoseconds since [`epoch`] plus
+    /// one; 0 for none.
+    pub(crate) next_timer: AtomicU64,
+    /// When they were published, likewise; 0: not yet.
+    pub(crate) at: AtomicU64,
 }
 
 impl Beat {
@@ -116,17 +232,181 @@ impl Beat {
     }
 }
 
-static HUBS: Mutex<Vec<Weak<Beat>>> = Mutex::new(Vec::new());
+static HUBS: Mutex<Vec<Weak<Shared>>> = Mutex::new(Vec::new());
 
-/// Makes a hub's beat visible to the watchdog.
-pub(crate) fn register(beat: &Arc<Beat>) {
+/// Makes a hub visible to the watchdog and to dumps.
+pub(crate) fn register(shared: &Arc<Shared>) {
     let mut hubs = HUBS.lock().unwrap_or_else(|e| e.into_inner());
     hubs.retain(|w| w.strong_count() > 0);
-    hubs.push(Arc::downgrade(beat));
+    hubs.push(Arc::downgrade(shared));
+}
+
+/// The hubs alive now, oldest first.
+fn hubs() -> Vec<Arc<Shared>> {
+    let hubs = HUBS.lock().unwrap_or_else(|e| e.into_inner());
+    hubs.iter().filter_map(Weak::upgrade).collect()
 }
 
 /// The beats of the hubs alive now.
 pub(crate) fn beats() -> Vec<Arc<Beat>> {
-    let hubs = HUBS.lock().unwrap_or_else(|e| e.into_inner());
-    hubs.iter().filter_map(Weak::upgrade).collect()
+    hubs().iter().map(|h| h.beat.clone()).collect()
+}
+
+/// Asks the hub of green thread `id` to kill it, from any OS thread.
+/// Returns whether a live green thread had that id when asked; the kill
+/// is delivered as [`GreenThread::kill`](crate::GreenThread::kill)'s is,
+/// when its hub next runs.
+pub(crate) fn kill_by_id(id: u64) -> bool {
+    if id == 0 {
+        return false;
+    }
+    for h in hubs() {
+        if h.closed.load(Ordering::Acquire) {
+            continue;
+        }
+        let has = {
+            let chunks = h.beat.records.lock().unwrap_or_else(|e| e.into_inner());
+            chunks
+                .iter()
+                .flat_map(|c| c.iter())
+                .any(|r| r.id.load(Ordering::Acquire) == id)
+        };
+        if has {
+            h.kills.lock().unwrap_or_else(|e| e.into_inner()).push(id);
+            h.wake_loop();
+            return true;
+        }
+    }
+    false
+}
+
+/// What a parked context waits on, as its record keeps it for a dump.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub(crate) enum Kind {
+    /// Not parked (running or runnable).
+    None = 0,
+    /// `park_until` or an `Unparker`.
+    Park,
+    /// A sleep.
+    Sleep,
+    /// An fd, for reading (`fd`).
+    FdRead,
+    /// An fd, for writing (`fd`).
+    FdWrite,
+    /// Several fds at once (poll, select).
+    Fds,
+    Event,
+    Semaphore,
+    Mutex,
+    RwLock,
+    Condvar,
+    Barrier,
+    Once,
+    QueueGet,
+    QueuePut,
+    QueueJoin,
+    MpscRecv,
+    MpscSend,
+    /// A free place in a `GreenPool`.
+    Pool,
+    /// A `GreenPool` with nothing running.
+    PoolIdle,
+    /// The end of green thread `arg`.
+    Join,
+    /// A tpool job.
+    Tpool,
+    /// A child process `arg` (through its pidfd `fd`).
+    Child,
+    /// A futex word at address `arg` (under `patch()`).
+    Futex,
+    /// The scoped threads of a `thread::scope`.
+    Scope,
+    /// A future (`block_on`).
+    Future,
+    /// The start of a `spawn_after` green thread.
+    Start,
+}
+
+impl Kind {
+    const ALL: [Kind; 27] = [
+        Kind::None,
+        Kind::Park,
+        Kind::Sleep,
+        Kind::FdRead,
+        Kind::FdWrite,
+        Kind::Fds,
+        Kind::Event,
+        Kind::Semaphore,
+        Kind::Mutex,
+        Kind::RwLock,
+        Kind::Condvar,
+        Kind::Barrier,
+        Kind::Once,
+        Kind::QueueGet,
+        Kind::QueuePut,
+        Kind::QueueJoin,
+        Kind::MpscRecv,
+        Kind::MpscSend,
+        Kind::Pool,
+        Kind::PoolIdle,
+        Kind::Join,
+        Kind::Tpool,
+        Kind::Child,
+        Kind::Futex,
+        Kind::Scope,
+        Kind::Future,
+        Kind::Start,
+    ];
+
+    fn from_u8(v: u8) -> Kind {
+        Kind::ALL.get(v as usize).copied().unwrap_or(Kind::None)
+    }
+}
+
+/// What a park waits on: a kind, an fd (or -1) and an argument (an
+/// address, a green thread id, a pid).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Blocker {
+    pub(crate) kind: Kind,
+    pub(crate) fd: i32,
+    pub(crate) arg: u64,
+}
+
+impl Blocker {
+    /// A park on `kind` with no fd nor argument.
+    pub(crate) const fn of(kind: Kind) -> Blocker {
+        Blocker {
+            kind,
+            fd: -1,
+            arg: 0,
+        }
+    }
+
+    /// A park on the primitive at `addr`.
+    #[inline]
+    pub(crate) fn at<T: ?Sized>(kind: Kind, addr: *const T) -> Blocker {
+        Blocker {
+            kind,
+            fd: -1,
+            arg: addr.cast::<()>() as usize as u64,
+        }
+    }
+
+    /// A park on `kind` with argument `arg`.
+    pub(crate) const fn arg(kind: Kind, arg: u64) -> Blocker {
+        Blocker { kind, fd: -1, arg }
+    }
+
+    fn pack(self) -> u64 {
+        (self.kind as u64) | (u64::from(self.fd as u32) << 32)
+    }
+
+    fn unpack(word: u64, arg: u64) -> Blocker {
+        Blocker {
+            kind: Kind::from_u8(word as u8),
+            fd: (word >> 32) as u32 as i32,
+            arg,
+        }
+    }
 }

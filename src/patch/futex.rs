@@ -179,7 +179,8 @@ impl<'t> Table<'t> {
         if let Err(e) = self.enqueue(word, val, &w) {
             return e;
         }
-        let wake = hub.in_foreign(|| hub.park_keep_cancel(deadline));
+        let on = crate::hub::Blocker::arg(crate::hub::Kind::Futex, addr as u64);
+        let wake = hub.in_foreign(|| hub.park_keep_cancel(deadline, on));
         self.dequeue(&w, wake)
     }
 
@@ -496,7 +497,11 @@ mod shim {
 
         /// A deadline is taken as already past: the park times out at once,
         /// the earliest a timer can race a wake.
-        pub(super) fn park_keep_cancel(&self, deadline: Option<Instant>) -> Wake {
+        pub(super) fn park_keep_cancel(
+            &self,
+            deadline: Option<Instant>,
+            _on: crate::hub::Blocker,
+        ) -> Wake {
             if deadline.is_some() {
                 return Wake::TimedOut;
             }

@@ -126,7 +126,8 @@ impl Child {
             return Ok(status);
         }
         if let Some(pidfd) = PidFd::open(self.handle.id()) {
-            let exited = hub::trampoline(pidfd.raw(), Interest::Read, None).is_ok();
+            let on = hub::Blocker::arg(hub::Kind::Child, u64::from(self.handle.id()));
+            let exited = hub::trampoline_as(pidfd.raw(), Interest::Read, None, Some(on)).is_ok();
             drop(pidfd);
             if exited {
                 if let Some(status) = self.handle.try_wait()? {

@@ -1,5 +1,6 @@
 //! [`Barrier`]: lets a group of green threads wait for each other.
 
+use crate::hub::{Blocker, Kind};
 use std::fmt;
 
 use super::cannot_wait;
@@ -162,7 +163,8 @@ impl Barrier {
         };
         // A waiter woken and then unwound has nothing to hand back: its
         // group is complete.
-        match wait::wait(&self.state, s, waiters, None, None, |_, _| {}) {
+        let on = Blocker::at(Kind::Barrier, &self.state);
+        match wait::wait(&self.state, s, waiters, None, None, |_, _| {}, on) {
             Waited::Notified(_) => {
                 std::mem::forget(leave);
                 BarrierWaitResult(false)

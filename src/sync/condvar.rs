@@ -7,6 +7,7 @@
 //! by `notify_one` and then unwound (kill, [`Timeout`](crate::Timeout))
 //! passes the notification on to the next waiter.
 
+use crate::hub::{Blocker, Kind};
 use std::fmt;
 use std::sync::{LockResult, PoisonError};
 use std::time::{Duration, Instant};
@@ -116,7 +117,8 @@ impl Condvar {
         unsafe { mutex.raw().unlock() };
         // From here until the re-lock this context holds no lock: an unwind
         // (kill, timeout) leaves the mutex unlocked, as it should.
-        let waited = wait::wait(&self.waiters, list, waiters, None, deadline, pass_on);
+        let on = Blocker::at(Kind::Condvar, &self.waiters);
+        let waited = wait::wait(&self.waiters, list, waiters, None, deadline, pass_on, on);
         let timed_out = match waited {
             Waited::Notified(_) => false,
             Waited::TimedOut(_) if deadline.is_some() => true,

@@ -90,7 +90,7 @@ impl<T> Drop for Tx<T> {
 
 fn new_channel<T>(bound: Option<usize>) -> (Tx<T>, Receiver<T>) {
     let shared = Arc::new(Shared {
-        chan: Chan::new(bound, false),
+        chan: Chan::new(bound, false, true),
         senders: AtomicUsize::new(1),
     });
     let rx = Receiver {

@@ -23,6 +23,7 @@
 //! handed the lock passes it on from the wait list's `abandon` callback, so
 //! the hand-off is never lost.
 
+use crate::hub::{Blocker, Kind};
 use std::cell::UnsafeCell;
 use std::fmt;
 use std::marker::PhantomData;
@@ -129,7 +130,8 @@ impl RawMutex {
                 }
             }
         }
-        match wait::wait(&self.queue, q, waiters, None, None, hand_back) {
+        let on = Blocker::at(Kind::Mutex, &self.queue);
+        match wait::wait(&self.queue, q, waiters, None, None, hand_back, on) {
             // The unlocker handed the lock over.
             Waited::Notified(_) => {}
             Waited::TimedOut(_) => cannot_wait("green::sync::Mutex::lock"),

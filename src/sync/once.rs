@@ -18,6 +18,7 @@
 //! second green thread of the same OS thread that waited for it would block
 //! that OS thread and deadlock.
 
+use crate::hub::{Blocker, Kind};
 use std::cell::Cell;
 use std::fmt;
 use std::marker::PhantomData;
@@ -379,7 +380,8 @@ impl Once {
     ) -> std::sync::MutexGuard<'a, WaitList> {
         // Every waiter is woken on every change: one that is woken and
         // then unwound has nothing to pass on.
-        match wait::wait(&self.waiters, w, waiters, None, None, |_, _| {}) {
+        let on = Blocker::at(Kind::Once, &self.waiters);
+        match wait::wait(&self.waiters, w, waiters, None, None, |_, _| {}, on) {
             Waited::Notified(_) => wait::lock(&self.waiters),
             Waited::TimedOut(_) => cannot_wait(what),
         }

@@ -10,6 +10,7 @@
 //! come after it (no writer starvation), and readers queued together are
 //! admitted together.
 
+use crate::hub::{Blocker, Kind};
 use std::cell::UnsafeCell;
 use std::fmt;
 use std::marker::PhantomData;
@@ -261,7 +262,8 @@ impl<T: ?Sized> RwLock<T> {
             }
         }
         let regrant = Regrant(&self.state);
-        match wait::wait(&self.state, s, queue, Some(access), None, release) {
+        let on = Blocker::at(Kind::RwLock, &self.state);
+        match wait::wait(&self.state, s, queue, Some(access), None, release, on) {
             Waited::Notified(_) => std::mem::forget(regrant),
             Waited::TimedOut(_) => match access {
                 Access::Read => cannot_wait("green::sync::RwLock::read"),

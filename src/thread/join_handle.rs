@@ -100,7 +100,10 @@ impl<T> JoinInner<'_, T> {
         if crate::current_id() == Some(self.thread.id().0.get()) {
             panic!("attempt to join a thread from itself");
         }
-        self.packet.done.wait();
+        let id = self.thread.id().0.get();
+        self.packet
+            .done
+            .wait_as(crate::hub::Blocker::arg(crate::hub::Kind::Join, id));
         lock(&self.packet.result)
             .take()
             .expect("a finished thread has stored its result")

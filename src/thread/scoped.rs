@@ -205,7 +205,10 @@ fn wait_for_threads(h: &Hub, data: &ScopeData) -> Option<Cancel> {
         // still unwinds if the hub unwinds this green thread at thread
         // exit (its scoped threads were unwound before, being newer), or
         // if the hub loop run by a root fails.
-        let wake = panic::catch_unwind(AssertUnwindSafe(|| h.park_raw(None))).unwrap_or_else(|p| {
+        let wake = panic::catch_unwind(AssertUnwindSafe(|| {
+            h.park_raw(None, crate::hub::Blocker::of(crate::hub::Kind::Scope))
+        }))
+        .unwrap_or_else(|p| {
             if !running() {
                 panic::resume_unwind(p);
             }

@@ -28,6 +28,7 @@
 //! nothing to give back. User code never runs under the lock, except a
 //! priority store's `Ord`, which must compare.
 
+use crate::hub::{Blocker, Kind};
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, VecDeque};
 use std::sync::Mutex;
@@ -274,13 +275,21 @@ fn joiner_gone<T, St>(_: &mut State<T, St>, _: Option<()>) {}
 /// A channel: state behind one lock. Handles share it through an `Arc`.
 pub(crate) struct Chan<T, St> {
     state: Mutex<State<T, St>>,
+    /// What a getter and a putter wait on, as a dump shows it.
+    kinds: (Kind, Kind),
 }
 
 impl<T, St: Store<T>> Chan<T, St> {
     /// A channel holding at most `maxsize` items (`None`: no limit), which
     /// counts unfinished tasks if `track`.
-    pub(crate) fn new(maxsize: Option<usize>, track: bool) -> Self {
+    /// `mpsc` says which kind of channel it is in a dump.
+    pub(crate) fn new(maxsize: Option<usize>, track: bool, mpsc: bool) -> Self {
         Chan {
+            kinds: if mpsc {
+                (Kind::MpscRecv, Kind::MpscSend)
+            } else {
+                (Kind::QueueGet, Kind::QueuePut)
+            },
             state: Mutex::new(State {
                 store: St::default(),
                 maxsize,
@@ -321,7 +330,16 @@ impl<T, St: Store<T>> Chan<T, St> {
                 Block::Until(d) => Some(d),
                 Block::Forever => None,
             };
-            match wait::wait(&self.state, s, putters, Some(item), deadline, putter_gone) {
+            let on = Blocker::at(self.kinds.1, &self.state);
+            match wait::wait(
+                &self.state,
+                s,
+                putters,
+                Some(item),
+                deadline,
+                putter_gone,
+                on,
+            ) {
                 Waited::Notified(None) => return Ok(()),
                 // Handed back: the getting side closed; look again.
                 Waited::Notified(Some(back)) => item = back,
@@ -351,7 +369,8 @@ impl<T, St: Store<T>> Chan<T, St> {
                 Block::Until(d) => Some(d),
                 Block::Forever => None,
             };
-            match wait::wait(&self.state, s, getters, None, deadline, getter_gone) {
+            let on = Blocker::at(self.kinds.0, &self.state);
+            match wait::wait(&self.state, s, getters, None, deadline, getter_gone, on) {
                 Waited::Notified(Some(item)) => return Ok(item),
                 // Woken empty-handed: the putting side closed; look again.
                 Waited::Notified(None) => {}
@@ -413,7 +432,8 @@ impl<T, St: Store<T>> Chan<T, St> {
     pub(crate) fn join(&self) {
         let mut s = wait::lock(&self.state);
         while s.unfinished > 0 {
-            wait::wait(&self.state, s, joiners, None, None, joiner_gone);
+            let on = Blocker::at(Kind::QueueJoin, &self.state);
+            wait::wait(&self.state, s, joiners, None, None, joiner_gone, on);
             s = wait::lock(&self.state);
         }
     }

@@ -42,7 +42,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
-use crate::hub::{self, NodeUnparker, Wake};
+use crate::hub::{self, Blocker, NodeUnparker, Wake};
 
 /// Locks an internal mutex. Internal critical sections run no user code
 /// that can panic while the state is inconsistent, so poisoning is ignored.
@@ -273,6 +273,7 @@ pub(crate) fn wait<'a, S, T>(
     value: Option<T>,
     deadline: Option<Instant>,
     abandon: fn(&mut S, Option<T>),
+    on: Blocker,
 ) -> Waited<T> {
     /// Leaves the list (or hands back) on every exit but a notified one.
     struct Leave<'a, S, T> {
@@ -305,7 +306,7 @@ pub(crate) fn wait<'a, S, T>(
     };
     drop(guard);
 
-    match block(&leave.w, deadline) {
+    match block(&leave.w, deadline, on) {
         Blocked::Notified => {
             leave.armed = false;
             // SAFETY: `notified` was seen with Acquire; the notifier is
@@ -339,7 +340,7 @@ enum Blocked {
 
 /// Parks until `w` is notified or `deadline` passes. Kills and timeouts
 /// unwind from here.
-fn block<T>(w: &Waiter<T>, deadline: Option<Instant>) -> Blocked {
+fn block<T>(w: &Waiter<T>, deadline: Option<Instant>, on: Blocker) -> Blocked {
     loop {
         if w.notified.load(Ordering::Acquire) {
             return Blocked::Notified;
@@ -347,7 +348,7 @@ fn block<T>(w: &Waiter<T>, deadline: Option<Instant>) -> Blocked {
         if w.on_hub {
             // A closing hub parks by blocking the OS thread: the wakeup
             // still comes through the hub.
-            if hub::park(deadline) == Wake::TimedOut && !w.notified.load(Ordering::Acquire) {
+            if hub::park(deadline, on) == Wake::TimedOut && !w.notified.load(Ordering::Acquire) {
                 return Blocked::TimedOut;
             }
         } else {
@@ -387,12 +388,14 @@ mod tests {
         s.permits += v.unwrap_or(0);
     }
 
+    const TEST: Blocker = Blocker::of(crate::hub::Kind::Semaphore);
+
     #[test]
     fn timed_out_waiter_leaves_the_list() {
         let m = Mutex::new(State::default());
         let g = lock(&m);
         let deadline = Instant::now() + Duration::from_millis(5);
-        match wait(&m, g, list, Some(7), Some(deadline), give_back) {
+        match wait(&m, g, list, Some(7), Some(deadline), give_back, TEST) {
             Waited::TimedOut(v) => assert_eq!(v, Some(7)),
             w => panic!("expected a timeout, got {w:?}"),
         }
@@ -412,7 +415,7 @@ mod tests {
             std::thread::yield_now();
         });
         let g = lock(&m);
-        match wait(&m, g, list, None, None, give_back) {
+        match wait(&m, g, list, None, None, give_back, TEST) {
             Waited::Notified(v) => assert_eq!(v, Some(42)),
             w => panic!("expected a notification, got {w:?}"),
         }
@@ -425,7 +428,7 @@ mod tests {
         let m2 = m.clone();
         let gt = crate::spawn(move || {
             let g = lock(&m2);
-            wait(&m2, g, list, None, None, give_back);
+            wait(&m2, g, list, None, None, give_back, TEST);
             unreachable!("killed before it could run again");
         });
         crate::yield_now(); // it parks in `wait`

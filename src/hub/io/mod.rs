@@ -34,7 +34,7 @@ use std::io;
 use std::os::fd::{BorrowedFd, RawFd};
 use std::time::{Duration, Instant};
 
-use super::hub;
+use super::{hub, Blocker};
 use crate::sys::event::{poll, PollFd, PollFlags, Timespec};
 
 mod close;
@@ -293,6 +293,17 @@ fn ready_now(fd: RawFd, interest: Interest) -> io::Result<bool> {
 /// # Ok::<(), std::io::Error>(())
 /// ```
 pub fn trampoline(fd: RawFd, interest: Interest, timeout: Option<Duration>) -> io::Result<()> {
+    trampoline_as(fd, interest, timeout, None)
+}
+
+/// [`trampoline`], shown in a dump as a wait on `on` (with `fd`) rather
+/// than on the fd: a child's pidfd is a wait for the child.
+pub(crate) fn trampoline_as(
+    fd: RawFd,
+    interest: Interest,
+    timeout: Option<Duration>,
+    on: Option<Blocker>,
+) -> io::Result<()> {
     let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
     let hub = hub();
     let fresh = hub.ensure_registered(fd)?;
@@ -307,7 +318,7 @@ pub fn trampoline(fd: RawFd, interest: Interest, timeout: Option<Duration>) -> i
             return Ok(());
         }
     }
-    park_on(hub, fd, interest, deadline)
+    park_on(hub, fd, interest, deadline, on)
 }
 
 #[cfg(test)]

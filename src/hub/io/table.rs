@@ -16,7 +16,7 @@ use std::time::Instant;
 
 use super::close::{count_of, generation, hub_bit, FD_STATE};
 use super::Interest;
-use crate::hub::{self as hubmod, Hub, Token, Wake};
+use crate::hub::{self as hubmod, Blocker, Hub, Kind, Token, Wake};
 
 #[derive(Debug, Default)]
 pub(super) struct FdEntry {
@@ -225,7 +225,7 @@ pub(super) fn wait_ready(
     deadline: Option<Instant>,
 ) -> io::Result<()> {
     hub.ensure_registered(fd)?;
-    park_on(hub, fd, interest, deadline)
+    park_on(hub, fd, interest, deadline, None)
 }
 
 /// Parks until `fd` (registered) has a new readiness edge for `interest`,
@@ -235,12 +235,27 @@ pub(super) fn wait_ready(
 ///
 /// # Errors
 /// As [`wait_ready`].
+///
+/// The dump shows the park as a wait on `fd` for `interest`, or as `on`
+/// (with `fd`) if given.
 pub(super) fn park_on(
     hub: &Hub,
     fd: RawFd,
     interest: Interest,
     deadline: Option<Instant>,
+    on: Option<Blocker>,
 ) -> io::Result<()> {
+    let on = match on {
+        Some(b) => Blocker { fd, ..b },
+        None => Blocker {
+            kind: match interest {
+                Interest::Read => Kind::FdRead,
+                Interest::Write => Kind::FdWrite,
+            },
+            fd,
+            arg: 0,
+        },
+    };
     loop {
         let token = hub.token();
         let gen = {
@@ -258,7 +273,7 @@ pub(super) fn park_on(
             interest,
             token,
         };
-        let wake = hubmod::park_fd(deadline);
+        let wake = hubmod::park_fd(deadline, on);
         let still_waiting = {
             let mut io = hub.io.borrow_mut();
             io.get(fd)
@@ -373,7 +388,11 @@ impl Hub {
                 set,
                 token,
             };
-            let wake = hubmod::park_fd(deadline);
+            let on = Blocker {
+                fd: set.first().map_or(-1, |&(fd, _)| fd),
+                ..Blocker::arg(Kind::Fds, set.len() as u64)
+            };
+            let wake = hubmod::park_fd(deadline, on);
             let spurious = wake == Wake::Woken && guard.all_queued();
             drop(guard);
             match wake {

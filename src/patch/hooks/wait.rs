@@ -30,7 +30,11 @@ fn park_on_pidfd(hub: &Hub, pid: pid_t) -> Result<Result<(), Cancel>, ()> {
     let pid = Pid::from_raw(pid).ok_or(())?;
     let pidfd = pidfd_open(pid, PidfdFlags::empty()).map_err(drop)?;
     let fd = pidfd.as_raw_fd();
-    let r = shielded(hub, || trampoline(fd, Interest::Read, None)).map(drop);
+    let on = hub::Blocker::arg(hub::Kind::Child, pid.as_raw_nonzero().get() as u64);
+    let r = shielded(hub, || {
+        hub::trampoline_as(fd, Interest::Read, None, Some(on))
+    })
+    .map(drop);
     hub::notify_close(fd);
     fds::forget(fd);
     drop(pidfd);
