@@ -82,7 +82,7 @@ pub fn block_on<F: Future>(fut: F) -> F::Output {
             // Spurious returns just poll again. Kills and timeouts unwind
             // from here. (A closing hub parks by blocking the OS thread;
             // the waker still reaches it.)
-            hub::park(None, hub::Blocker::of(hub::Kind::Future));
+            crate::wait::park(None, hub::Blocker::of(hub::Kind::Future));
         }
     }
     let waker = Waker::from(Arc::new(ThreadWaker(thread::current())));

@@ -141,7 +141,7 @@ impl<T> GreenThread<T> {
                 return Err(Box::new(Killed));
             }
             self.state.joiner.set(Some(h.local_unparker()));
-            hub::park(None, hub::Blocker::arg(hub::Kind::Join, self.id()));
+            crate::wait::park(None, hub::Blocker::arg(hub::Kind::Join, self.id()));
         }
         self.state
             .result

@@ -144,6 +144,7 @@ impl Pool {
             let n = st.names;
             st.names += 1;
             drop(st);
+            crate::hub::register_helpers(idle_workers);
             // Started without the lock held: it takes tens of microseconds.
             let res = thread::Builder::new()
                 .name(format!("green-tpool-{n}"))
@@ -219,6 +220,14 @@ impl Pool {
             }
         }
     }
+}
+
+/// The number of workers, if none of them runs or is about to run a job
+/// (a wait of a hub that only a job could end cannot be proven endless
+/// meanwhile: `hub::register_helpers`).
+fn idle_workers() -> Option<usize> {
+    let st = lock(&POOL.state);
+    (st.queue.is_empty() && st.idle == st.spawned && st.running == st.spawned).then_some(st.running)
 }
 
 /// How long an idle worker watches the queue before it sleeps. A caller

@@ -218,7 +218,7 @@ pub enum WaitReason {
 }
 
 impl WaitReason {
-    fn of(b: Blocker) -> Option<WaitReason> {
+    pub(super) fn of(b: Blocker) -> Option<WaitReason> {
         let addr = b.arg as usize;
         Some(match b.kind {
             Kind::None => return None,
@@ -347,6 +347,33 @@ impl State {
     }
 }
 
+impl HubDump {
+    /// The hub's line: its OS thread and its counts, with times relative
+    /// to `now`.
+    pub(super) fn head(&self, now: Instant) -> String {
+        use fmt::Write;
+        let mut s = format!("hub of OS thread {}", self.os_thread);
+        if let Some(name) = &self.os_thread_name {
+            let _ = write!(s, " ({name})");
+        }
+        let _ = write!(s, ": {} green threads", self.green_threads.len());
+        let Some(c) = &self.counts else {
+            s.push_str(", no counts yet (its loop has not looked at I/O)");
+            return s;
+        };
+        let _ = write!(s, ", {} runnable, {} timers", c.runnable, c.timers);
+        if let Some(t) = self.next_timer {
+            let _ = write!(s, " (next in {})", human(t.saturating_duration_since(now)));
+        }
+        let _ = write!(
+            s,
+            ", {} fd waiters, {} registered fds, {} pooled stacks",
+            c.fd_waiters, c.registered_fds, c.pooled_stacks
+        );
+        s
+    }
+}
+
 impl Dump {
     /// Every green thread of the dump, hub after hub.
     pub fn green_threads(&self) -> impl Iterator<Item = &GreenThreadInfo> {
@@ -365,26 +392,7 @@ impl fmt::Display for Dump {
         let n: usize = self.hubs.iter().map(|h| h.green_threads.len()).sum();
         writeln!(f, "green: {} hubs, {n} green threads", self.hubs.len())?;
         for h in &self.hubs {
-            write!(f, "\nhub of OS thread {}", h.os_thread)?;
-            if let Some(name) = &h.os_thread_name {
-                write!(f, " ({name})")?;
-            }
-            if let Some(c) = &h.counts {
-                write!(
-                    f,
-                    ": {} green threads, {} runnable, {} timers",
-                    c.green_threads, c.runnable, c.timers
-                )?;
-                if let Some(t) = h.next_timer {
-                    let d = t.saturating_duration_since(now);
-                    write!(f, " (next in {})", human(d))?;
-                }
-                write!(
-                    f,
-                    ", {} fd waiters, {} registered fds, {} pooled stacks",
-                    c.fd_waiters, c.registered_fds, c.pooled_stacks
-                )?;
-            }
+            write!(f, "\n{}", h.head(now))?;
             f.write_str("\n  root: ")?;
             h.root.write(f, now)?;
             f.write_str("\n")?;
@@ -443,7 +451,7 @@ pub fn dump() -> Dump {
             let tid = beat.tid.load(Ordering::Relaxed);
             let mut root = State::Runnable;
             let mut green_threads = Vec::new();
-            for s in stall::snapshot(&beat.records) {
+            for s in stall::snapshot(&beat) {
                 if s.slot == 0 {
                     root = State::of(&s, running == 0, taken_at);
                 } else {

@@ -42,7 +42,9 @@
 //! green::debug::hub_blocking_detection(None);
 //! ```
 
+mod backdoor;
 mod dump;
+mod signal;
 mod syscall;
 mod watchdog;
 
@@ -51,7 +53,9 @@ use std::panic::Location;
 use std::sync::Arc;
 use std::time::Duration;
 
+pub use backdoor::{serve_backdoor, Backdoor, BackdoorAddr};
 pub use dump::{dump, Dump, GreenThreadInfo, HubDump, State, WaitReason};
+pub use signal::dump_on_signal;
 pub use syscall::Activity;
 pub(crate) use watchdog::watch_shared_identity;
 
@@ -169,4 +173,18 @@ impl fmt::Display for BlockingReport {
 /// ```
 pub fn kill(id: u64) -> bool {
     crate::hub::stall::kill_by_id(id)
+}
+
+/// Panics from a root's wait on `on` that can never end, with a dump.
+#[cold]
+#[track_caller]
+pub(crate) fn would_block_forever(on: crate::hub::Blocker) -> ! {
+    let tid = crate::sys::thread::gettid().as_raw_nonzero().get();
+    let what = dump::WaitReason::of(on).map_or_else(|| "something".to_owned(), |r| r.to_string());
+    panic!(
+        "green: this wait would block forever: the root of OS thread {tid} waits on {what}, \
+         and nothing can wake it (no green thread is runnable; no timer, fd or tpool job \
+         is pending; no other thread of the process could act)\n\n{}",
+        dump()
+    )
 }

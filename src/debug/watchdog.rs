@@ -67,6 +67,9 @@ fn start() {
     if STARTED.swap(true, Ordering::SeqCst) {
         return;
     }
+    // It wakes no hub: a wait of a hub with nothing else to wake it
+    // would still block forever.
+    crate::hub::register_helpers(|| Some(usize::from(STARTED.load(Ordering::SeqCst))));
     let spawned = std::thread::Builder::new()
         .name("green-watchdog".into())
         .spawn(watch);

@@ -74,6 +74,7 @@
 pub(crate) mod cancel;
 mod coop;
 pub(crate) mod fdmap;
+mod forever;
 mod io;
 mod park;
 mod poller;
@@ -102,6 +103,7 @@ pub(crate) use cancel::{
 };
 pub(crate) use coop::coop_spend;
 pub use coop::set_coop_budget;
+pub(crate) use forever::{park_watched, register_helpers, WouldBlockForever};
 pub(crate) use io::trampoline_as;
 pub(crate) use io::FdTable;
 pub(crate) use io::{io_loop, io_loop_unsignalled, poll_now, Backoff};
@@ -200,9 +202,16 @@ pub(crate) struct Hub {
     coop: coop::Budget,
     /// The origin of the records' times (`stall::epoch`).
     epoch: std::time::Instant,
-    /// The time of the loop's last look at the clock, in nanoseconds since
-    /// `epoch`: what a park records as its start (`Hub::refresh_clock`).
-    now_ns: Cell<u64>,
+    /// The loop's last look at the clock (`stall::Look`, packed): what a
+    /// park records as its start (`Hub::refresh_clock`).
+    clock: Cell<u64>,
+    /// The root is parked in a wait that may find it never ends
+    /// (`forever::park_watched`).
+    root_watched: Cell<bool>,
+    /// The loop proved that the root's wait never ends: it panics.
+    forever: Cell<bool>,
+    /// Looks taken at the root's current wait (`Hub::forever_recheck`).
+    forever_looks: Cell<u32>,
 }
 
 thread_local! {
@@ -316,7 +325,10 @@ fn create() -> &'static Hub {
         fsgsbase: crate::coro::tls::fsgsbase(),
         coop: coop::Budget::default(),
         epoch,
-        now_ns: Cell::new(stall::nanos_since(epoch, std::time::Instant::now())),
+        clock: Cell::new(stall::Look::first(epoch).pack()),
+        root_watched: Cell::new(false),
+        forever: Cell::new(false),
+        forever_looks: Cell::new(0),
     });
     stall::register(&hub.shared);
     let p = Box::into_raw(hub);

@@ -158,7 +158,7 @@ impl Hub {
                 until = stall::nanos_since(self.epoch, d) + 1;
             }
             slot.state = State::Parked;
-            slots.record(key).park(on, self.now_ns.get(), until);
+            slots.record(key).park(on, self.clock.get(), until);
             (take, gen)
         };
         self.switch_out(key);

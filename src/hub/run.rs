@@ -58,7 +58,19 @@ impl Hub {
             if !root_ready && self.run_queue.borrow().is_empty() {
                 let next = self.timers.borrow_mut().next_deadline();
                 self.publish(next);
-                let timeout = next.map(|d| d.saturating_duration_since(Instant::now()));
+                let now = Instant::now();
+                self.refresh_clock(now);
+                let mut timeout = next.map(|d| d.saturating_duration_since(now));
+                if next.is_none() && self.root_watched.get() {
+                    match self.proves_forever() {
+                        Some(true) => {
+                            self.wake_root_forever();
+                            continue;
+                        }
+                        Some(false) => {}
+                        None => timeout = Some(self.forever_recheck()),
+                    }
+                }
                 self.poll(timeout);
                 self.refresh_clock(Instant::now());
             } else {
@@ -193,10 +205,13 @@ impl Hub {
         }
     }
 
-    /// Takes the time now as the clock of the records (when parks begin).
+    /// Takes the time now as the clock of the records (when parks begin),
+    /// and publishes it for dumps (`stall::Look`).
     #[inline]
     fn refresh_clock(&self, now: Instant) {
-        self.now_ns.set(stall::nanos_since(self.epoch, now));
+        let look = stall::Look::unpack(self.clock.get()).next(self.epoch, now);
+        self.clock.set(look.pack());
+        self.shared.beat.looked(look);
     }
 
     /// Publishes the hub's counts for dumps from other OS threads.
@@ -214,7 +229,7 @@ impl Hub {
             next_timer.map_or(0, |d| stall::nanos_since(self.epoch, d) + 1),
             Ordering::Relaxed,
         );
-        c.at.store(self.now_ns.get() + 1, Ordering::Release);
+        c.at.store(1, Ordering::Release);
     }
 
     /// Fires the timers due at `now`.

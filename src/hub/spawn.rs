@@ -231,7 +231,7 @@ impl Hub {
                 slot.timer = Some(self.add_wake_timer(at, key, gen, slot.seq, Wake::Woken));
                 let until = super::stall::nanos_since(self.epoch, at) + 1;
                 let start = super::stall::Blocker::of(super::stall::Kind::Start);
-                slots.record(key).park(start, self.now_ns.get(), until);
+                slots.record(key).park(start, self.clock.get(), until);
             }
         }
         self.green_count.set(self.green_count.get() + 1);

@@ -47,8 +47,8 @@ pub(crate) struct Record {
     wait: AtomicU64,
     /// The blocker's argument.
     arg: AtomicU64,
-    /// When it parked, in nanoseconds since [`epoch`] (the hub's clock of
-    /// its last pass: see `Hub::now_ns`).
+    /// When it parked: the hub's last look at the clock before ([`Look`],
+    /// packed).
     since: AtomicU64,
     /// Its park's deadline, in nanoseconds since [`epoch`] plus one; 0
     /// for none.
@@ -117,14 +117,18 @@ pub(crate) struct Snap {
     pub(crate) name: Option<Arc<str>>,
     /// What it is parked on (`Kind::None`: not parked).
     pub(crate) on: Blocker,
-    /// When it parked.
+    /// When it parked, as near as the hub's looks at the clock tell: the
+    /// hub's first look after the park if the hub still remembers it, else
+    /// its last look before.
     pub(crate) since: Option<Instant>,
     /// Its park's deadline.
     pub(crate) until: Option<Instant>,
 }
 
-/// Every live record of a hub: its root's and its green threads'.
-pub(crate) fn snapshot(records: &Records) -> Vec<Snap> {
+/// Every live record of a hub (`beat`'s): its root's and its green
+/// threads'.
+pub(crate) fn snapshot(beat: &Beat) -> Vec<Snap> {
+    let records = &beat.records;
     let chunks = records.lock().unwrap_or_else(|e| e.into_inner()).clone();
     let epoch = epoch();
     let mut out = Vec::new();
@@ -153,7 +157,7 @@ pub(crate) fn snapshot(records: &Records) -> Vec<Snap> {
             site,
             name,
             on,
-            since: parked.then(|| epoch + Duration::from_nanos(since)),
+            since: parked.then(|| epoch + beat.park_time(Look::unpack(since))),
             until: (parked && until != 0).then(|| epoch + Duration::from_nanos(until - 1)),
         });
     }
@@ -183,6 +187,52 @@ pub(crate) fn origin_of(records: &Records, id: u64) -> Origin {
     Origin::default()
 }
 
+/// One look of a hub's loop at the clock: its number (modulo
+/// [`Look::WRAP`]) and its time in microseconds since [`epoch`]. A park
+/// records the last look before it (one store, no clock read); the
+/// hub's next look, kept in its beat's ring of recent looks, bounds the
+/// park's time from above, so a dump shows how long a context has been
+/// parked to within the time between two looks. The loop looks each time
+/// it is about to sleep, when it fires timers, after it slept, and every
+/// `POLL_EVERY` passes of a busy loop.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Look {
+    n: u64,
+    micros: u64,
+}
+
+impl Look {
+    const WRAP: u64 = 1 << 20;
+    const RING: usize = 64;
+
+    /// The look of a new hub.
+    pub(crate) fn first(epoch: Instant) -> Look {
+        Look {
+            n: 0,
+            micros: nanos_since(epoch, Instant::now()) / 1000,
+        }
+    }
+
+    /// The look after this one, at `now`.
+    pub(crate) fn next(self, epoch: Instant, now: Instant) -> Look {
+        Look {
+            n: (self.n + 1) % Self::WRAP,
+            micros: nanos_since(epoch, now) / 1000,
+        }
+    }
+
+    pub(crate) fn pack(self) -> u64 {
+        (self.n << 44) | (self.micros & ((1 << 44) - 1))
+    }
+
+    pub(crate) fn unpack(v: u64) -> Look {
+        Look {
+            n: v >> 44,
+            micros: v & ((1 << 44) - 1),
+        }
+    }
+}
+
 /// What the watchdog reads of a hub.
 #[derive(Debug, Default)]
 pub(crate) struct Beat {
@@ -196,6 +246,20 @@ pub(crate) struct Beat {
     pub(crate) tid: AtomicU64,
     /// The hub's counts, as of its loop's last look at I/O.
     pub(crate) counts: Counts,
+    /// The loop's recent looks at the clock, packed, by number modulo the
+    /// ring's length.
+    pub(super) looks: Looks,
+}
+
+/// A ring of looks ([`Beat::looked`]).
+#[derive(Debug)]
+pub(super) struct Looks([AtomicU64; Look::RING]);
+
+impl Default for Looks {
+    fn default() -> Looks {
+        // An impossible look number: no slot matches a wanted one yet.
+        Looks(std::array::from_fn(|_| AtomicU64::new(u64::MAX)))
+    }
 }
 
 /// A hub's counts (`HubStats`) as its loop published them: each time it
@@ -212,7 +276,7 @@ pub(crate) struct Counts {
     /// The next timer's deadline, in nanoseconds since [`epoch`] plus
     /// one; 0 for none.
     pub(crate) next_timer: AtomicU64,
-    /// When they were published, likewise; 0: not yet.
+    /// 1 once they were published.
     pub(crate) at: AtomicU64,
 }
 
@@ -229,6 +293,25 @@ impl Beat {
     #[inline]
     pub(crate) fn back(&self) {
         self.running.store(0, Ordering::Relaxed);
+    }
+
+    /// The loop looked at the clock.
+    #[inline]
+    pub(crate) fn looked(&self, look: Look) {
+        self.looks.0[look.n as usize % Look::RING].store(look.pack(), Ordering::Relaxed);
+    }
+
+    /// When a context parked after look `at` did, since [`epoch`]: the
+    /// next look's time if the ring still has it, else `at`'s.
+    fn park_time(&self, at: Look) -> Duration {
+        let want = (at.n + 1) % Look::WRAP;
+        let next = Look::unpack(self.looks.0[want as usize % Look::RING].load(Ordering::Relaxed));
+        let micros = if next.n == want && next.micros >= at.micros {
+            next.micros
+        } else {
+            at.micros
+        };
+        Duration::from_micros(micros)
     }
 }
 

@@ -280,6 +280,8 @@ fn kill_and_reap(mut child: std::process::Child) {
     }
     static REAPER: OnceLock<Option<mpsc::Sender<std::process::Child>>> = OnceLock::new();
     let reaper = REAPER.get_or_init(|| {
+        // It only reaps: it wakes no hub.
+        crate::hub::register_helpers(|| Some(1));
         let (tx, rx) = mpsc::channel::<std::process::Child>();
         thread::Builder::new()
             .name("green-reaper".into())

@@ -167,7 +167,7 @@ impl Thread {
             return;
         }
         loop {
-            match hub::park(deadline, hub::Blocker::of(hub::Kind::Park)) {
+            match crate::wait::park(deadline, hub::Blocker::of(hub::Kind::Park)) {
                 Wake::TimedOut => {
                     // An unpark that raced with the deadline is used up.
                     inner.notified.store(false, Ordering::SeqCst);

@@ -332,6 +332,16 @@ pub(crate) fn wait<'a, S, T>(
     }
 }
 
+/// Parks the current context as [`hub::park`] does; a root whose wait can
+/// never end panics with "would block forever" and a dump instead
+/// (`hub::park_watched`).
+pub(crate) fn park(deadline: Option<Instant>, on: Blocker) -> Wake {
+    match hub::park_watched(deadline, on) {
+        Ok(w) => w,
+        Err(hub::WouldBlockForever) => crate::debug::would_block_forever(on),
+    }
+}
+
 /// How [`block`] ended.
 enum Blocked {
     Notified,
@@ -348,7 +358,7 @@ fn block<T>(w: &Waiter<T>, deadline: Option<Instant>, on: Blocker) -> Blocked {
         if w.on_hub {
             // A closing hub parks by blocking the OS thread: the wakeup
             // still comes through the hub.
-            if hub::park(deadline, on) == Wake::TimedOut && !w.notified.load(Ordering::Acquire) {
+            if park(deadline, on) == Wake::TimedOut && !w.notified.load(Ordering::Acquire) {
                 return Blocked::TimedOut;
             }
         } else {

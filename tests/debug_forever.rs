@@ -1,0 +1,229 @@
+//! "Would block forever": a root's wait that provably cannot end panics
+//! with a dump instead of sleeping for ever.
+//!
+//! The proof needs a process in which no other thread could act, so this
+//! binary has no test harness (whose main thread would be one): `main`
+//! runs each case on the process's only thread, and exits non-zero if one
+//! fails.
+
+use std::any::Any;
+use std::cell::RefCell;
+use std::panic::{self, AssertUnwindSafe};
+use std::rc::Rc;
+use std::time::Duration;
+
+use green::{Event, GreenThread};
+
+/// Runs `f`, which must panic; returns the panic's message.
+fn panic_message(f: impl FnOnce()) -> String {
+    let hook = panic::take_hook();
+    panic::set_hook(Box::new(|_| {}));
+    let r = panic::catch_unwind(AssertUnwindSafe(f));
+    panic::set_hook(hook);
+    let p: Box<dyn Any + Send> = match r {
+        Ok(()) => panic!("the wait returned; it should have panicked"),
+        Err(p) => p,
+    };
+    match p.downcast::<String>() {
+        Ok(s) => *s,
+        Err(p) => p
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .unwrap_or_default(),
+    }
+}
+
+/// The line of the dump that names green thread `id`.
+fn line_of(msg: &str, id: u64) -> String {
+    let head = format!("green thread {id} ");
+    let head2 = format!("green thread {id}:");
+    msg.lines()
+        .find(|l| l.trim_start().starts_with(&head) || l.trim_start().starts_with(&head2))
+        .unwrap_or_else(|| panic!("no line for green thread {id} in:\n{msg}"))
+        .to_owned()
+}
+
+/// Two green threads each join the other; the root waits for an Event
+/// the first would send after its join.
+fn two_green_threads_joining_each_other() {
+    let done = Event::<()>::new();
+    let cell_a: Rc<RefCell<Option<GreenThread<()>>>> = Rc::default();
+    let cell_b: Rc<RefCell<Option<GreenThread<()>>>> = Rc::default();
+    let (ca, cb) = (cell_a.clone(), cell_b.clone());
+    let d = done.clone();
+    let a = green::Builder::new()
+        .name("a")
+        .spawn(move || {
+            let b = cb.borrow_mut().take().expect("b is set before a runs");
+            b.wait();
+            let _ = d.send(());
+        })
+        .unwrap();
+    let b = green::Builder::new()
+        .name("b")
+        .spawn(move || {
+            let a = ca.borrow_mut().take().expect("a is set before b runs");
+            a.wait();
+        })
+        .unwrap();
+    let (ida, idb) = (a.id(), b.id());
+    *cell_a.borrow_mut() = Some(a);
+    *cell_b.borrow_mut() = Some(b);
+    let msg = panic_message(|| done.wait());
+    assert!(msg.contains("would block forever"), "{msg}");
+    assert!(msg.contains("waits on Event"), "{msg}");
+    let la = line_of(&msg, ida);
+    assert!(la.contains(&format!("join of green thread {idb}")), "{la}");
+    assert!(la.contains("\"a\""), "{la}");
+    assert!(la.contains("tests/debug_forever.rs"), "{la}");
+    let lb = line_of(&msg, idb);
+    assert!(lb.contains(&format!("join of green thread {ida}")), "{lb}");
+}
+
+/// The root waits on an Event whose only other handle was dropped by a
+/// green thread that ended without sending.
+fn an_event_whose_only_sender_was_dropped() {
+    let ev = Event::<u32>::new();
+    let sender = ev.clone();
+    let gt = green::spawn(move || {
+        green::sleep(Duration::from_millis(5));
+        drop(sender);
+    });
+    let msg = panic_message(|| {
+        ev.wait();
+    });
+    assert!(msg.contains("would block forever"), "{msg}");
+    assert!(msg.contains("waits on Event"), "{msg}");
+    gt.wait();
+}
+
+/// The same after a tpool call: its idle workers are green's own and
+/// cannot send the event.
+fn idle_tpool_workers_do_not_hide_it() {
+    assert_eq!(green::tpool::execute(|| 7), 7);
+    let ev = Event::<()>::new();
+    let msg = panic_message(|| {
+        ev.wait();
+    });
+    assert!(msg.contains("would block forever"), "{msg}");
+}
+
+/// A root that joins a green thread parked on a green mutex held by a
+/// green thread that waits on an Event nobody can send: the dump shows
+/// the whole chain.
+fn a_chain_through_a_mutex() {
+    let m = std::sync::Arc::new(green::sync::Mutex::new(0));
+    let never = Event::<()>::new();
+    let (m1, n1) = (m.clone(), never.clone());
+    let holder = green::spawn(move || {
+        let _g = m1.lock().unwrap();
+        n1.wait();
+    });
+    green::yield_now();
+    let m2 = m.clone();
+    let waiter = green::spawn(move || {
+        let _g = m2.lock().unwrap();
+    });
+    let (hid, wid) = (holder.id(), waiter.id());
+    drop(never);
+    let msg = panic_message(|| waiter.wait());
+    assert!(
+        msg.contains(&format!("waits on join of green thread {wid}")),
+        "{msg}"
+    );
+    assert!(line_of(&msg, hid).contains("on Event"), "{msg}");
+    assert!(line_of(&msg, wid).contains("on Mutex"), "{msg}");
+    drop(holder);
+}
+
+/// A plain thread that will send: no proof, the wait ends.
+fn a_plain_thread_that_will_send_keeps_it_waiting() {
+    let ev = Event::<u32>::new();
+    let tx = ev.clone();
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel::<()>();
+    let t = std::thread::spawn(move || {
+        // Blocks until the root is (about to be) parked.
+        ready_rx.recv().unwrap();
+        tx.send(5).unwrap();
+    });
+    let g = green::spawn(move || ready_tx.send(()).unwrap());
+    assert_eq!(ev.wait(), 5);
+    g.wait();
+    t.join().unwrap();
+}
+
+/// A timer that will fire: no proof.
+fn a_pending_timer_keeps_it_waiting() {
+    let ev = Event::<u32>::new();
+    let tx = ev.clone();
+    let g = green::spawn(move || {
+        green::sleep(Duration::from_millis(20));
+        tx.send(9).unwrap();
+    });
+    assert_eq!(ev.wait(), 9);
+    g.wait();
+}
+
+/// An fd waiter: no proof (the other end is in this process, but the
+/// kernel does not say who could write).
+fn an_fd_waiter_keeps_it_waiting() {
+    let (r, mut w) = std::os::unix::net::UnixStream::pair().unwrap();
+    let ev = Event::<()>::new();
+    let tx = ev.clone();
+    let reader = green::spawn(move || {
+        let mut r = green::os::unix::net::UnixStream::from_std(r).unwrap();
+        let mut b = [0u8; 1];
+        std::io::Read::read(&mut r, &mut b).unwrap();
+        tx.send(()).unwrap();
+    });
+    let writer = green::spawn_after(Duration::from_millis(10), move || {
+        std::io::Write::write_all(&mut w, b"x").unwrap();
+    });
+    ev.wait();
+    reader.wait();
+    writer.wait();
+}
+
+fn main() {
+    let cases: &[(&str, fn())] = &[
+        (
+            "a_plain_thread_that_will_send_keeps_it_waiting",
+            a_plain_thread_that_will_send_keeps_it_waiting,
+        ),
+        (
+            "a_pending_timer_keeps_it_waiting",
+            a_pending_timer_keeps_it_waiting,
+        ),
+        (
+            "an_fd_waiter_keeps_it_waiting",
+            an_fd_waiter_keeps_it_waiting,
+        ),
+        (
+            "two_green_threads_joining_each_other",
+            two_green_threads_joining_each_other,
+        ),
+        (
+            "an_event_whose_only_sender_was_dropped",
+            an_event_whose_only_sender_was_dropped,
+        ),
+        (
+            "idle_tpool_workers_do_not_hide_it",
+            idle_tpool_workers_do_not_hide_it,
+        ),
+        ("a_chain_through_a_mutex", a_chain_through_a_mutex),
+    ];
+    let mut failed = 0;
+    for (name, case) in cases {
+        match panic::catch_unwind(case) {
+            Ok(()) => println!("test {name} ... ok"),
+            Err(_) => {
+                println!("test {name} ... FAILED");
+                failed += 1;
+            }
+        }
+    }
+    println!("{} passed; {failed} failed", cases.len() - failed);
+    if failed > 0 {
+        std::process::exit(1);
+    }
+}
