@@ -47,8 +47,11 @@
 //!
 //! A green thread that never parks holds its hub, and every other green
 //! thread of its OS thread waits. [`debug::hub_blocking_detection`] names it,
-//! with the call that spawned it and the system call it is stuck in
-//! (`docs/debugging.md`).
+//! with the call that spawned it and the system call it is stuck in.
+//! [`debug::dump`] lists every green thread with what it waits on (also on
+//! a signal, [`debug::dump_on_signal`], and from a console,
+//! [`debug::serve_backdoor`]); a root's wait that provably can never end
+//! panics with "would block forever" (`docs/debugging.md`).
 #![deny(missing_docs, missing_debug_implementations, unsafe_op_in_unsafe_fn)]
 // Every unsafe block says why it is sound; libc is called only in `sys`.
 #![deny(clippy::undocumented_unsafe_blocks, clippy::disallowed_methods)]

@@ -122,20 +122,17 @@ impl Hub {
 /// but a root parked with no deadline whose hub proves (see the module
 /// docs) that nothing can ever wake it returns `Err(WouldBlockForever)`,
 /// for the caller to panic with a dump.
+#[inline]
 pub(crate) fn park_watched(
     deadline: Option<std::time::Instant>,
     on: super::Blocker,
 ) -> Result<Wake, WouldBlockForever> {
     let h = super::hub();
-    let watched = deadline.is_none() && h.current.get() == ROOT;
-    if !watched {
-        return Ok(super::park(deadline, on));
-    }
-    h.root_watched.set(true);
-    h.forever_looks.set(0);
-    let w = h.park_raw(deadline, on);
-    h.root_watched.set(false);
-    if h.forever.replace(false) {
+    let w = h.park_inner(deadline, true, on, true);
+    // Only a watched root's park sees it set: the loop sets it and
+    // resumes the root next, with nothing else runnable.
+    if h.forever.get() {
+        h.forever.set(false);
         return Err(WouldBlockForever);
     }
     match w {

@@ -116,7 +116,7 @@ impl Hub {
     /// Parks the current context until it is woken, `deadline` passes, or a
     /// cancellation arrives. Never unwinds; see [`park`].
     pub(crate) fn park_raw(&self, deadline: Option<Instant>, on: Blocker) -> Wake {
-        self.park_inner(deadline, true, on)
+        self.park_inner(deadline, true, on, false)
     }
 
     /// Parks like [`Hub::park_raw`] but leaves a pending kill or timeout
@@ -127,10 +127,19 @@ impl Hub {
     // Used only by the futex table, which `cfg(loom)` replaces by a model.
     #[cfg_attr(loom, allow(dead_code))]
     pub(crate) fn park_keep_cancel(&self, deadline: Option<Instant>, on: Blocker) -> Wake {
-        self.park_inner(deadline, false, on)
+        self.park_inner(deadline, false, on, false)
     }
 
-    fn park_inner(&self, deadline: Option<Instant>, want_cancel: bool, on: Blocker) -> Wake {
+    /// The park of all parks. With `watch`, a root parked with no deadline
+    /// lets the loop prove that its wait never ends (`forever.rs`).
+    #[inline]
+    pub(super) fn park_inner(
+        &self,
+        deadline: Option<Instant>,
+        want_cancel: bool,
+        on: Blocker,
+        watch: bool,
+    ) -> Wake {
         let key = self.current.get();
         if key == HUB_CTX {
             Self::blocking_from_hub();
@@ -161,7 +170,15 @@ impl Hub {
             slots.record(key).park(on, self.clock.get(), until);
             (take, gen)
         };
+        let watched = watch && key == ROOT && deadline.is_none();
+        if watched {
+            self.root_watched.set(true);
+            self.forever_looks.set(0);
+        }
         self.switch_out(key);
+        if watched {
+            self.root_watched.set(false);
+        }
         let mut slots = self.slots.borrow_mut();
         let slot = &mut slots[key as usize];
         if let Some(t) = slot.timer.take() {

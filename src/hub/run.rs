@@ -134,7 +134,7 @@ impl Hub {
         // The overflow handler keeps the last green thread's guard page
         // while the hub runs: the hub never runs on that stack.
         coro::set_running(Some(info));
-        self.shared.beat.resume(info.id);
+        self.beat.resume(info.id);
         self.coop.refill();
         // SAFETY: the coroutine lives in its slot, which never moves (the
         // slab's chunks are fixed) and is emptied only by `reap` below,
@@ -151,7 +151,7 @@ impl Hub {
             }
             done
         };
-        self.shared.beat.back();
+        self.beat.back();
         self.current.set(HUB_CTX);
         if done {
             self.reap(key);
@@ -211,13 +211,13 @@ impl Hub {
     fn refresh_clock(&self, now: Instant) {
         let look = stall::Look::unpack(self.clock.get()).next(self.epoch, now);
         self.clock.set(look.pack());
-        self.shared.beat.looked(look);
+        self.beat.looked(look);
     }
 
     /// Publishes the hub's counts for dumps from other OS threads.
     fn publish(&self, next_timer: Option<Instant>) {
         let s = self.stats();
-        let c = &self.shared.beat.counts;
+        let c = &self.beat.counts;
         let set = |a: &std::sync::atomic::AtomicU64, v: usize| a.store(v as u64, Ordering::Relaxed);
         set(&c.green_threads, s.green_threads);
         set(&c.runnable, s.runnable);

@@ -56,24 +56,34 @@ pub(crate) struct Record {
 }
 
 impl Record {
-    /// Green thread `id` from `origin` now lives in the slot.
+    /// Green thread `id` from `origin` now lives in the slot. (Its `wait`
+    /// is 0: a green thread ends running, after its last wake.)
+    #[inline]
     pub(super) fn fill(&self, id: u64, origin: Origin) {
         let site = origin
             .site
             .map_or(ptr::null_mut(), |l| ptr::from_ref(l).cast_mut());
         self.site.store(site, Ordering::Relaxed);
-        if origin.name.is_some() {
-            *self.name.lock().unwrap_or_else(|e| e.into_inner()) = origin.name;
+        if let Some(name) = origin.name {
+            self.set_name(Some(name));
         }
-        self.wait.store(0, Ordering::Relaxed);
         self.id.store(id, Ordering::Release);
     }
 
+    /// Sets (or clears) the name: out of the spawn's and reap's line, as
+    /// most green threads have none.
+    #[cold]
+    #[inline(never)]
+    fn set_name(&self, name: Option<Arc<str>>) {
+        *self.name.lock().unwrap_or_else(|e| e.into_inner()) = name;
+    }
+
     /// The slot's green thread ended; `named` if it had a name.
+    #[inline]
     pub(super) fn clear(&self, named: bool) {
         self.id.store(0, Ordering::Release);
         if named {
-            *self.name.lock().unwrap_or_else(|e| e.into_inner()) = None;
+            self.set_name(None);
         }
     }
 

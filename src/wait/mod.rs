@@ -335,6 +335,7 @@ pub(crate) fn wait<'a, S, T>(
 /// Parks the current context as [`hub::park`] does; a root whose wait can
 /// never end panics with "would block forever" and a dump instead
 /// (`hub::park_watched`).
+#[inline]
 pub(crate) fn park(deadline: Option<Instant>, on: Blocker) -> Wake {
     match hub::park_watched(deadline, on) {
         Ok(w) => w,
