@@ -184,7 +184,25 @@ fn an_fd_waiter_keeps_it_waiting() {
     writer.wait();
 }
 
+/// Whether `/proc/self/stat` gives the process's thread count, which the
+/// proof needs (qemu-user's gives 0: there no wait can be proven endless).
+fn thread_count_known() -> bool {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let rest = stat.rsplit(')').next().unwrap_or("");
+    rest.split_ascii_whitespace()
+        .nth(17)
+        .and_then(|n| n.parse::<usize>().ok())
+        .is_some_and(|n| n > 0)
+}
+
 fn main() {
+    let provable = thread_count_known();
+    let must_panic = [
+        "two_green_threads_joining_each_other",
+        "an_event_whose_only_sender_was_dropped",
+        "idle_tpool_workers_do_not_hide_it",
+        "a_chain_through_a_mutex",
+    ];
     let cases: &[(&str, fn())] = &[
         (
             "a_plain_thread_that_will_send_keeps_it_waiting",
@@ -214,6 +232,10 @@ fn main() {
     ];
     let mut failed = 0;
     for (name, case) in cases {
+        if !provable && must_panic.contains(name) {
+            println!("test {name} ... skipped: /proc/self/stat gives no thread count here");
+            continue;
+        }
         match panic::catch_unwind(case) {
             Ok(()) => println!("test {name} ... ok"),
             Err(_) => {
@@ -222,7 +244,12 @@ fn main() {
             }
         }
     }
-    println!("{} passed; {failed} failed", cases.len() - failed);
+    let ran = if provable {
+        cases.len()
+    } else {
+        cases.len() - must_panic.len()
+    };
+    println!("{} passed; {failed} failed", ran - failed);
     if failed > 0 {
         std::process::exit(1);
     }

@@ -1,9 +1,9 @@
 //! The dump: every green thread of every hub, and what each waits on.
 //!
 //! Each hub keeps, per slot, a record that other OS threads can read
-//! (`hub::stall`): the green thread's id, name and spawn site, and, while
-//! it is parked, what it waits on, since when and until when. A park
-//! writes four relaxed stores there, a wake one. A dump reads the records
+//! (`hub::stall`): the green thread's id and spawn site (its name beside),
+//! and, while it is parked, what it waits on, since when and until when. A
+//! park writes four relaxed stores there, a wake one. A dump reads the records
 //! without stopping any hub, so it also works while a hub is held by a
 //! green thread that never switches (the blocking detector's case).
 

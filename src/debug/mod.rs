@@ -1,4 +1,22 @@
-//! Seeing inside the hubs: the blocking detector.
+//! Seeing inside the hubs: the blocking detector, the dump, "would block
+//! forever", and the backdoor.
+//!
+//! - [`hub_blocking_detection`] starts a watchdog that names a green thread
+//!   holding its hub (below).
+//! - [`dump`] lists every green thread of every hub: id, name, spawn site,
+//!   and running, runnable or parked on what, for how long and until when;
+//!   [`dump_on_signal`] prints it on a signal, as Go does on `SIGQUIT`.
+//! - A root's wait that provably can never end (nothing runnable, no
+//!   timer, fd or tpool job, no other thread that could act) panics with
+//!   "would block forever" and the dump, as gevent's `LoopExit`.
+//! - [`serve_backdoor`] serves a line console (`dump`, `stats`, `kill ID`,
+//!   `help`) on a loopback port or a Unix socket, from an OS thread of its
+//!   own. Anyone who can connect can kill any green thread: listen only on
+//!   loopback or a protected socket.
+//!
+//! `docs/debugging.md` shows each with real output.
+//!
+//! # The blocking detector
 //!
 //! Cooperative scheduling fails in one way above all: one green thread
 //! holds its hub — a loop that computes without parking, or a blocking call

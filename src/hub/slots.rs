@@ -169,11 +169,26 @@ impl Slab {
         let records: Arc<[Record; CHUNK]> = Arc::<[Record]>::from(records)
             .try_into()
             .unwrap_or_else(|_| unreachable!("the vector has CHUNK records"));
-        self.shared
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push(records.clone());
+        self.shared.push(records.clone());
         self.records.push(records);
+    }
+
+    /// Green thread `id` from `origin` now lives in slot `key`.
+    #[inline]
+    pub(super) fn fill(&self, key: u32, id: u64, origin: super::stall::Origin) {
+        self.record(key).fill(id, origin.site);
+        if origin.name.is_some() {
+            self.shared.name(id, origin.name);
+        }
+    }
+
+    /// Green thread `id` of slot `key` ended; `named` if it had a name.
+    #[inline]
+    pub(super) fn clear(&self, key: u32, id: u64, named: bool) {
+        self.record(key).clear();
+        if named {
+            self.shared.name(id, None);
+        }
     }
 
     /// The record of slot `key`.

@@ -135,13 +135,13 @@ impl Hub {
             slot.cancel.reset(&self.cancels);
             slot.notified = false;
             let timer = slot.timer.take();
-            let (coro, seat, named) = match slot.green.as_mut() {
-                Some(g) => (g.coro.take(), g.seat.take(), g.named),
-                None => (None, None, false),
+            let (coro, seat, named, id) = match slot.green.as_mut() {
+                Some(g) => (g.coro.take(), g.seat.take(), g.named, g.id),
+                None => (None, None, false, 0),
             };
             slot.green = None;
             slot.thread = None;
-            slots.record(key).clear(named);
+            slots.clear(key, id, named);
             (coro, seat, timer)
         };
         if let Some(t) = timer {
@@ -215,7 +215,7 @@ impl Hub {
         green.named = origin.name.is_some();
         let mut slots = self.slots.borrow_mut();
         let key = slots.alloc();
-        slots.record(key).fill(id, origin);
+        slots.fill(key, id, origin);
         let slot = &mut slots[key as usize];
         slot.green = Some(green);
         slot.reason = Wake::Woken;

@@ -1,18 +1,24 @@
-//! What a watchdog on another OS thread can see of a hub: its beat, and
-//! a record of each green thread.
+//! What other OS threads can see of a hub: its beat, and a record of each
+//! context. The watchdog (`crate::debug`) and dumps read them.
 //!
 //! A hub held by one green thread (a CPU loop, or a call green does not
-//! make cooperative) stops every other green thread of its OS thread. The
-//! watchdog (`crate::debug`) notices it from another OS thread, so what it
-//! reads must be shared: each hub publishes a [`Beat`] (a resume counter and
-//! the id of the green thread running now) and a [`Record`] per slot (the
-//! id of the green thread in it, where it was spawned, its name), which the
-//! slab writes when it spawns one and clears when it reaps it.
+//! make cooperative) stops every other green thread of its OS thread, so
+//! what the watchdog and a dump read must be shared, not the hub's own
+//! (`RefCell`) state. Each hub publishes:
 //!
-//! The hub's side is two relaxed stores per resume and one when the green
-//! thread switches back; a spawn adds two stores (and a lock if the green
-//! thread is named), a reap one.
+//! - a [`Beat`]: a resume counter and the id of the green thread running
+//!   now, its counts as of its loop's last look at I/O, and its recent
+//!   looks at the clock ([`Look`]);
+//! - a [`Record`] per slot: the id of the green thread in it, where it was
+//!   spawned, and, while it is parked, what it waits on ([`Blocker`]),
+//!   since which look and until when. Names live beside the records, in a
+//!   map by id ([`Records`]), as few green threads have one.
+//!
+//! The hub's side: two relaxed stores per resume and one when the green
+//! thread switches back; a spawn two (and a lock if it is named), a reap
+//! one; a park four, a wake one; a look at the clock one.
 
+use std::collections::HashMap;
 use std::panic::Location;
 use std::ptr;
 use std::sync::atomic::{AtomicPtr, AtomicU64, Ordering};
@@ -41,8 +47,6 @@ pub(crate) struct Record {
     /// Where it was spawned (null: unknown). Locations are `'static`: the
     /// pointer stays valid whatever the green thread does.
     site: AtomicPtr<Location<'static>>,
-    /// Its name, if it has one.
-    name: Mutex<Option<Arc<str>>>,
     /// What it is parked on ([`Blocker::pack`]); 0 when not parked.
     wait: AtomicU64,
     /// The blocker's argument.
@@ -56,35 +60,19 @@ pub(crate) struct Record {
 }
 
 impl Record {
-    /// Green thread `id` from `origin` now lives in the slot. (Its `wait`
-    /// is 0: a green thread ends running, after its last wake.)
+    /// Green thread `id`, spawned at `site`, now lives in the slot. (Its
+    /// `wait` is 0: a green thread ends running, after its last wake.)
     #[inline]
-    pub(super) fn fill(&self, id: u64, origin: Origin) {
-        let site = origin
-            .site
-            .map_or(ptr::null_mut(), |l| ptr::from_ref(l).cast_mut());
+    pub(super) fn fill(&self, id: u64, site: Option<&'static Location<'static>>) {
+        let site = site.map_or(ptr::null_mut(), |l| ptr::from_ref(l).cast_mut());
         self.site.store(site, Ordering::Relaxed);
-        if let Some(name) = origin.name {
-            self.set_name(Some(name));
-        }
         self.id.store(id, Ordering::Release);
     }
 
-    /// Sets (or clears) the name: out of the spawn's and reap's line, as
-    /// most green threads have none.
-    #[cold]
-    #[inline(never)]
-    fn set_name(&self, name: Option<Arc<str>>) {
-        *self.name.lock().unwrap_or_else(|e| e.into_inner()) = name;
-    }
-
-    /// The slot's green thread ended; `named` if it had a name.
+    /// The slot's green thread ended.
     #[inline]
-    pub(super) fn clear(&self, named: bool) {
+    pub(super) fn clear(&self) {
         self.id.store(0, Ordering::Release);
-        if named {
-            self.set_name(None);
-        }
     }
 
     /// Its context parks on `on` at `since`, until `until` (as the fields
@@ -139,7 +127,12 @@ pub(crate) struct Snap {
 /// threads'.
 pub(crate) fn snapshot(beat: &Beat) -> Vec<Snap> {
     let records = &beat.records;
-    let chunks = records.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    let chunks = records.chunks();
+    let names = records
+        .names
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .clone();
     let epoch = epoch();
     let mut out = Vec::new();
     for (slot, r) in chunks.iter().flat_map(|c| c.iter()).enumerate() {
@@ -154,7 +147,7 @@ pub(crate) fn snapshot(beat: &Beat) -> Vec<Snap> {
         let p = r.site.load(Ordering::Relaxed);
         // SAFETY: only `fill` stores here, null or a `&'static Location`.
         let site = unsafe { p.cast_const().as_ref() };
-        let name = r.name.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let name = names.get(&id).cloned();
         // The same green thread throughout: what was read is its own.
         if r.id.load(Ordering::Acquire) != id {
             continue;
@@ -174,20 +167,59 @@ pub(crate) fn snapshot(beat: &Beat) -> Vec<Snap> {
     out
 }
 
-/// The records of a hub's slots, in chunks as the slab has them: a chunk
-/// is added when the slab grows and never moves.
-pub(crate) type Records = Mutex<Vec<Arc<[Record; CHUNK]>>>;
+/// The records of a hub's slots, in chunks as the slab has them (a chunk
+/// is added when the slab grows and never moves), and the names of its
+/// named green threads, by id: few green threads have one, and a record
+/// without it stays small (a spawn and a reap touch one cache line of it).
+#[derive(Debug, Default)]
+pub(crate) struct Records {
+    chunks: Mutex<Vec<Arc<[Record; CHUNK]>>>,
+    names: Mutex<HashMap<u64, Arc<str>>>,
+}
+
+impl Records {
+    /// Adds the records of a new chunk of slots.
+    pub(super) fn push(&self, chunk: Arc<[Record; CHUNK]>) {
+        self.chunks
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(chunk);
+    }
+
+    /// The chunks now.
+    fn chunks(&self) -> Vec<Arc<[Record; CHUNK]>> {
+        self.chunks
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Green thread `id` is named `name` (or no longer, with `None`).
+    #[cold]
+    #[inline(never)]
+    pub(super) fn name(&self, id: u64, name: Option<Arc<str>>) {
+        let mut names = self.names.lock().unwrap_or_else(|e| e.into_inner());
+        match name {
+            Some(n) => names.insert(id, n),
+            None => names.remove(&id),
+        };
+    }
+}
 
 /// Where green thread `id` of a hub comes from, as far as its records
 /// say (nothing if it has ended meanwhile).
 pub(crate) fn origin_of(records: &Records, id: u64) -> Origin {
-    let chunks = records.lock().unwrap_or_else(|e| e.into_inner()).clone();
-    for r in chunks.iter().flat_map(|c| c.iter()) {
+    for r in records.chunks().iter().flat_map(|c| c.iter()) {
         if id != 0 && r.id.load(Ordering::Acquire) == id {
             let p = r.site.load(Ordering::Relaxed);
             // SAFETY: only `fill` stores here, null or a `&'static Location`.
             let site = unsafe { p.cast_const().as_ref() };
-            let name = r.name.lock().unwrap_or_else(|e| e.into_inner()).clone();
+            let name = records
+                .names
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .get(&id)
+                .cloned();
             // Still the same green thread: the site and name are its own.
             if r.id.load(Ordering::Acquire) == id {
                 return Origin { site, name };
@@ -357,13 +389,13 @@ pub(crate) fn kill_by_id(id: u64) -> bool {
         if h.closed.load(Ordering::Acquire) {
             continue;
         }
-        let has = {
-            let chunks = h.beat.records.lock().unwrap_or_else(|e| e.into_inner());
-            chunks
-                .iter()
-                .flat_map(|c| c.iter())
-                .any(|r| r.id.load(Ordering::Acquire) == id)
-        };
+        let has = h
+            .beat
+            .records
+            .chunks()
+            .iter()
+            .flat_map(|c| c.iter())
+            .any(|r| r.id.load(Ordering::Acquire) == id);
         if has {
             h.kills.lock().unwrap_or_else(|e| e.into_inner()).push(id);
             h.wake_loop();
@@ -503,3 +535,7 @@ impl Blocker {
         }
     }
 }
+
+// A record is six words: a spawn, a park and a reap each touch one cache
+// line of it (the name lives in `Records::names`).
+const _: () = assert!(std::mem::size_of::<Record>() == 48);

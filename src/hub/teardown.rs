@@ -98,7 +98,7 @@ impl Hub {
                 drop(green.coro.take());
             }
             coro::set_running(None);
-            self.slots.borrow().record(key).clear(green.named);
+            self.slots.borrow().clear(key, green.id, green.named);
             if let Some(seat) = &green.seat {
                 self.seats.leave(key, seat);
             }
