@@ -109,7 +109,15 @@ fn a_signal_prints_the_dump_and_the_program_goes_on() -> io::Result<()> {
 
 #[test]
 fn signals_that_cannot_carry_a_dump_are_refused() {
-    for sig in [libc::SIGKILL, libc::SIGSTOP, libc::SIGSEGV, 0, -1, 1000] {
+    for sig in [
+        libc::SIGKILL,
+        libc::SIGSTOP,
+        libc::SIGSEGV,
+        libc::SIGFPE,
+        0,
+        -1,
+        1000,
+    ] {
         let e = green::debug::dump_on_signal(sig).unwrap_err();
         assert_eq!(e.kind(), io::ErrorKind::InvalidInput, "{sig}");
         assert!(e.to_string().contains(&sig.to_string()), "{e}");

@@ -8,7 +8,7 @@
 
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd, RawFd};
-use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::atomic::{AtomicI32, AtomicUsize, Ordering};
 use std::sync::Mutex;
 
 use crate::sys;
@@ -40,8 +40,9 @@ extern "C" fn on_signal(_: libc::c_int) {
 ///
 /// # Errors
 /// `InvalidInput` for a signal that cannot be caught or that green needs
-/// itself (`SIGKILL`, `SIGSTOP`, `SIGSEGV`, `SIGBUS`) and for a number that
-/// is not a signal; the OS error if the pipe, the thread or the handler
+/// itself (`SIGKILL`, `SIGSTOP`, `SIGSEGV`, `SIGBUS`), for a fault
+/// (`SIGILL`, `SIGFPE`, `SIGTRAP`, `SIGSYS`: after a real one the program
+/// could not go on) and for a number that is not a signal; the OS error if the pipe, the thread or the handler
 /// cannot be set up.
 ///
 /// # Examples
@@ -51,9 +52,18 @@ extern "C" fn on_signal(_: libc::c_int) {
 /// # Ok::<(), std::io::Error>(())
 /// ```
 pub fn dump_on_signal(signal: libc::c_int) -> io::Result<()> {
+    // The faults too: after a real one the handler would return to the
+    // faulting instruction, and dump for ever instead of dying.
     if matches!(
         signal,
-        libc::SIGKILL | libc::SIGSTOP | libc::SIGSEGV | libc::SIGBUS
+        libc::SIGKILL
+            | libc::SIGSTOP
+            | libc::SIGSEGV
+            | libc::SIGBUS
+            | libc::SIGILL
+            | libc::SIGFPE
+            | libc::SIGTRAP
+            | libc::SIGSYS
     ) || !(1..=libc::SIGRTMAX()).contains(&signal)
     {
         return Err(io::Error::new(
@@ -86,18 +96,30 @@ fn start_reader() -> io::Result<()> {
     let flags = sys::pipe::PipeFlags::CLOEXEC;
     let (r, w) = sys::pipe::pipe_with(flags)?;
     sys::fs::fcntl_setfl(&w, sys::fs::OFlags::NONBLOCK)?;
+    // It wakes no hub: a wait that nothing else can end still never ends.
+    crate::hub::register_helpers(|| Some(READERS.load(Ordering::SeqCst)));
     std::thread::Builder::new()
         .name("green-dump".into())
         .spawn(move || read_and_dump(r))?;
-    // It wakes no hub: a wait that nothing else can end still never ends.
-    crate::hub::register_helpers(|| Some(1));
     // Leaked on purpose: the handler may run at any time from now on.
     let raw: RawFd = std::os::fd::IntoRawFd::into_raw_fd(w);
     PIPE.store(raw, Ordering::Relaxed);
     Ok(())
 }
 
+/// The reader threads running (0 or 1), counted by the thread itself.
+static READERS: AtomicUsize = AtomicUsize::new(0);
+
 fn read_and_dump(r: OwnedFd) {
+    /// Uncounts the reader however it ends.
+    struct Running;
+    impl Drop for Running {
+        fn drop(&mut self) {
+            READERS.fetch_sub(1, Ordering::SeqCst);
+        }
+    }
+    READERS.fetch_add(1, Ordering::SeqCst);
+    let _running = Running;
     let mut buf = [0u8; 64];
     loop {
         match sys::io::read(r.as_fd(), &mut buf) {

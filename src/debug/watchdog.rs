@@ -22,6 +22,18 @@ static THRESHOLD: AtomicU64 = AtomicU64::new(0);
 /// user set no threshold (two of them in std's `thread::park` spin).
 static SHARED: Mutex<Option<String>> = Mutex::new(None);
 static STARTED: AtomicBool = AtomicBool::new(false);
+/// Set by the watchdog's thread itself, once it runs (it never ends).
+static RUNNING: AtomicBool = AtomicBool::new(false);
+
+/// The watchdog's threads, as a helper of green's own: it wakes no hub by
+/// itself, but a hook of the user's may, while the watchdog reports
+/// (`hub::register_helpers`).
+fn helpers() -> Option<usize> {
+    if threshold().is_some() && HOOK.lock().unwrap_or_else(|e| e.into_inner()).is_some() {
+        return None;
+    }
+    Some(usize::from(RUNNING.load(Ordering::SeqCst)))
+}
 
 /// How long a green thread may hold its hub under shared identity before
 /// it is reported, when the user set no threshold.
@@ -67,9 +79,7 @@ fn start() {
     if STARTED.swap(true, Ordering::SeqCst) {
         return;
     }
-    // It wakes no hub: a wait of a hub with nothing else to wake it
-    // would still block forever.
-    crate::hub::register_helpers(|| Some(usize::from(STARTED.load(Ordering::SeqCst))));
+    crate::hub::register_helpers(helpers);
     let spawned = std::thread::Builder::new()
         .name("green-watchdog".into())
         .spawn(watch);
@@ -89,6 +99,7 @@ struct Seen {
 }
 
 fn watch() -> ! {
+    RUNNING.store(true, Ordering::SeqCst);
     let mut seen: Vec<Seen> = Vec::new();
     loop {
         let limit = threshold();

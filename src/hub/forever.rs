@@ -65,6 +65,15 @@ fn process_threads() -> Option<usize> {
 }
 
 impl Hub {
+    /// The root's park may be proven endless until the guard is dropped,
+    /// however the park ends (a failing loop unwinds through it).
+    pub(super) fn watch_root(&self) -> Unwatch<'_> {
+        self.forever.set(false);
+        self.forever_looks.set(0);
+        self.root_watched.set(true);
+        Unwatch(self)
+    }
+
     /// Whether the root's wait, with the loop about to sleep with no
     /// timer, provably never ends (see the module docs): `Some(true)` if it
     /// does; `Some(false)` if this hub has something that may end it;
@@ -87,7 +96,16 @@ impl Hub {
         for count in HELPERS.lock().unwrap_or_else(|e| e.into_inner()).iter() {
             helpers += count()?;
         }
-        (process_threads()? == 1 + helpers).then_some(true)
+        if process_threads()? != 1 + helpers {
+            return None;
+        }
+        // A thread that woke this hub and then ended before the count (or
+        // a helper that finished a job just before it was counted idle)
+        // has queued its wake by now.
+        let queued = self.shared.has_remote.load(Ordering::SeqCst)
+            || !self.run_queue.borrow().is_empty()
+            || self.cancels.any_pending();
+        Some(!queued)
     }
 
     /// How long the loop sleeps before it looks again when only other
@@ -129,15 +147,25 @@ pub(crate) fn park_watched(
 ) -> Result<Wake, WouldBlockForever> {
     let h = super::hub();
     let w = h.park_inner(deadline, true, on, true);
-    // Only a watched root's park sees it set: the loop sets it and
-    // resumes the root next, with nothing else runnable.
-    if h.forever.get() {
+    // Set by the loop for the root's watched park: only the root takes it
+    // (a green thread that a late kill put first in the run queue leaves
+    // it to the root).
+    if h.forever.get() && h.current.get() == ROOT {
         h.forever.set(false);
         return Err(WouldBlockForever);
     }
     match w {
         Wake::Cancel(c) => super::deliver(c),
         w => Ok(w),
+    }
+}
+
+/// Ends the watch of the root's park when dropped ([`Hub::watch_root`]).
+pub(super) struct Unwatch<'a>(&'a Hub);
+
+impl Drop for Unwatch<'_> {
+    fn drop(&mut self) {
+        self.0.root_watched.set(false);
     }
 }
 

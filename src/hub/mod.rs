@@ -334,6 +334,7 @@ fn create() -> &'static Hub {
         forever: Cell::new(false),
         forever_looks: Cell::new(0),
     });
+    hub.beat.looked(stall::Look::unpack(hub.clock.get()));
     stall::register(&hub.shared);
     let p = Box::into_raw(hub);
     HUB.with(|h| h.set(p));

@@ -170,14 +170,14 @@ impl Hub {
             slots.record(key).park(on, self.clock.get(), until);
             (take, gen)
         };
-        let watched = watch && key == ROOT && deadline.is_none();
+        // Not while unwinding: a destructor's wait that fails the proof
+        // again would panic inside a panic.
+        let watched = watch && key == ROOT && deadline.is_none() && !std::thread::panicking();
         if watched {
-            self.root_watched.set(true);
-            self.forever_looks.set(0);
-        }
-        self.switch_out(key);
-        if watched {
-            self.root_watched.set(false);
+            let _watch = self.watch_root();
+            self.switch_out(key);
+        } else {
+            self.switch_out(key);
         }
         let mut slots = self.slots.borrow_mut();
         let slot = &mut slots[key as usize];

@@ -184,8 +184,11 @@ impl Hub {
         drop(buf);
         let kills =
             std::mem::take(&mut *self.shared.kills.lock().unwrap_or_else(|e| e.into_inner()));
-        for id in kills {
-            self.kill_id(id);
+        // A closing hub is unwinding its green threads already.
+        if !self.closing.get() {
+            for id in kills {
+                self.kill_id(id);
+            }
         }
     }
 

@@ -244,7 +244,8 @@ pub(crate) struct Look {
 }
 
 impl Look {
-    const WRAP: u64 = 1 << 20;
+    const WRAP: u64 = 1 << 16;
+    const MICROS: u64 = (1 << 48) - 1;
     const RING: usize = 64;
 
     /// The look of a new hub.
@@ -263,14 +264,16 @@ impl Look {
         }
     }
 
+    /// The number in the top 16 bits, the microseconds (8.9 years'
+    /// worth) in the rest.
     pub(crate) fn pack(self) -> u64 {
-        (self.n << 44) | (self.micros & ((1 << 44) - 1))
+        (self.n << 48) | (self.micros & Self::MICROS)
     }
 
     pub(crate) fn unpack(v: u64) -> Look {
         Look {
-            n: v >> 44,
-            micros: v & ((1 << 44) - 1),
+            n: v >> 48,
+            micros: v & Self::MICROS,
         }
     }
 }
@@ -299,8 +302,10 @@ pub(super) struct Looks([AtomicU64; Look::RING]);
 
 impl Default for Looks {
     fn default() -> Looks {
-        // An impossible look number: no slot matches a wanted one yet.
-        Looks(std::array::from_fn(|_| AtomicU64::new(u64::MAX)))
+        // Look 0 at time 0: the hub publishes its first look, at its
+        // creation, over it; the others are overwritten before they are
+        // wanted.
+        Looks(std::array::from_fn(|_| AtomicU64::new(0)))
     }
 }
 
@@ -346,9 +351,14 @@ impl Beat {
     /// When a context parked after look `at` did, since [`epoch`]: the
     /// next look's time if the ring still has it, else `at`'s.
     fn park_time(&self, at: Look) -> Duration {
+        let slot =
+            |n: u64| Look::unpack(self.looks.0[n as usize % Look::RING].load(Ordering::Relaxed));
         let want = (at.n + 1) % Look::WRAP;
-        let next = Look::unpack(self.looks.0[want as usize % Look::RING].load(Ordering::Relaxed));
-        let micros = if next.n == want && next.micros >= at.micros {
+        // The ring still holds `at` itself: the next look in it is `at`'s
+        // next, not one a whole wrap of numbers later.
+        let recent = slot(at.n) == at;
+        let next = slot(want);
+        let micros = if recent && next.n == want && next.micros >= at.micros {
             next.micros
         } else {
             at.micros

@@ -62,6 +62,8 @@ impl Hub {
             let Some((key, restore, foreign)) = next else {
                 break;
             };
+            // No longer parked on anything, for a dump meanwhile.
+            self.slots.borrow().record(key).unparked();
             if restore {
                 self.take_seat(key);
             }

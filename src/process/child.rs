@@ -280,12 +280,15 @@ fn kill_and_reap(mut child: std::process::Child) {
     }
     static REAPER: OnceLock<Option<mpsc::Sender<std::process::Child>>> = OnceLock::new();
     let reaper = REAPER.get_or_init(|| {
+        /// Set by the reaper's thread once it runs (it never ends).
+        static RUNNING: AtomicBool = AtomicBool::new(false);
         // It only reaps: it wakes no hub.
-        crate::hub::register_helpers(|| Some(1));
+        crate::hub::register_helpers(|| Some(usize::from(RUNNING.load(Ordering::SeqCst))));
         let (tx, rx) = mpsc::channel::<std::process::Child>();
         thread::Builder::new()
             .name("green-reaper".into())
             .spawn(move || {
+                RUNNING.store(true, Ordering::SeqCst);
                 for mut child in rx {
                     let _ = child.wait();
                 }
