@@ -85,10 +85,8 @@ fn two_green_threads_joining_each_other() {
 fn an_event_whose_only_sender_was_dropped() {
     let ev = Event::<u32>::new();
     let sender = ev.clone();
-    let gt = green::spawn(move || {
-        green::sleep(Duration::from_millis(5));
-        drop(sender);
-    });
+    // It runs once the root waits, and drops the handle then.
+    let gt = green::spawn(move || drop(sender));
     let msg = panic_message(|| {
         ev.wait();
     });
@@ -164,24 +162,48 @@ fn a_pending_timer_keeps_it_waiting() {
     g.wait();
 }
 
-/// An fd waiter: no proof (the other end is in this process, but the
-/// kernel does not say who could write).
+/// An fd waiter: no proof. The fd is a timerfd, which the kernel makes
+/// readable 20 ms on: no green timer, no other thread, only the waiter
+/// (the root waits on an Event that its green thread sends after).
 fn an_fd_waiter_keeps_it_waiting() {
-    let (r, mut w) = std::os::unix::net::UnixStream::pair().unwrap();
+    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+    // SAFETY: plain calls with valid arguments; the new fd is owned at once.
+    let timer = unsafe {
+        let fd = libc::timerfd_create(
+            libc::CLOCK_MONOTONIC,
+            libc::TFD_NONBLOCK | libc::TFD_CLOEXEC,
+        );
+        assert!(
+            fd >= 0,
+            "timerfd_create: {}",
+            std::io::Error::last_os_error()
+        );
+        OwnedFd::from_raw_fd(fd)
+    };
+    let spec = libc::itimerspec {
+        it_interval: libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        },
+        it_value: libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 20_000_000,
+        },
+    };
+    // SAFETY: a valid timerfd and itimerspec; no old value asked for.
+    let rc = unsafe { libc::timerfd_settime(timer.as_raw_fd(), 0, &spec, std::ptr::null_mut()) };
+    assert_eq!(rc, 0);
+    let fd = timer.as_raw_fd();
     let ev = Event::<()>::new();
     let tx = ev.clone();
     let reader = green::spawn(move || {
-        let mut r = green::os::unix::net::UnixStream::from_std(r).unwrap();
-        let mut b = [0u8; 1];
-        std::io::Read::read(&mut r, &mut b).unwrap();
+        green::hub::trampoline(fd, green::hub::Interest::Read, None).unwrap();
         tx.send(()).unwrap();
-    });
-    let writer = green::spawn_after(Duration::from_millis(10), move || {
-        std::io::Write::write_all(&mut w, b"x").unwrap();
     });
     ev.wait();
     reader.wait();
-    writer.wait();
+    green::hub::notify_close(fd);
+    drop(timer);
 }
 
 /// The blocking detector's hook may wake the hub (here it sends on a

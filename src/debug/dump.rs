@@ -442,8 +442,6 @@ impl fmt::Display for Dump {
 /// ```
 pub fn dump() -> Dump {
     let taken_at = Instant::now();
-    let epoch = stall::epoch();
-    let at = |ns: u64| (ns != 0).then(|| epoch + Duration::from_nanos(ns - 1));
     let hubs = stall::beats()
         .into_iter()
         .map(|beat| {
@@ -463,28 +461,15 @@ pub fn dump() -> Dump {
                     });
                 }
             }
-            let c = &beat.counts;
-            let published = c.at.load(Ordering::Acquire) != 0;
-            let get = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed) as usize;
+            let counts = *beat.counts.lock().unwrap_or_else(|e| e.into_inner());
             HubDump {
                 os_thread: tid,
                 os_thread_name: std::fs::read_to_string(format!("/proc/self/task/{tid}/comm"))
                     .ok()
                     .map(|s| s.trim_end().to_owned()),
                 root,
-                counts: published.then(|| HubStats {
-                    green_threads: get(&c.green_threads),
-                    runnable: get(&c.runnable),
-                    timers: get(&c.timers),
-                    fd_waiters: get(&c.fd_waiters),
-                    registered_fds: get(&c.registered_fds),
-                    pooled_stacks: get(&c.pooled_stacks),
-                }),
-                next_timer: if published {
-                    at(c.next_timer.load(Ordering::Relaxed))
-                } else {
-                    None
-                },
+                counts: counts.map(|c| c.stats),
+                next_timer: counts.and_then(|c| c.next_timer),
                 green_threads,
             }
         })

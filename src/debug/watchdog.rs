@@ -149,7 +149,7 @@ fn look(s: &mut Seen, beat: &Beat, now: Instant, limit: Duration) {
     if s.reported.is_none() && now.duration_since(s.since) >= limit {
         let tid = beat.tid.load(Ordering::Relaxed);
         let activity = syscall::of_thread(tid);
-        let origin = stall::origin_of(&beat.records, running);
+        let origin = stall::origin_of(beat, running);
         let r = BlockingReport {
             os_thread: tid,
             green_thread: running,

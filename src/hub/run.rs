@@ -219,20 +219,11 @@ impl Hub {
 
     /// Publishes the hub's counts for dumps from other OS threads.
     fn publish(&self, next_timer: Option<Instant>) {
-        let s = self.stats();
-        let c = &self.beat.counts;
-        let set = |a: &std::sync::atomic::AtomicU64, v: usize| a.store(v as u64, Ordering::Relaxed);
-        set(&c.green_threads, s.green_threads);
-        set(&c.runnable, s.runnable);
-        set(&c.timers, s.timers);
-        set(&c.fd_waiters, s.fd_waiters);
-        set(&c.registered_fds, s.registered_fds);
-        set(&c.pooled_stacks, s.pooled_stacks);
-        c.next_timer.store(
-            next_timer.map_or(0, |d| stall::nanos_since(self.epoch, d) + 1),
-            Ordering::Relaxed,
-        );
-        c.at.store(1, Ordering::Release);
+        let counts = stall::Counts {
+            stats: self.stats(),
+            next_timer,
+        };
+        *self.beat.counts.lock().unwrap_or_else(|e| e.into_inner()) = Some(counts);
     }
 
     /// Fires the timers due at `now`.

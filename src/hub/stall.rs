@@ -26,7 +26,7 @@ use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::{Duration, Instant};
 
 use super::slots::CHUNK;
-use super::Shared;
+use super::{HubStats, Shared};
 
 /// Where a green thread comes from: the spawn call and the name it was
 /// given.
@@ -208,25 +208,14 @@ impl Records {
 
 /// Where green thread `id` of a hub comes from, as far as its records
 /// say (nothing if it has ended meanwhile).
-pub(crate) fn origin_of(records: &Records, id: u64) -> Origin {
-    for r in records.chunks().iter().flat_map(|c| c.iter()) {
-        if id != 0 && r.id.load(Ordering::Acquire) == id {
-            let p = r.site.load(Ordering::Relaxed);
-            // SAFETY: only `fill` stores here, null or a `&'static Location`.
-            let site = unsafe { p.cast_const().as_ref() };
-            let name = records
-                .names
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .get(&id)
-                .cloned();
-            // Still the same green thread: the site and name are its own.
-            if r.id.load(Ordering::Acquire) == id {
-                return Origin { site, name };
-            }
-        }
-    }
-    Origin::default()
+pub(crate) fn origin_of(beat: &Beat, id: u64) -> Origin {
+    snapshot(beat)
+        .into_iter()
+        .find(|s| id != 0 && s.id == id)
+        .map_or_else(Origin::default, |s| Origin {
+            site: s.site,
+            name: s.name,
+        })
 }
 
 /// One look of a hub's loop at the clock: its number (modulo
@@ -289,8 +278,9 @@ pub(crate) struct Beat {
     pub(crate) records: Arc<Records>,
     /// The hub's OS thread (kernel id), for the report.
     pub(crate) tid: AtomicU64,
-    /// The hub's counts, as of its loop's last look at I/O.
-    pub(crate) counts: Counts,
+    /// The hub's counts, as of its loop's last look at I/O (`None`
+    /// before it first looked).
+    pub(crate) counts: Mutex<Option<Counts>>,
     /// The loop's recent looks at the clock, packed, by number modulo the
     /// ring's length.
     pub(super) looks: Looks,
@@ -309,22 +299,13 @@ impl Default for Looks {
     }
 }
 
-/// A hub's counts (`HubStats`) as its loop published them: each time it
-/// is about to sleep in the poller, and every `POLL_EVERY` passes of a
-/// busy loop.
-#[derive(Debug, Default)]
+/// A hub's counts as its loop published them: each time it is about to
+/// sleep in the poller, and every `POLL_EVERY` passes of a busy loop.
+#[derive(Clone, Copy, Debug)]
 pub(crate) struct Counts {
-    pub(crate) green_threads: AtomicU64,
-    pub(crate) runnable: AtomicU64,
-    pub(crate) timers: AtomicU64,
-    pub(crate) fd_waiters: AtomicU64,
-    pub(crate) registered_fds: AtomicU64,
-    pub(crate) pooled_stacks: AtomicU64,
-    /// The next timer's deadline, in nanoseconds since [`epoch`] plus
-    /// one; 0 for none.
-    pub(crate) next_timer: AtomicU64,
-    /// 1 once they were published.
-    pub(crate) at: AtomicU64,
+    pub(crate) stats: HubStats,
+    /// When its next timer is due.
+    pub(crate) next_timer: Option<Instant>,
 }
 
 impl Beat {
@@ -545,6 +526,15 @@ impl Blocker {
         }
     }
 }
+
+// `Kind::ALL` lists the kinds in the order of their values.
+const _: () = {
+    let mut i = 0;
+    while i < Kind::ALL.len() {
+        assert!(Kind::ALL[i] as usize == i);
+        i += 1;
+    }
+};
 
 // A record is six words: a spawn, a park and a reap each touch one cache
 // line of it (the name lives in `Records::names`).
