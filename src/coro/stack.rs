@@ -26,8 +26,12 @@ use crate::sys::mm::{self, MapFlags, MprotectFlags, ProtFlags};
 pub const DEFAULT_STACK_SIZE: usize = 256 * 1024;
 
 /// How many free stacks of the default size one hub keeps ready, pages and
-/// all, for reuse.
+/// all, however long they stay free.
 const POOL_CAP: usize = 1024;
+
+/// How long more than [`POOL_CAP`] stacks must stay free before the
+/// surplus gives its memory back ([`StackPool::trim`]).
+pub(crate) const TRIM_AFTER: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Default-size stacks carved from one mapping at a time.
 const CHUNK_STACKS: usize = 64;
@@ -188,9 +192,16 @@ unsafe impl Stack for GreenStack {
 /// [`CHUNK_STACKS`] stacks: one mapping per chunk, a guard page per stack,
 /// and no kernel VMA per stack, so `vm.max_map_count` no longer bounds the
 /// number of green threads. Carved stacks are never unmapped while the hub
-/// lives: beyond the first [`POOL_CAP`] free ones, a freed stack gives its
-/// memory back with `MADV_DONTNEED` and stays in the pool. Elsewhere each
-/// stack is a mapping of its own with a `PROT_NONE` guard page.
+/// lives. Elsewhere each stack is a mapping of its own with a `PROT_NONE`
+/// guard page.
+///
+/// A finished green thread's stack always goes back to the pool with its
+/// pages: giving memory back costs a system call and a TLB flush per
+/// stack, and the next spawn would fault the page in again. Only when more
+/// than [`POOL_CAP`] stacks have stayed free for [`TRIM_AFTER`] does the
+/// loop, about to sleep, give the surplus back ([`StackPool::trim`]):
+/// carved stacks keep their place (and guard page) with their memory
+/// returned by `MADV_DONTNEED`, own mappings are unmapped.
 #[derive(Debug, Default)]
 pub(crate) struct StackPool {
     /// Free stacks whose pages may still be resident.
@@ -201,6 +212,9 @@ pub(crate) struct StackPool {
     chunks: Vec<(usize, usize)>,
     /// `MADV_GUARD_INSTALL` was refused: use one mapping per stack.
     no_guard_advice: bool,
+    /// Since when `hot` has held more than [`POOL_CAP`] stacks, as the
+    /// loop last saw it.
+    over_since: Option<std::time::Instant>,
 }
 
 impl StackPool {
@@ -262,30 +276,50 @@ impl StackPool {
     }
 
     /// Returns a finished green thread's stack. Default-size stacks are kept
-    /// (own mappings only up to [`POOL_CAP`]); others are unmapped. Arena
-    /// bounds are ignored.
+    /// with their pages (see [`StackPool::trim`]); others are unmapped.
+    /// Arena bounds are ignored.
     pub(crate) fn put(&mut self, stack: GreenStack) {
         let GreenStack::Own(stack) = stack else {
             return;
         };
-        if stack.usable() != DEFAULT_STACK_SIZE {
-            return;
-        }
-        if self.hot.len() < POOL_CAP {
+        if stack.usable() == DEFAULT_STACK_SIZE {
             self.hot.push(stack);
-        } else if stack.carved {
-            let page = page_size();
-            // SAFETY: the stack's usable part lies in a chunk this pool owns
-            // and no coroutine runs on it; its contents are not needed.
-            let _ = unsafe {
-                mm::madvise(
-                    (stack.limit + page) as *mut libc::c_void,
-                    stack.len - page,
-                    mm::Advice::LinuxDontNeed,
-                )
-            };
-            self.cold.push(stack);
         }
+    }
+
+    /// Gives back the memory of the free stacks beyond [`POOL_CAP`] once
+    /// there have been more than that for [`TRIM_AFTER`]; called by the
+    /// loop when it is about to sleep. Returns when to call again (the
+    /// loop wakes up by then), or `None` if there is no surplus.
+    pub(crate) fn trim(&mut self, now: std::time::Instant) -> Option<std::time::Instant> {
+        if self.hot.len() <= POOL_CAP {
+            self.over_since = None;
+            return None;
+        }
+        let since = *self.over_since.get_or_insert(now);
+        if now < since + TRIM_AFTER {
+            return Some(since + TRIM_AFTER);
+        }
+        self.over_since = None;
+        // The oldest free stacks go: the newest are the likeliest in cache.
+        let page = page_size();
+        for stack in self.hot.drain(..self.hot.len() - POOL_CAP) {
+            if stack.carved {
+                // SAFETY: the stack's usable part lies in a chunk this pool
+                // owns and no coroutine runs on it; its contents are not
+                // needed.
+                let _ = unsafe {
+                    mm::madvise(
+                        (stack.limit + page) as *mut libc::c_void,
+                        stack.len - page,
+                        mm::Advice::LinuxDontNeed,
+                    )
+                };
+                self.cold.push(stack);
+            }
+            // An own mapping is unmapped as it drops.
+        }
+        None
     }
 
     /// Free stacks ready for reuse.

@@ -61,6 +61,12 @@ impl Hub {
                 let now = Instant::now();
                 self.refresh_clock(now);
                 let mut timeout = next.map(|d| d.saturating_duration_since(now));
+                // Free stacks beyond the pool's cap give their memory back
+                // once they have stayed free a while: wake up for that.
+                if let Some(at) = self.stacks.borrow_mut().trim(now) {
+                    let t = at.saturating_duration_since(now);
+                    timeout = Some(timeout.map_or(t, |x| x.min(t)));
+                }
                 if next.is_none() && self.root_watched.get() {
                     match self.proves_forever() {
                         Some(true) => {
