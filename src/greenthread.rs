@@ -621,6 +621,7 @@ where
 /// green::sleep(std::time::Duration::from_millis(10));
 /// assert!(t.elapsed() >= std::time::Duration::from_millis(10));
 /// ```
+#[inline]
 pub fn sleep(dur: Duration) {
     hub::sleep(dur);
 }
@@ -659,6 +660,7 @@ pub fn sleep_until(deadline: Instant) {
 /// log.borrow_mut().push("root");
 /// assert_eq!(*log.borrow(), ["a", "b", "root"]);
 /// ```
+#[inline]
 pub fn yield_now() {
     hub().yield_now();
 }

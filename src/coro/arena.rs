@@ -77,7 +77,7 @@ impl Arena {
     }
 
     /// Copies the frames of a suspended occupant into `saved`: the arena from
-    /// `sp` (recorded by its last [`suspend`](super::suspend)) less [`suspend_margin`] up to
+    /// `sp` (recorded by its last [`suspend_recording`](super::suspend_recording)) less [`suspend_margin`] up to
     /// the base. If that is not inside the arena (the occupant suspended
     /// while running on another stack), the whole arena is saved.
     ///

@@ -63,28 +63,45 @@ impl std::fmt::Debug for Coro {
 }
 
 /// Suspends the running coroutine back to the hub that resumed it, and
-/// records in `sp` the stack pointer at the moment of suspending.
+/// records in `sp` the stack pointer at the moment of suspending: for a
+/// green thread on a shared stack, whose frames are saved from there.
 ///
-/// Every green thread suspends through this one function, so the bytes that
-/// corosensei's switch (and `Yielder::suspend`, where it is not inlined)
-/// leaves below the recorded stack pointer are the same for all of them;
-/// [`suspend_margin`] measures them once.
+/// Every such green thread suspends through this one function (never
+/// inlined), so the bytes that corosensei's switch (and `Yielder::suspend`,
+/// where it is not inlined) leaves below the recorded stack pointer are the
+/// same for all of them; [`suspend_margin`] measures them once.
 ///
 /// # Safety
 /// `y` must be the yielder of the coroutine that is running on this OS thread.
 #[inline(never)]
-pub(crate) unsafe fn suspend(y: *const Yielder, sp: &Cell<usize>) {
+pub(crate) unsafe fn suspend_recording(y: *const Yielder, sp: &Cell<usize>) {
     sp.set(stack_pointer());
     // SAFETY: the caller guarantees `y` belongs to the running coroutine, so
     // it lives on that coroutine's stack for as long as it runs.
     unsafe { (*y).suspend(()) }
 }
 
-/// How many bytes below the stack pointer recorded by [`suspend`] a
+/// Suspends the running coroutine back to the hub that resumed it: for a
+/// green thread on a stack of its own.
+///
+/// Inlined into the park or yield that calls it, so that the switch happens
+/// in as few frames as possible: after a switch the CPU's prediction of
+/// each return is wrong until it reaches a frame both sides share, and
+/// every frame costs a misprediction on the way out and one on the way back.
+///
+/// # Safety
+/// `y` must be the yielder of the coroutine that is running on this OS thread.
+#[inline(always)]
+pub(crate) unsafe fn suspend(y: *const Yielder) {
+    // SAFETY: as in `suspend_recording`.
+    unsafe { (*y).suspend(()) }
+}
+
+/// How many bytes below the stack pointer recorded by [`suspend_recording`] a
 /// suspended coroutine may still use, measured once per process.
 ///
 /// A probe coroutine runs on a stack filled with a canary byte and suspends
-/// through [`suspend`]; the lowest byte it changed, below the recorded stack
+/// through [`suspend_recording`]; the lowest byte it changed, below the recorded stack
 /// pointer, bounds what the switch keeps there. A safety allowance of 64
 /// bytes is added.
 pub(crate) fn suspend_margin() -> usize {
@@ -100,7 +117,7 @@ pub(crate) fn suspend_margin() -> usize {
         let mut probe =
             corosensei::Coroutine::with_stack(GreenStack::Own(stack), move |y: &Yielder, ()| {
                 // SAFETY: `y` is this coroutine's own yielder.
-                unsafe { suspend(y, &sp2) };
+                unsafe { suspend_recording(y, &sp2) };
             });
         assert!(matches!(
             probe.resume(()),

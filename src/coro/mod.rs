@@ -3,14 +3,15 @@
 //! This is the bottom of green: it knows no scheduler. The hub asks it for
 //! a stack, makes a [`Coro`] on it, resumes it, and reads back whether it
 //! suspended or finished; a suspended coroutine's registers sit on its own
-//! stack, at the stack pointer its last [`suspend`] recorded.
+//! stack, below its stack pointer (which [`suspend_recording`] records for
+//! a green thread on a shared stack).
 //!
 //! ```text
 //!   high addresses
 //!   +---------------------------+  <- base (corosensei starts here, grows down)
 //!   | green thread's frames     |
-//!   |   ... f() ... suspend()   |
-//!   | saved registers           |  <- sp recorded by `suspend`
+//!   |   ... f() ... suspend     |
+//!   | saved registers           |  <- sp (recorded on a shared stack)
 //!   |  (the switch's footprint) |  <- sp - suspend_margin()
 //!   |                           |
 //!   |  usable stack, PROT_RW    |  `size` bytes, touched lazily by the kernel
@@ -34,7 +35,8 @@
 //! - `overflow`: the `SIGSEGV`/`SIGBUS` handler, on an alternate signal
 //!   stack, that reports which green thread hit its guard page and aborts.
 //! - `coroutine`: [`Coro`] and [`Yielder`], the only use of corosensei;
-//!   [`suspend`], the one way a green thread suspends.
+//!   [`suspend`] and [`suspend_recording`], the two ways a green thread
+//!   suspends (on its own stack, and on a shared one).
 //! - `arena`: the shared stack ([`Arena`]) many green threads take turns
 //!   on, each one's frames copied to the heap while another runs there.
 //! - [`tls`]: a green thread's own TLS block and TCB, and the switch of
@@ -49,7 +51,7 @@ mod stack;
 pub(crate) mod tls;
 
 pub(crate) use arena::Arena;
-pub(crate) use coroutine::{suspend, Coro, Yielder};
+pub(crate) use coroutine::{suspend, suspend_recording, Coro, Yielder};
 pub(crate) use overflow::{free_altstack, install_overflow_handler, set_running, RunningInfo};
 pub use stack::DEFAULT_STACK_SIZE;
 pub(crate) use stack::{GreenStack, StackPool};

@@ -140,7 +140,7 @@ impl Hub {
 /// but a root parked with no deadline whose hub proves (see the module
 /// docs) that nothing can ever wake it returns `Err(WouldBlockForever)`,
 /// for the caller to panic with a dump.
-#[inline]
+#[inline(always)]
 pub(crate) fn park_watched(
     deadline: Option<std::time::Instant>,
     on: super::Blocker,

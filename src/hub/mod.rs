@@ -187,8 +187,11 @@ pub(crate) struct Hub {
     lent_refs: Cell<usize>,
     stacks: RefCell<StackPool>,
     seats: seat::Seats,
-    /// Stack pointer of the green thread that suspended last.
+    /// Stack pointer of the shared-stack green thread that suspended last.
     last_sp: Cell<usize>,
+    /// The running green thread is on a shared stack: it records its
+    /// stack pointer in `last_sp` as it suspends.
+    current_seated: Cell<bool>,
     green_count: Cell<usize>,
     cancels: cancel::Cancels,
     closing: Cell<bool>,
@@ -319,6 +322,7 @@ fn create() -> &'static Hub {
         stacks: RefCell::new(StackPool::default()),
         seats: seat::Seats::default(),
         last_sp: Cell::new(0),
+        current_seated: Cell::new(false),
         green_count: Cell::new(0),
         cancels: cancel::Cancels::default(),
         closing: Cell::new(false),

@@ -132,7 +132,7 @@ impl Hub {
 
     /// The park of all parks. With `watch`, a root parked with no deadline
     /// lets the loop prove that its wait never ends (`forever.rs`).
-    #[inline]
+    #[inline(always)]
     pub(super) fn park_inner(
         &self,
         deadline: Option<Instant>,
@@ -285,23 +285,28 @@ impl Hub {
 
     /// Leaves the current context until the hub resumes it: a green thread
     /// suspends into the loop; the root runs the loop in place.
-    #[inline]
+    #[inline(always)]
     pub(super) fn switch_out(&self, key: u32) {
         if key == ROOT {
             self.run_root();
-        } else {
+        } else if self.current_seated.get() {
             // SAFETY: `current_yielder` is the yielder of the running green
             // thread `key`: `run_green` sets it before every resume.
-            unsafe { coro::suspend(self.current_yielder.get(), &self.last_sp) }
+            unsafe { coro::suspend_recording(self.current_yielder.get(), &self.last_sp) }
+        } else {
+            // SAFETY: as above.
+            unsafe { coro::suspend(self.current_yielder.get()) }
         }
     }
 
     /// Requeues the current context behind everything runnable and switches
     /// out. Delivers pending cancellations before and after.
+    #[inline]
     pub(crate) fn yield_now(&self) {
         self.yield_inner(true);
     }
 
+    #[inline(always)]
     pub(super) fn yield_inner(&self, deliver_cancel: bool) {
         let key = self.current.get();
         if key == HUB_CTX {
@@ -383,10 +388,17 @@ pub(crate) fn sleep_until(deadline: Instant) {
 }
 
 /// Sleeps for `dur`; `sleep(Duration::ZERO)` yields. See [`sleep_until`].
+#[inline]
 pub(crate) fn sleep(dur: Duration) {
     if dur.is_zero() {
         return hub().yield_now();
     }
+    sleep_for(dur);
+}
+
+/// [`sleep`] for a duration that is not zero.
+#[inline(never)]
+fn sleep_for(dur: Duration) {
     match Instant::now().checked_add(dur) {
         Some(deadline) => sleep_until(deadline),
         None => loop {

@@ -137,6 +137,7 @@ impl Hub {
         };
         self.current.set(key);
         self.current_yielder.set(yielder);
+        self.current_seated.set(seated);
         // The overflow handler keeps the last green thread's guard page
         // while the hub runs: the hub never runs on that stack.
         coro::set_running(Some(info));

@@ -157,17 +157,14 @@ impl std::task::Wake for Unparker {
     }
 }
 
-/// The wakeup of a wait list's node (`crate::wait`), kept with the node
-/// across waits: an [`Unparker`] that holds its hub only while a waiter
-/// waits.
+/// The wakeup of a wait list's node (`crate::wait`): an [`Unparker`] that
+/// holds its hub only until it has woken its context.
 ///
 /// Once it has woken its context it lets go of its reference to the hub's
-/// shared part, which owns the poller's fds: a node the list keeps for
-/// reuse must not keep the hub of an exited OS thread open, however long
-/// the primitive lives. On the hub's own thread — the common case, two
-/// green threads of one hub — the reference is lent to the hub and taken
-/// back by the next [`refresh`](NodeUnparker::refresh) there, so a wait
-/// costs no reference counting.
+/// shared part, which owns the poller's fds. On the hub's own thread — the
+/// common case, two green threads of one hub — the reference is lent to
+/// the hub and taken back by the next [`new`](NodeUnparker::new) there, so
+/// a wait costs no reference counting.
 pub(crate) struct NodeUnparker {
     /// The hub's shared part: valid while `owned`; afterwards only
     /// compared with the current hub's, never dereferenced.
@@ -194,22 +191,6 @@ impl NodeUnparker {
             shared: Arc::into_raw(hub.shared_ref()),
             token,
             owned: true,
-        }
-    }
-
-    /// Makes the handle name the current context of `hub`, taking a
-    /// reference to it again (from the hub if it lent one), or swapping
-    /// the hub it held for `hub`.
-    #[inline]
-    pub(crate) fn refresh(&mut self, hub: &Hub) {
-        if std::ptr::eq(self.shared, Arc::as_ptr(&hub.shared)) {
-            if !self.owned {
-                std::mem::forget(hub.shared_ref());
-                self.owned = true;
-            }
-            self.token = hub.local_unparker();
-        } else {
-            *self = NodeUnparker::new(hub);
         }
     }
 

@@ -66,6 +66,7 @@ struct Tx<T> {
 }
 
 impl<T> Tx<T> {
+    #[inline(always)]
     fn put(&self, t: T, block: Block) -> Result<(), PutFail<T>> {
         self.shared.chan.put(t, block)
     }
@@ -193,6 +194,7 @@ impl<T> Sender<T> {
     /// drop(rx);
     /// assert_eq!(tx.send(2).unwrap_err().0, 2);
     /// ```
+    #[inline]
     pub fn send(&self, t: T) -> Result<(), SendError<T>> {
         match self.tx.put(t, Block::Forever) {
             Ok(()) => Ok(()),
@@ -256,6 +258,7 @@ impl<T> SyncSender<T> {
     /// drop(rx); // wakes the sender with its value
     /// assert_eq!(sender.wait().unwrap_err().0, 2);
     /// ```
+    #[inline]
     pub fn send(&self, t: T) -> Result<(), SendError<T>> {
         match self.tx.put(t, Block::Forever) {
             Ok(()) => Ok(()),
@@ -390,6 +393,7 @@ impl<T> Receiver<T> {
     /// assert_eq!(rx.recv(), Ok(1));
     /// assert_eq!(rx.recv(), Err(RecvError));
     /// ```
+    #[inline]
     pub fn recv(&self) -> Result<T, RecvError> {
         match self.shared.chan.get(Block::Forever) {
             Ok(t) => Ok(t),

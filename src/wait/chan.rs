@@ -305,6 +305,7 @@ impl<T, St: Store<T>> Chan<T, St> {
     }
 
     /// Delivers `item`, waiting for room as `block` allows.
+    #[inline(always)]
     pub(crate) fn put(&self, item: T, block: Block) -> Result<(), PutFail<T>> {
         crate::hub::coop_spend();
         let mut item = item;
@@ -354,6 +355,7 @@ impl<T, St: Store<T>> Chan<T, St> {
     }
 
     /// Takes the next item, waiting for one as `block` allows.
+    #[inline(always)]
     pub(crate) fn get(&self, block: Block) -> Result<T, GetFail> {
         crate::hub::coop_spend();
         let mut s = wait::lock(&self.state);

@@ -10,16 +10,21 @@
 //!  lock state
 //!  condition false: list.push(value) -> node
 //!  unlock state
-//!  park until node.notified ------------.   lock state
+//!  park until node is notified ---------.   lock state
 //!                                        \  node = list.pop_notify(|slot| ...)
 //!                                         \   (hands over a value or a permit
-//!                                          \   through the node's slot, sets
-//!                                           '- notified, unparks the waiter)
-//!  take the slot's value                    unlock state
+//!                                          \   through the node's slot, moves
+//!                                           \  the wakeup out, marks the node
+//!                                            '- notified, unparks the waiter)
+//!  take the slot's value,                   unlock state
+//!  mark the node done
 //! ```
 //!
-//! Nodes live on the heap (an `Arc`), never on a green stack: a shared-stack
-//! green thread's frames move while it is parked.
+//! Nodes live on the heap, never on a green stack (a shared-stack green
+//! thread's frames move while it is parked). The list owns them and lends
+//! one to each waiter; a node is reused once its waiter has marked it done,
+//! so a wait counts no references and, between two green threads of one
+//! hub, makes no atomic read-modify-write of its own.
 //!
 //! The waiter is woken through its hub when the current OS thread has one
 //! (a green thread, or a root that runs the hub loop while it waits), and
@@ -38,8 +43,9 @@ pub(crate) mod chan;
 use std::cell::UnsafeCell;
 use std::collections::VecDeque;
 use std::fmt;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::ptr::NonNull;
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::{Mutex, MutexGuard};
 use std::time::Instant;
 
 use crate::hub::{self, Blocker, NodeUnparker, Wake};
@@ -53,8 +59,7 @@ pub(crate) fn lock<S>(m: &Mutex<S>) -> MutexGuard<'_, S> {
 
 /// How a parked waiter is woken.
 enum Wakeup {
-    /// A green thread, or a root running its hub's loop. Kept by a node
-    /// across waits; it holds its hub only while its waiter waits.
+    /// A green thread, or a root running its hub's loop.
     Hub(NodeUnparker),
     /// A plain OS thread (no hub).
     Thread(std::thread::Thread),
@@ -63,19 +68,12 @@ enum Wakeup {
 }
 
 impl Wakeup {
+    /// A wakeup for the current context.
+    #[inline]
     fn current() -> Wakeup {
         match hub::try_hub() {
             Some(h) => Wakeup::Hub(NodeUnparker::new(h)),
             None => Wakeup::Thread(std::thread::current()),
-        }
-    }
-
-    /// Makes the wakeup name the current context, reusing what it can.
-    #[inline]
-    fn refresh(&mut self) {
-        match (self, hub::try_hub()) {
-            (Wakeup::Hub(u), Some(h)) => u.refresh(h),
-            (w, _) => *w = Wakeup::current(),
         }
     }
 
@@ -93,66 +91,104 @@ impl Wakeup {
     }
 }
 
-/// One blocked context in a [`WaitList`].
+/// Where a [`Waiter`] node is in its life.
+///
+/// `Done → Waiting` (reused by a `push`, lock held) `→ Notified` (by a
+/// notifier, lock held) `→ Done` (by its waiter, once it has taken its
+/// slot). A waiter that leaves the list itself (timeout, unwind) goes
+/// from `Waiting` to `Done` the same way, after taking its slot.
+const WAITING: u8 = 0;
+const NOTIFIED: u8 = 1;
+const DONE: u8 = 2;
+
+/// One blocked context in a [`WaitList`]: a node on the heap, owned by the
+/// list and lent to one waiter at a time.
+///
+/// No reference count: the notifier lets go of the node as it marks it
+/// notified (it has moved the wakeup out first), and the waiter lets go of
+/// it by marking it done; the list reuses only done nodes and frees them
+/// all when it drops (the primitive, and so its list, outlives every wait
+/// on it: a waiter borrows it while it waits). On one hub a wait touches
+/// the node with plain loads and stores only.
 pub(crate) struct Waiter<T> {
-    notified: AtomicBool,
-    /// The waiter parks through its hub (else it is a plain OS thread).
-    on_hub: bool,
-    /// How to wake the waiter. Once it has woken the waiter it holds no
-    /// hub, so that a node kept for reuse does not keep an exited OS
-    /// thread's hub (its poller's fds) open, however long the primitive
-    /// lives.
+    /// `WAITING`, `NOTIFIED` or `DONE`.
+    state: AtomicU8,
+    /// How to wake the waiter; moved out by the notifier before it sets
+    /// `NOTIFIED`.
     ///
     /// # Invariant
-    /// Accessed only by the notifier that pops the node, with the owning
-    /// primitive's lock held, or with the node exclusively owned
-    /// (`Arc::get_mut`, or a drop). The waiter never reads it: it may
-    /// return as soon as `notified` is set, while the notifier still
-    /// wakes it.
+    /// Accessed only with the owning primitive's lock held, or with the
+    /// node done (its waiter gone).
     wakeup: UnsafeCell<Wakeup>,
     /// What the waiter brings (a queued item) or is handed (an item, a
     /// value, a permit).
     ///
     /// # Invariant
     /// Accessed only with the owning primitive's lock held, or by the
-    /// waiter after it has seen `notified` set (Acquire): the notifier writes
-    /// the slot, then sets `notified` (Release) and never touches it again.
+    /// waiter after it has seen `NOTIFIED` (Acquire) or left the list: the
+    /// notifier writes the slot, then sets `NOTIFIED` (Release) and never
+    /// touches the node again.
     slot: UnsafeCell<Option<T>>,
-}
-
-// SAFETY: the slot is reached by one thread at a time (see its invariant),
-// and moving a `T` between threads needs `T: Send`.
-unsafe impl<T: Send> Send for Waiter<T> {}
-// SAFETY: as above.
-unsafe impl<T: Send> Sync for Waiter<T> {}
-
-impl<T> Waiter<T> {
-    fn new(value: Option<T>, wakeup: Wakeup) -> Arc<Waiter<T>> {
-        Arc::new(Waiter {
-            notified: AtomicBool::new(false),
-            on_hub: matches!(wakeup, Wakeup::Hub(_)),
-            wakeup: UnsafeCell::new(wakeup),
-            slot: UnsafeCell::new(value),
-        })
-    }
 }
 
 impl<T> fmt::Debug for Waiter<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Waiter")
-            .field("notified", &self.notified.load(Ordering::Relaxed))
+            .field("state", &self.state.load(Ordering::Relaxed))
             .finish_non_exhaustive()
     }
 }
 
+/// A waiter's handle to its node, lent by the list for one wait.
+struct Lent<T>(NonNull<Waiter<T>>);
+
+impl<T> Lent<T> {
+    fn node(&self) -> &Waiter<T> {
+        // SAFETY: the list frees its nodes only when it drops, and it
+        // outlives the wait that holds this handle (see `Waiter`).
+        unsafe { self.0.as_ref() }
+    }
+
+    fn notified(&self) -> bool {
+        self.node().state.load(Ordering::Acquire) == NOTIFIED
+    }
+
+    /// Takes the slot's content and gives the node back to the list.
+    ///
+    /// # Safety
+    /// The node is notified (seen with Acquire) or out of the list, and
+    /// this handle is not used again.
+    unsafe fn finish(&self) -> Option<T> {
+        let n = self.node();
+        // SAFETY: the caller's condition: nobody else reaches the slot
+        // (the slot's invariant).
+        let v = unsafe { (*n.slot.get()).take() };
+        n.state.store(DONE, Ordering::Release);
+        v
+    }
+}
+
+/// Most done nodes a list keeps for reuse beyond those in use.
+const SPARE_MAX: usize = 8;
+
 /// A FIFO list of blocked contexts, kept inside a primitive's locked state.
 pub(crate) struct WaitList<T = ()> {
-    q: VecDeque<Arc<Waiter<T>>>,
-    /// The node of the last waiter notified, kept to be reused by the next
-    /// `push` once its waiter has let go of it: a ping-pong of two contexts
-    /// then allocates nothing. Its wakeup holds no hub (see `Waiter::wakeup`).
-    spare: Option<Arc<Waiter<T>>>,
+    /// Queued waiters, first in first out.
+    q: VecDeque<NonNull<Waiter<T>>>,
+    /// Nodes out of the queue: done, or still read by their waiter.
+    ///
+    /// # Invariant
+    /// Every node the list made is in exactly one of `q` and `spares`, and
+    /// came from `Box::into_raw`.
+    spares: Vec<NonNull<Waiter<T>>>,
 }
+
+// SAFETY: the nodes are reached through the list only with the owning
+// primitive's lock held (or by their waiter, as `Waiter` says); moving a
+// `T` between threads needs `T: Send`.
+unsafe impl<T: Send> Send for WaitList<T> {}
+// SAFETY: as above; `&WaitList` gives no access to the nodes.
+unsafe impl<T: Send> Sync for WaitList<T> {}
 
 impl<T> Default for WaitList<T> {
     fn default() -> Self {
@@ -168,12 +204,23 @@ impl<T> fmt::Debug for WaitList<T> {
     }
 }
 
+impl<T> Drop for WaitList<T> {
+    fn drop(&mut self) {
+        for n in self.q.drain(..).chain(self.spares.drain(..)) {
+            // SAFETY: made by `Box::into_raw` and owned by the list (the
+            // invariant of `spares`); no wait uses it any more (the list
+            // outlives every wait).
+            drop(unsafe { Box::from_raw(n.as_ptr()) });
+        }
+    }
+}
+
 impl<T> WaitList<T> {
     /// An empty list; `const`, for primitives with `const` constructors.
     pub(crate) const fn new() -> Self {
         WaitList {
             q: VecDeque::new(),
-            spare: None,
+            spares: Vec::new(),
         }
     }
 
@@ -186,48 +233,87 @@ impl<T> WaitList<T> {
         self.q.is_empty()
     }
 
-    /// Appends a node for the current context, carrying `value`.
-    fn push(&mut self, value: Option<T>) -> Arc<Waiter<T>> {
-        // The spare is reusable only once nobody else holds it (its last
-        // waiter has returned from `wait`).
-        let mut spare = self.spare.take();
-        let w = match spare.as_mut().and_then(Arc::get_mut) {
-            Some(n) => {
-                *n.notified.get_mut() = false;
-                let wakeup = n.wakeup.get_mut();
-                wakeup.refresh();
-                n.on_hub = matches!(wakeup, Wakeup::Hub(_));
-                *n.slot.get_mut() = value;
-                spare.expect("looked at above")
+    /// Appends a node for the current context, carrying `value`; returns
+    /// it and whether the context waits through a hub.
+    #[inline]
+    fn push(&mut self, value: Option<T>) -> (Lent<T>, bool) {
+        let wakeup = Wakeup::current();
+        let on_hub = matches!(wakeup, Wakeup::Hub(_));
+        let done = self.spares.iter().position(|n| {
+            // SAFETY: a node of this list (the invariant of `spares`).
+            unsafe { n.as_ref() }.state.load(Ordering::Acquire) == DONE
+        });
+        let node = match done {
+            Some(i) => {
+                let n = self.spares.swap_remove(i);
+                // SAFETY: done: its waiter and notifier have let go, and
+                // the lock is held; only this list reaches it.
+                let w = unsafe { &mut *n.as_ptr() };
+                *w.state.get_mut() = WAITING;
+                *w.wakeup.get_mut() = wakeup;
+                *w.slot.get_mut() = value;
+                if self.spares.len() > SPARE_MAX {
+                    self.shed();
+                }
+                n
             }
-            None => Waiter::new(value, Wakeup::current()),
+            None => NonNull::from(Box::leak(Box::new(Waiter {
+                state: AtomicU8::new(WAITING),
+                wakeup: UnsafeCell::new(wakeup),
+                slot: UnsafeCell::new(value),
+            }))),
         };
-        self.q.push_back(w.clone());
-        w
+        self.q.push_back(node);
+        (Lent(node), on_hub)
+    }
+
+    /// Frees done spares beyond [`SPARE_MAX`], after a crowd has waited.
+    #[cold]
+    fn shed(&mut self) {
+        let mut i = 0;
+        while i < self.spares.len() && self.spares.len() > SPARE_MAX {
+            let n = self.spares[i];
+            // SAFETY: a node of this list.
+            if unsafe { n.as_ref() }.state.load(Ordering::Acquire) == DONE {
+                self.spares.swap_remove(i);
+                // SAFETY: done and out of the queue: nobody reaches it;
+                // made by `Box::into_raw`.
+                drop(unsafe { Box::from_raw(n.as_ptr()) });
+            } else {
+                i += 1;
+            }
+        }
     }
 
     /// The slot of the first waiter, to look at what it brings.
     pub(crate) fn front_slot(&mut self) -> Option<&mut Option<T>> {
         // SAFETY: `&mut self` means the owning primitive's lock is held, and
         // a queued waiter is not yet notified, so it does not read its slot.
-        self.q.front().map(|w| unsafe { &mut *w.slot.get() })
+        self.q
+            .front()
+            .map(|w| unsafe { &mut *w.as_ref().slot.get() })
     }
 
     /// Removes the first waiter, lets `f` fill or empty its slot, and wakes
     /// it. Returns `false` if the list was empty.
+    #[inline]
     pub(crate) fn pop_notify(&mut self, f: impl FnOnce(&mut Option<T>)) -> bool {
-        let Some(w) = self.q.pop_front() else {
+        let Some(n) = self.q.pop_front() else {
             return false;
         };
-        // SAFETY: the lock is held (`&mut self`) and `notified` is not set
-        // yet, so the waiter does not read the slot concurrently.
+        self.spares.push(n);
+        // SAFETY: a node of this list, queued until now: its waiter does
+        // not touch its slot or wakeup until it sees `NOTIFIED`, and the
+        // lock is held (`&mut self`).
+        let w = unsafe { n.as_ref() };
+        // SAFETY: as above.
         f(unsafe { &mut *w.slot.get() });
-        w.notified.store(true, Ordering::Release);
-        // SAFETY: the lock is held and the node was queued until now:
-        // only this notifier reaches its wakeup (the invariant of
-        // `wakeup`).
-        unsafe { &mut *w.wakeup.get() }.wake();
-        self.spare = Some(w);
+        // SAFETY: as above.
+        let mut wakeup = std::mem::replace(unsafe { &mut *w.wakeup.get() }, Wakeup::Spent);
+        w.state.store(NOTIFIED, Ordering::Release);
+        // The node may be reused from here on: only the moved-out wakeup
+        // is used.
+        wakeup.wake();
         true
     }
 
@@ -237,10 +323,15 @@ impl<T> WaitList<T> {
     }
 
     /// Removes `w` if it is still queued; `false` if it was notified.
-    fn remove(&mut self, w: &Arc<Waiter<T>>) -> bool {
-        match self.q.iter().rposition(|x| Arc::ptr_eq(x, w)) {
+    fn remove(&mut self, w: &Lent<T>) -> bool {
+        match self.q.iter().rposition(|x| *x == w.0) {
             Some(i) => {
                 self.q.remove(i);
+                self.spares.push(w.0);
+                // The waiter no longer needs to be woken.
+                // SAFETY: out of the queue with the lock held: only this
+                // list and the waiter (which reads only the slot) reach it.
+                let _ = std::mem::replace(unsafe { &mut *w.node().wakeup.get() }, Wakeup::Spent);
                 true
             }
             None => false,
@@ -266,6 +357,7 @@ pub(crate) enum Waited<T> {
 /// (crate::Timeout), thread exit), it leaves the list; if it had already
 /// been notified, `abandon(state, slot)` runs under the lock to hand back
 /// what it was given. Then the unwind goes on.
+#[inline(always)]
 pub(crate) fn wait<'a, S, T>(
     lock_ref: &'a Mutex<S>,
     mut guard: MutexGuard<'a, S>,
@@ -278,7 +370,7 @@ pub(crate) fn wait<'a, S, T>(
     /// Leaves the list (or hands back) on every exit but a notified one.
     struct Leave<'a, S, T> {
         lock: &'a Mutex<S>,
-        w: Arc<Waiter<T>>,
+        w: Lent<T>,
         list: fn(&mut S) -> &mut WaitList<T>,
         abandon: fn(&mut S, Option<T>),
         armed: bool,
@@ -289,29 +381,31 @@ pub(crate) fn wait<'a, S, T>(
                 return;
             }
             let mut g = lock(self.lock);
-            if !(self.list)(&mut g).remove(&self.w) {
-                // SAFETY: notified, and the lock is held: nobody else
-                // touches the slot any more.
-                let v = unsafe { (*self.w.slot.get()).take() };
+            let queued = (self.list)(&mut g).remove(&self.w);
+            // SAFETY: out of the list, or notified (the notifier finished
+            // under the lock just taken); the handle is not used again.
+            let v = unsafe { self.w.finish() };
+            if !queued {
                 (self.abandon)(&mut g, v);
             }
         }
     }
+    let (w, on_hub) = list(&mut guard).push(value);
     let mut leave = Leave {
         lock: lock_ref,
-        w: list(&mut guard).push(value),
+        w,
         list,
         abandon,
         armed: true,
     };
     drop(guard);
 
-    match block(&leave.w, deadline, on) {
+    match block(&leave.w, on_hub, deadline, on) {
         Blocked::Notified => {
             leave.armed = false;
-            // SAFETY: `notified` was seen with Acquire; the notifier is
-            // done with the slot.
-            Waited::Notified(unsafe { (*leave.w.slot.get()).take() })
+            // SAFETY: `NOTIFIED` was seen with Acquire; the notifier is
+            // done with the node.
+            Waited::Notified(unsafe { leave.w.finish() })
         }
         Blocked::TimedOut => {
             // Decide under the lock whether a notification raced in.
@@ -322,7 +416,7 @@ pub(crate) fn wait<'a, S, T>(
             // SAFETY: either removed (nobody else can reach the node)
             // or notified (the notifier finished under the lock just
             // taken).
-            let v = unsafe { (*leave.w.slot.get()).take() };
+            let v = unsafe { leave.w.finish() };
             if queued {
                 Waited::TimedOut(v)
             } else {
@@ -335,7 +429,7 @@ pub(crate) fn wait<'a, S, T>(
 /// Parks the current context as [`hub::park`] does; a root whose wait can
 /// never end panics with "would block forever" and a dump instead
 /// (`hub::park_watched`).
-#[inline]
+#[inline(always)]
 pub(crate) fn park(deadline: Option<Instant>, on: Blocker) -> Wake {
     match hub::park_watched(deadline, on) {
         Ok(w) => w,
@@ -349,17 +443,18 @@ enum Blocked {
     TimedOut,
 }
 
-/// Parks until `w` is notified or `deadline` passes. Kills and timeouts
-/// unwind from here.
-fn block<T>(w: &Waiter<T>, deadline: Option<Instant>, on: Blocker) -> Blocked {
+/// Parks until `w` is notified or `deadline` passes, through the hub if
+/// `on_hub`, else as a plain OS thread. Kills and timeouts unwind from here.
+#[inline(always)]
+fn block<T>(w: &Lent<T>, on_hub: bool, deadline: Option<Instant>, on: Blocker) -> Blocked {
     loop {
-        if w.notified.load(Ordering::Acquire) {
+        if w.notified() {
             return Blocked::Notified;
         }
-        if w.on_hub {
+        if on_hub {
             // A closing hub parks by blocking the OS thread: the wakeup
             // still comes through the hub.
-            if park(deadline, on) == Wake::TimedOut && !w.notified.load(Ordering::Acquire) {
+            if park(deadline, on) == Wake::TimedOut && !w.notified() {
                 return Blocked::TimedOut;
             }
         } else {
@@ -368,7 +463,7 @@ fn block<T>(w: &Waiter<T>, deadline: Option<Instant>, on: Blocker) -> Blocked {
                 Some(d) => {
                     let now = Instant::now();
                     if now >= d {
-                        if !w.notified.load(Ordering::Acquire) {
+                        if !w.notified() {
                             return Blocked::TimedOut;
                         }
                     } else {
@@ -383,6 +478,7 @@ fn block<T>(w: &Waiter<T>, deadline: Option<Instant>, on: Blocker) -> Blocked {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::Arc;
     use std::time::Duration;
 
     #[derive(Default)]
