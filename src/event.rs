@@ -3,10 +3,10 @@
 use crate::hub::{Blocker, Kind};
 use std::error::Error;
 use std::fmt;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::wait::{self, lock, WaitList, Waited};
+use crate::wait::{self, Lock, WaitList, Waited};
 
 /// A one-shot value that many contexts can wait for (eventlet's `Event`).
 ///
@@ -40,7 +40,7 @@ use crate::wait::{self, lock, WaitList, Waited};
 /// assert_send::<green::Event<std::rc::Rc<u8>>>();
 /// ```
 pub struct Event<T = ()> {
-    inner: Arc<Mutex<State<T>>>,
+    inner: Arc<Lock<State<T>>>,
 }
 
 struct State<T> {
@@ -64,7 +64,7 @@ impl<T> Default for Event<T> {
 
 impl<T> fmt::Debug for Event<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let s = lock(&self.inner);
+        let s = self.inner.lock();
         f.debug_struct("Event")
             .field("ready", &s.value.is_some())
             .field("waiters", &s.waiters.len())
@@ -95,7 +95,7 @@ impl<T> Event<T> {
     /// Creates an event that has not been sent.
     pub fn new() -> Event<T> {
         Event {
-            inner: Arc::new(Mutex::new(State {
+            inner: Arc::new(Lock::new(State {
                 value: None,
                 waiters: WaitList::default(),
             })),
@@ -104,7 +104,7 @@ impl<T> Event<T> {
 
     /// Whether the event holds a value (it was sent and not reset).
     pub fn ready(&self) -> bool {
-        lock(&self.inner).value.is_some()
+        self.inner.lock().value.is_some()
     }
 
     /// Clears the value, so that the event can be sent again. Waiters
@@ -120,7 +120,7 @@ impl<T> Event<T> {
     /// assert_eq!(evt.wait(), 2);
     /// ```
     pub fn reset(&self) {
-        let old = lock(&self.inner).value.take();
+        let old = self.inner.lock().value.take();
         drop(old);
     }
 }
@@ -142,7 +142,7 @@ impl<T: Clone> Event<T> {
     /// ```
     pub fn send(&self, value: T) -> Result<(), AlreadySent<T>> {
         crate::hub::coop_spend();
-        let mut s = lock(&self.inner);
+        let mut s = self.inner.lock();
         if s.value.is_some() {
             return Err(AlreadySent(value));
         }
@@ -194,7 +194,7 @@ impl<T: Clone> Event<T> {
     /// ```
     pub fn try_wait(&self) -> Option<T> {
         crate::hub::coop_spend();
-        lock(&self.inner).value.clone()
+        self.inner.lock().value.clone()
     }
 
     /// Waits as [`Event::wait`] does, shown in a dump as a wait on `on`.
@@ -209,7 +209,7 @@ impl<T: Clone> Event<T> {
 
     fn wait_deadline_as(&self, deadline: Option<Instant>, on: Blocker) -> Option<T> {
         crate::hub::coop_spend();
-        let s = lock(&self.inner);
+        let s = self.inner.lock();
         if let Some(v) = &s.value {
             return Some(v.clone());
         }

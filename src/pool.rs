@@ -5,10 +5,9 @@ use crate::hub::{Blocker, Kind};
 use std::collections::{HashSet, VecDeque};
 use std::fmt;
 use std::rc::Rc;
-use std::sync::Mutex;
 
 use crate::greenthread::{current_id, run_inline, spawn, spawn_n, GreenThread};
-use crate::wait::{self, lock, WaitList};
+use crate::wait::{self, Lock, WaitList};
 
 /// A pool that runs at most `size` green threads at once (eventlet's
 /// `GreenPool`).
@@ -49,7 +48,7 @@ pub struct GreenPool {
 }
 
 struct Inner {
-    state: Mutex<State>,
+    state: Lock<State>,
 }
 
 struct State {
@@ -102,14 +101,14 @@ impl Slot {
     fn started(&mut self) {
         self.id = current_id();
         if let Some(id) = self.id {
-            lock(&self.pool.state).ids.insert(id);
+            self.pool.state.lock().ids.insert(id);
         }
     }
 }
 
 impl Drop for Slot {
     fn drop(&mut self) {
-        let mut s = lock(&self.pool.state);
+        let mut s = self.pool.state.lock();
         if let Some(id) = self.id {
             s.ids.remove(&id);
         }
@@ -125,7 +124,7 @@ impl GreenPool {
     pub fn new(size: usize) -> GreenPool {
         GreenPool {
             inner: Rc::new(Inner {
-                state: Mutex::new(State {
+                state: Lock::new(State {
                     size,
                     running: 0,
                     ids: HashSet::new(),
@@ -140,7 +139,7 @@ impl GreenPool {
     /// is one of the pool's own green threads and the pool is full, where
     /// waiting could deadlock: the caller then runs the function itself.
     fn take_slot(&self) -> Option<Slot> {
-        let mut s = lock(&self.inner.state);
+        let mut s = self.inner.state.lock();
         if s.running < s.size {
             s.running += 1;
         } else if current_id().is_some_and(|id| s.ids.contains(&id)) {
@@ -244,7 +243,7 @@ impl GreenPool {
     /// assert_eq!(pool.running(), 0);
     /// ```
     pub fn waitall(&self) {
-        let s = lock(&self.inner.state);
+        let s = self.inner.state.lock();
         if let Some(id) = current_id() {
             if s.ids.contains(&id) {
                 drop(s);
@@ -273,23 +272,23 @@ impl GreenPool {
     /// assert_eq!(pool.free(), 3);
     /// ```
     pub fn free(&self) -> usize {
-        let s = lock(&self.inner.state);
+        let s = self.inner.state.lock();
         s.size.saturating_sub(s.running)
     }
 
     /// Green threads of the pool that hold a slot (spawned, not finished).
     pub fn running(&self) -> usize {
-        lock(&self.inner.state).running
+        self.inner.state.lock().running
     }
 
     /// Spawners waiting for a slot.
     pub fn waiting(&self) -> usize {
-        lock(&self.inner.state).spawners.len()
+        self.inner.state.lock().spawners.len()
     }
 
     /// The most green threads the pool runs at once.
     pub fn size(&self) -> usize {
-        lock(&self.inner.state).size
+        self.inner.state.lock().size
     }
 
     /// Changes the size. Growing lets waiting spawners in at once;
@@ -306,7 +305,7 @@ impl GreenPool {
     /// assert_eq!((sum, pool.free()), (1, 1));
     /// ```
     pub fn resize(&self, size: usize) {
-        let mut s = lock(&self.inner.state);
+        let mut s = self.inner.state.lock();
         s.size = size;
         while s.running < s.size && !s.spawners.is_empty() {
             s.running += 1;
@@ -372,7 +371,7 @@ impl Default for GreenPool {
 
 impl fmt::Debug for GreenPool {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let s = lock(&self.inner.state);
+        let s = self.inner.state.lock();
         f.debug_struct("GreenPool")
             .field("size", &s.size)
             .field("running", &s.running)

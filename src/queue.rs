@@ -234,6 +234,7 @@ macro_rules! queue_kind {
             /// q.put(7); // returns once the getter has taken the item
             /// assert_eq!(getter.wait(), 7);
             /// ```
+            #[inline(always)]
             pub fn put(&self, item: T) {
                 if let Err(e) = self.chan.put(item, Block::Forever) {
                     unreachable!("a put that may wait always delivers: {:?}", full(e));
@@ -252,6 +253,7 @@ macro_rules! queue_kind {
             /// assert!(q.put_nowait(1).is_ok());
             /// assert_eq!(q.put_nowait(2).unwrap_err().into_inner(), 2);
             /// ```
+            #[inline]
             pub fn put_nowait(&self, item: T) -> Result<(), Full<T>> {
                 self.chan.put(item, Block::No).map_err(full)
             }
@@ -289,6 +291,7 @@ macro_rules! queue_kind {
             /// green::spawn(move || q2.put("hello"));
             /// assert_eq!(q.get(), "hello"); // waits; the green thread puts
             /// ```
+            #[inline(always)]
             pub fn get(&self) -> T {
                 match self.chan.get(Block::Forever) {
                     Ok(item) => item,
@@ -310,6 +313,7 @@ macro_rules! queue_kind {
             /// q.put(5);
             /// assert_eq!(q.get_nowait(), Ok(5));
             /// ```
+            #[inline]
             pub fn get_nowait(&self) -> Result<T, Empty> {
                 self.chan.get(Block::No).map_err(empty)
             }

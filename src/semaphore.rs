@@ -8,14 +8,14 @@
 use crate::hub::{Blocker, Kind as WaitKind};
 use std::error::Error;
 use std::fmt;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::wait::{self, lock, WaitList, Waited};
+use crate::wait::{self, Lock, WaitList, Waited};
 
 /// The shared core of the three semaphores.
 struct Core {
-    state: Mutex<State>,
+    state: Lock<State>,
 }
 
 struct State {
@@ -93,7 +93,7 @@ fn abandon_release(_: &mut State, _: Option<()>) {}
 impl Core {
     fn new(count: usize, limit: Option<usize>, capped: bool) -> Arc<Core> {
         Arc::new(Core {
-            state: Mutex::new(State {
+            state: Lock::new(State {
                 count,
                 limit,
                 capped,
@@ -106,12 +106,12 @@ impl Core {
 
     fn try_acquire(&self) -> bool {
         crate::hub::coop_spend();
-        lock(&self.state).take()
+        self.state.lock().take()
     }
 
     fn acquire(&self, deadline: Option<Instant>) -> bool {
         crate::hub::coop_spend();
-        let mut s = lock(&self.state);
+        let mut s = self.state.lock();
         if s.take() {
             return true;
         }
@@ -131,7 +131,7 @@ impl Core {
     }
 
     fn release_bounded(&self) -> Result<(), ReleaseError> {
-        let mut s = lock(&self.state);
+        let mut s = self.state.lock();
         if let Some(limit) = s.limit {
             if s.acquirers.is_empty() && s.count >= limit {
                 return Err(ReleaseError { limit });
@@ -142,7 +142,7 @@ impl Core {
     }
 
     fn release_capped(&self) {
-        let mut s = lock(&self.state);
+        let mut s = self.state.lock();
         let limit = s.limit.unwrap_or(usize::MAX);
         if !s.acquirers.is_empty() || s.count < limit {
             s.put_back();
@@ -154,7 +154,7 @@ impl Core {
     }
 
     fn fmt(&self, name: &str, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let s = lock(&self.state);
+        let s = self.state.lock();
         f.debug_struct(name)
             .field("count", &s.count)
             .field("waiting", &s.acquirers.len())
@@ -248,13 +248,13 @@ macro_rules! acquire_methods {
 
         /// Free permits now.
         pub fn count(&self) -> usize {
-            lock(&self.core.state).count
+            self.core.state.lock().count
         }
 
         /// Free permits minus waiting acquirers (eventlet's `balance`): a
         /// negative balance counts the acquirers that wait.
         pub fn balance(&self) -> isize {
-            let s = lock(&self.core.state);
+            let s = self.core.state.lock();
             s.count as isize - s.acquirers.len() as isize
         }
 
@@ -319,7 +319,7 @@ impl Semaphore {
 
     /// Adds a permit: wakes the first waiting acquirer, or raises the count.
     pub fn release(&self) {
-        lock(&self.core.state).put_back();
+        self.core.state.lock().put_back();
     }
 
     acquire_methods!(Kind::Plain);
@@ -426,7 +426,7 @@ impl CappedSemaphore {
 
     /// The most permits the semaphore holds before `release` waits.
     pub fn limit(&self) -> usize {
-        lock(&self.core.state).limit.unwrap_or(usize::MAX)
+        self.core.state.lock().limit.unwrap_or(usize::MAX)
     }
 
     acquire_methods!(Kind::Capped);

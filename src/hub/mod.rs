@@ -218,6 +218,9 @@ pub(crate) struct Hub {
     forever: Cell<bool>,
     /// Looks taken at the root's current wait (`Hub::forever_recheck`).
     forever_looks: Cell<u32>,
+    /// This hub's name for the locks biased to it (`wait::Lock`): unique
+    /// in the process, never reused, at least 2.
+    bias_id: usize,
 }
 
 thread_local! {
@@ -337,6 +340,10 @@ fn create() -> &'static Hub {
         root_watched: Cell::new(false),
         forever: Cell::new(false),
         forever_looks: Cell::new(0),
+        bias_id: {
+            static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(2);
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        },
     });
     hub.beat.looked(stall::Look::unpack(hub.clock.get()));
     stall::register(&hub.shared);
@@ -350,6 +357,13 @@ impl Hub {
     /// Whether the hub is being torn down (its OS thread exits).
     pub(crate) fn is_closing(&self) -> bool {
         self.closing.get()
+    }
+
+    /// This hub's name for the locks biased to it: unique in the process,
+    /// at least 2 (`wait::Lock`).
+    #[inline]
+    pub(crate) fn bias_id(&self) -> usize {
+        self.bias_id
     }
 
     /// Whether the hub itself is running (not the root nor a green thread).

@@ -51,7 +51,7 @@ fn waiters(s: &mut State) -> &mut WaitList {
 /// ```
 pub struct Barrier {
     n: usize,
-    state: std::sync::Mutex<State>,
+    state: wait::Lock<State>,
 }
 
 /// What [`Barrier::wait`] returns: whether this caller is the leader of its
@@ -100,7 +100,7 @@ impl Barrier {
     pub const fn new(n: usize) -> Barrier {
         Barrier {
             n,
-            state: std::sync::Mutex::new(State {
+            state: wait::Lock::new(State {
                 count: 0,
                 generation: 0,
                 waiters: WaitList::new(),
@@ -130,7 +130,7 @@ impl Barrier {
     /// assert!(me != other.join().unwrap());
     /// ```
     pub fn wait(&self) -> BarrierWaitResult {
-        let mut s = wait::lock(&self.state);
+        let mut s = self.state.lock();
         s.count += 1;
         // Queued waiters all arrived before this one; a waiter that leaves
         // is dequeued before it leaves the count.
@@ -146,12 +146,12 @@ impl Barrier {
         /// Leaves the count if the waiter is unwound before its group is
         /// complete.
         struct Leave<'a> {
-            state: &'a std::sync::Mutex<State>,
+            state: &'a wait::Lock<State>,
             generation: u64,
         }
         impl Drop for Leave<'_> {
             fn drop(&mut self) {
-                let mut s = wait::lock(self.state);
+                let mut s = self.state.lock();
                 if s.generation == self.generation {
                     s.count -= 1;
                 }

@@ -47,7 +47,7 @@ use crate::wait::{self, WaitList, Waited};
 /// }
 /// ```
 pub struct Condvar {
-    waiters: std::sync::Mutex<WaitList>,
+    waiters: wait::Lock<WaitList>,
 }
 
 fn waiters(w: &mut WaitList) -> &mut WaitList {
@@ -99,7 +99,7 @@ impl Condvar {
     #[must_use]
     pub const fn new() -> Condvar {
         Condvar {
-            waiters: std::sync::Mutex::new(WaitList::new()),
+            waiters: wait::Lock::new(WaitList::new()),
         }
     }
 
@@ -111,7 +111,7 @@ impl Condvar {
         deadline: Option<Instant>,
     ) -> LockResult<(MutexGuard<'a, T>, bool)> {
         let (mutex, poison) = guard.into_parts();
-        let list = wait::lock(&self.waiters);
+        let list = self.waiters.lock();
         // SAFETY: the guard held the lock, and was taken apart without
         // releasing it.
         unsafe { mutex.raw().unlock() };
@@ -385,7 +385,7 @@ impl Condvar {
     /// assert_eq!(waiter.wait(), 7);
     /// ```
     pub fn notify_one(&self) {
-        wait::lock(&self.waiters).pop_notify(|_| {});
+        self.waiters.lock().pop_notify(|_| {});
     }
 
     /// Wakes up every green thread (or OS thread) parked on this condition
@@ -415,7 +415,7 @@ impl Condvar {
     /// }
     /// ```
     pub fn notify_all(&self) {
-        wait::lock(&self.waiters).notify_all(|_| {});
+        self.waiters.lock().notify_all(|_| {});
     }
 }
 

@@ -49,7 +49,7 @@ pub(super) struct RawMutex {
     /// context waits; while it is `QUEUED`, `Queue::owned` tells whether the
     /// lock is held.
     state: AtomicU8,
-    queue: std::sync::Mutex<Queue>,
+    queue: wait::Lock<Queue>,
 }
 
 struct Queue {
@@ -76,7 +76,7 @@ impl RawMutex {
     const fn new() -> RawMutex {
         RawMutex {
             state: AtomicU8::new(UNLOCKED),
-            queue: std::sync::Mutex::new(Queue {
+            queue: wait::Lock::new(Queue {
                 owned: false,
                 waiters: WaitList::new(),
             }),
@@ -97,7 +97,7 @@ impl RawMutex {
 
     #[cold]
     fn lock_slow(&self) {
-        let mut q = wait::lock(&self.queue);
+        let mut q = self.queue.lock();
         loop {
             match self.state.load(Ordering::Relaxed) {
                 UNLOCKED => {
@@ -148,7 +148,7 @@ impl RawMutex {
             Ok(_) => true,
             Err(LOCKED) => false,
             Err(_) => {
-                let mut q = wait::lock(&self.queue);
+                let mut q = self.queue.lock();
                 match self.state.load(Ordering::Relaxed) {
                     UNLOCKED => self
                         .state
@@ -181,7 +181,7 @@ impl RawMutex {
 
     #[cold]
     fn unlock_slow(&self) {
-        let mut q = wait::lock(&self.queue);
+        let mut q = self.queue.lock();
         if !q.waiters.pop_notify(|_| {}) {
             q.owned = false;
             // No waiter: back to the fast path. Nobody else writes the

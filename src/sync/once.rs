@@ -69,7 +69,7 @@ pub struct Once {
     /// Written only under the `waiters` lock; `COMPLETE` is stored with
     /// Release after the initializer's effects, and is final.
     state: AtomicU8,
-    waiters: std::sync::Mutex<WaitList>,
+    waiters: wait::Lock<WaitList>,
 }
 
 fn waiters(w: &mut WaitList) -> &mut WaitList {
@@ -127,7 +127,7 @@ struct Running<'a> {
 impl Running<'_> {
     /// The initializer returned: the `Once` is complete.
     fn complete(self) {
-        let mut w = wait::lock(&self.once.waiters);
+        let mut w = self.once.waiters.lock();
         self.once.state.store(COMPLETE, Ordering::Release);
         w.notify_all(|_| {});
         drop(w);
@@ -142,7 +142,7 @@ impl Drop for Running<'_> {
         } else {
             POISONED
         };
-        let mut w = wait::lock(&self.once.waiters);
+        let mut w = self.once.waiters.lock();
         self.once.state.store(to, Ordering::Release);
         w.notify_all(|_| {});
     }
@@ -179,7 +179,7 @@ impl Once {
     pub const fn new() -> Once {
         Once {
             state: AtomicU8::new(INCOMPLETE),
-            waiters: std::sync::Mutex::new(WaitList::new()),
+            waiters: wait::Lock::new(WaitList::new()),
         }
     }
 
@@ -332,7 +332,7 @@ impl Once {
 
     #[cold]
     fn call_inner(&self, ignore_poison: bool, f: &mut dyn FnMut(&OnceState)) {
-        let mut w = wait::lock(&self.waiters);
+        let mut w = self.waiters.lock();
         loop {
             match self.state.load(Ordering::Acquire) {
                 COMPLETE => return,
@@ -359,7 +359,7 @@ impl Once {
 
     #[cold]
     fn wait_inner(&self, ignore_poison: bool) {
-        let mut w = wait::lock(&self.waiters);
+        let mut w = self.waiters.lock();
         loop {
             match self.state.load(Ordering::Acquire) {
                 COMPLETE => return,
@@ -373,16 +373,12 @@ impl Once {
     }
 
     /// Parks until the state changes; returns the lock re-taken.
-    fn park<'a>(
-        &'a self,
-        w: std::sync::MutexGuard<'a, WaitList>,
-        what: &str,
-    ) -> std::sync::MutexGuard<'a, WaitList> {
+    fn park<'a>(&'a self, w: wait::Guard<'a, WaitList>, what: &str) -> wait::Guard<'a, WaitList> {
         // Every waiter is woken on every change: one that is woken and
         // then unwound has nothing to pass on.
         let on = Blocker::at(Kind::Once, &self.waiters);
         match wait::wait(&self.waiters, w, waiters, None, None, |_, _| {}, on) {
-            Waited::Notified(_) => wait::lock(&self.waiters),
+            Waited::Notified(_) => self.waiters.lock(),
             Waited::TimedOut(_) => cannot_wait(what),
         }
     }

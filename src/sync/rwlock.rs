@@ -116,7 +116,7 @@ fn release(s: &mut State, granted: Option<Access>) {
 /// }
 /// ```
 pub struct RwLock<T: ?Sized> {
-    state: std::sync::Mutex<State>,
+    state: wait::Lock<State>,
     poison: poison::Flag,
     data: UnsafeCell<T>,
 }
@@ -168,7 +168,7 @@ pub struct RwLockReadGuard<'a, T: ?Sized + 'a> {
     /// that lock is read-locked on behalf of this guard.
     data: NonNull<T>,
     /// The lock's state, to release the read lock from.
-    state: &'a std::sync::Mutex<State>,
+    state: &'a wait::Lock<State>,
 }
 
 // SAFETY: a shared guard only gives `&T`, shareable when `T: Sync`.
@@ -221,7 +221,7 @@ impl<T> RwLock<T> {
     #[inline]
     pub const fn new(t: T) -> RwLock<T> {
         RwLock {
-            state: std::sync::Mutex::new(State {
+            state: wait::Lock::new(State {
                 readers: 0,
                 writer: false,
                 queue: WaitList::new(),
@@ -252,13 +252,13 @@ impl<T> RwLock<T> {
 impl<T: ?Sized> RwLock<T> {
     /// Waits in the queue for `access`; on return it has been granted.
     #[cold]
-    fn wait_for(&self, s: std::sync::MutexGuard<'_, State>, access: Access) {
+    fn wait_for(&self, s: wait::Guard<'_, State>, access: Access) {
         /// Re-runs [`grant`] if the waiter is unwound while queued: the
         /// waiter it leaves may have been holding back readers behind it.
-        struct Regrant<'a>(&'a std::sync::Mutex<State>);
+        struct Regrant<'a>(&'a wait::Lock<State>);
         impl Drop for Regrant<'_> {
             fn drop(&mut self) {
-                grant(&mut wait::lock(self.0));
+                grant(&mut self.0.lock());
             }
         }
         let regrant = Regrant(&self.state);
@@ -300,7 +300,7 @@ impl<T: ?Sized> RwLock<T> {
     /// ```
     pub fn read(&self) -> LockResult<RwLockReadGuard<'_, T>> {
         crate::hub::coop_spend();
-        let mut s = wait::lock(&self.state);
+        let mut s = self.state.lock();
         if !s.writer && s.queue.is_empty() {
             s.readers += 1;
         } else {
@@ -329,7 +329,7 @@ impl<T: ?Sized> RwLock<T> {
     /// ```
     pub fn try_read(&self) -> TryLockResult<RwLockReadGuard<'_, T>> {
         crate::hub::coop_spend();
-        let mut s = wait::lock(&self.state);
+        let mut s = self.state.lock();
         if !s.writer && s.queue.is_empty() {
             s.readers += 1;
             drop(s);
@@ -362,7 +362,7 @@ impl<T: ?Sized> RwLock<T> {
     /// ```
     pub fn write(&self) -> LockResult<RwLockWriteGuard<'_, T>> {
         crate::hub::coop_spend();
-        let mut s = wait::lock(&self.state);
+        let mut s = self.state.lock();
         if !s.writer && s.readers == 0 && s.queue.is_empty() {
             s.writer = true;
         } else {
@@ -392,7 +392,7 @@ impl<T: ?Sized> RwLock<T> {
     /// ```
     pub fn try_write(&self) -> TryLockResult<RwLockWriteGuard<'_, T>> {
         crate::hub::coop_spend();
-        let mut s = wait::lock(&self.state);
+        let mut s = self.state.lock();
         if !s.writer && s.readers == 0 && s.queue.is_empty() {
             s.writer = true;
             drop(s);
@@ -467,8 +467,8 @@ impl<T: ?Sized> RwLock<T> {
 }
 
 /// Releases one read lock; the last reader lets the queue in.
-fn unlock_read(state: &std::sync::Mutex<State>) {
-    let mut s = wait::lock(state);
+fn unlock_read(state: &wait::Lock<State>) {
+    let mut s = state.lock();
     s.readers -= 1;
     if s.readers == 0 {
         grant(&mut s);
@@ -476,8 +476,8 @@ fn unlock_read(state: &std::sync::Mutex<State>) {
 }
 
 /// Releases the write lock and lets the queue in.
-fn unlock_write(state: &std::sync::Mutex<State>) {
-    let mut s = wait::lock(state);
+fn unlock_write(state: &wait::Lock<State>) {
+    let mut s = state.lock();
     s.writer = false;
     grant(&mut s);
 }
@@ -605,7 +605,7 @@ impl<'a, T: ?Sized> RwLockWriteGuard<'a, T> {
         // it). The guard owns nothing else.
         std::mem::forget(s);
         {
-            let mut st = wait::lock(&lock.state);
+            let mut st = lock.state.lock();
             debug_assert!(
                 st.writer && st.readers == 0,
                 "downgrade of a lock not write-locked"

@@ -31,10 +31,9 @@
 use crate::hub::{Blocker, Kind};
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, VecDeque};
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use crate::wait::{self, WaitList, Waited};
+use crate::wait::{self, Lock, WaitList, Waited};
 
 /// Where a channel keeps the items nobody has taken yet.
 pub(crate) trait Store<T>: Default {
@@ -274,7 +273,7 @@ fn joiner_gone<T, St>(_: &mut State<T, St>, _: Option<()>) {}
 
 /// A channel: state behind one lock. Handles share it through an `Arc`.
 pub(crate) struct Chan<T, St> {
-    state: Mutex<State<T, St>>,
+    state: Lock<State<T, St>>,
     /// What a getter and a putter wait on, as a dump shows it.
     kinds: (Kind, Kind),
 }
@@ -290,7 +289,7 @@ impl<T, St: Store<T>> Chan<T, St> {
             } else {
                 (Kind::QueueGet, Kind::QueuePut)
             },
-            state: Mutex::new(State {
+            state: Lock::new(State {
                 store: St::default(),
                 maxsize,
                 getters: WaitList::default(),
@@ -309,7 +308,7 @@ impl<T, St: Store<T>> Chan<T, St> {
     pub(crate) fn put(&self, item: T, block: Block) -> Result<(), PutFail<T>> {
         crate::hub::coop_spend();
         let mut item = item;
-        let mut s = wait::lock(&self.state);
+        let mut s = self.state.lock();
         loop {
             if s.getters_closed {
                 return Err(PutFail::Closed(item));
@@ -350,7 +349,7 @@ impl<T, St: Store<T>> Chan<T, St> {
                     ))
                 }
             }
-            s = wait::lock(&self.state);
+            s = self.state.lock();
         }
     }
 
@@ -358,7 +357,7 @@ impl<T, St: Store<T>> Chan<T, St> {
     #[inline(always)]
     pub(crate) fn get(&self, block: Block) -> Result<T, GetFail> {
         crate::hub::coop_spend();
-        let mut s = wait::lock(&self.state);
+        let mut s = self.state.lock();
         loop {
             if let Some(item) = s.next_item() {
                 return Ok(item);
@@ -378,40 +377,40 @@ impl<T, St: Store<T>> Chan<T, St> {
                 Waited::Notified(None) => {}
                 Waited::TimedOut(_) => return Err(GetFail::Empty),
             }
-            s = wait::lock(&self.state);
+            s = self.state.lock();
         }
     }
 
     /// How many items are stored (not counting those blocked putters carry).
     pub(crate) fn len(&self) -> usize {
-        wait::lock(&self.state).store.len()
+        self.state.lock().store.len()
     }
 
     /// Whether a `put` now would have to wait (or fail without waiting).
     pub(crate) fn is_full(&self) -> bool {
-        let s = wait::lock(&self.state);
+        let s = self.state.lock();
         !s.has_room()
     }
 
     pub(crate) fn maxsize(&self) -> Option<usize> {
-        wait::lock(&self.state).maxsize
+        self.state.lock().maxsize
     }
 
     /// Changes the limit; items that now fit move in from waiting putters.
     pub(crate) fn resize(&self, maxsize: Option<usize>) {
-        let mut s = wait::lock(&self.state);
+        let mut s = self.state.lock();
         s.maxsize = maxsize;
         s.refill();
     }
 
     /// How many contexts wait in `get`.
     pub(crate) fn getting(&self) -> usize {
-        wait::lock(&self.state).getters.len()
+        self.state.lock().getters.len()
     }
 
     /// How many contexts wait in `put`.
     pub(crate) fn putting(&self) -> usize {
-        wait::lock(&self.state).putters.len()
+        self.state.lock().putters.len()
     }
 
     /// Marks one accepted item as processed.
@@ -419,7 +418,7 @@ impl<T, St: Store<T>> Chan<T, St> {
     /// # Panics
     /// If every accepted item has been marked already.
     pub(crate) fn task_done(&self) {
-        let mut s = wait::lock(&self.state);
+        let mut s = self.state.lock();
         if s.unfinished == 0 {
             drop(s);
             panic!("task_done() called more times than there were items");
@@ -432,18 +431,18 @@ impl<T, St: Store<T>> Chan<T, St> {
 
     /// Waits until every accepted item has been marked done.
     pub(crate) fn join(&self) {
-        let mut s = wait::lock(&self.state);
+        let mut s = self.state.lock();
         while s.unfinished > 0 {
             let on = Blocker::at(Kind::QueueJoin, &self.state);
             wait::wait(&self.state, s, joiners, None, None, joiner_gone, on);
-            s = wait::lock(&self.state);
+            s = self.state.lock();
         }
     }
 
     /// The putting side has gone: waiting getters wake and find the
     /// channel closed once it is empty.
     pub(crate) fn close_putters(&self) {
-        let mut s = wait::lock(&self.state);
+        let mut s = self.state.lock();
         s.putters_closed = true;
         s.getters.notify_all(|_| {});
     }
@@ -452,7 +451,7 @@ impl<T, St: Store<T>> Chan<T, St> {
     /// later puts fail. Returns the stored items, for the caller to drop
     /// outside the lock.
     pub(crate) fn close_getters(&self) -> St {
-        let mut s = wait::lock(&self.state);
+        let mut s = self.state.lock();
         s.getters_closed = true;
         s.putters.notify_all(|_| {});
         std::mem::take(&mut s.store)

@@ -39,6 +39,9 @@
 //! no permit, item or wake-up is lost to a dead waiter.
 
 pub(crate) mod chan;
+mod lock;
+
+pub(crate) use lock::{Guard, Lock};
 
 use std::cell::UnsafeCell;
 use std::collections::VecDeque;
@@ -359,8 +362,8 @@ pub(crate) enum Waited<T> {
 /// what it was given. Then the unwind goes on.
 #[inline(always)]
 pub(crate) fn wait<'a, S, T>(
-    lock_ref: &'a Mutex<S>,
-    mut guard: MutexGuard<'a, S>,
+    lock_ref: &'a Lock<S>,
+    mut guard: Guard<'a, S>,
     list: fn(&mut S) -> &mut WaitList<T>,
     value: Option<T>,
     deadline: Option<Instant>,
@@ -369,7 +372,7 @@ pub(crate) fn wait<'a, S, T>(
 ) -> Waited<T> {
     /// Leaves the list (or hands back) on every exit but a notified one.
     struct Leave<'a, S, T> {
-        lock: &'a Mutex<S>,
+        lock: &'a Lock<S>,
         w: Lent<T>,
         list: fn(&mut S) -> &mut WaitList<T>,
         abandon: fn(&mut S, Option<T>),
@@ -380,7 +383,7 @@ pub(crate) fn wait<'a, S, T>(
             if !self.armed {
                 return;
             }
-            let mut g = lock(self.lock);
+            let mut g = self.lock.lock();
             let queued = (self.list)(&mut g).remove(&self.w);
             // SAFETY: out of the list, or notified (the notifier finished
             // under the lock just taken); the handle is not used again.
@@ -410,7 +413,7 @@ pub(crate) fn wait<'a, S, T>(
         Blocked::TimedOut => {
             // Decide under the lock whether a notification raced in.
             leave.armed = false;
-            let mut g = lock(lock_ref);
+            let mut g = lock_ref.lock();
             let queued = list(&mut g).remove(&leave.w);
             drop(g);
             // SAFETY: either removed (nobody else can reach the node)
@@ -499,29 +502,29 @@ mod tests {
 
     #[test]
     fn timed_out_waiter_leaves_the_list() {
-        let m = Mutex::new(State::default());
-        let g = lock(&m);
+        let m = Lock::new(State::default());
+        let g = m.lock();
         let deadline = Instant::now() + Duration::from_millis(5);
         match wait(&m, g, list, Some(7), Some(deadline), give_back, TEST) {
             Waited::TimedOut(v) => assert_eq!(v, Some(7)),
             w => panic!("expected a timeout, got {w:?}"),
         }
-        assert!(lock(&m).list.is_empty());
+        assert!(m.lock().list.is_empty());
     }
 
     #[test]
     fn notify_from_a_plain_thread_hands_a_value() {
-        let m = Arc::new(Mutex::new(State::default()));
+        let m = Arc::new(Lock::new(State::default()));
         let m2 = m.clone();
         let t = std::thread::spawn(move || loop {
-            let mut g = lock(&m2);
+            let mut g = m2.lock();
             if g.list.pop_notify(|slot| *slot = Some(42)) {
                 break;
             }
             drop(g);
             std::thread::yield_now();
         });
-        let g = lock(&m);
+        let g = m.lock();
         match wait(&m, g, list, None, None, give_back, TEST) {
             Waited::Notified(v) => assert_eq!(v, Some(42)),
             w => panic!("expected a notification, got {w:?}"),
@@ -531,18 +534,18 @@ mod tests {
 
     #[test]
     fn killed_waiter_hands_back_what_it_was_given() {
-        let m = Arc::new(Mutex::new(State::default()));
+        let m = Arc::new(Lock::new(State::default()));
         let m2 = m.clone();
         let gt = crate::spawn(move || {
-            let g = lock(&m2);
+            let g = m2.lock();
             wait(&m2, g, list, None, None, give_back, TEST);
             unreachable!("killed before it could run again");
         });
         crate::yield_now(); // it parks in `wait`
-        assert!(lock(&m).list.pop_notify(|slot| *slot = Some(3)));
+        assert!(m.lock().list.pop_notify(|slot| *slot = Some(3)));
         gt.kill(); // the kill wins: it unwinds before it sees the permits
         assert!(gt.join().unwrap_err().is::<crate::Killed>());
-        let s = lock(&m);
+        let s = m.lock();
         assert_eq!(s.permits, 3);
         assert!(s.list.is_empty());
     }
