@@ -37,9 +37,19 @@ pub(crate) const TRIM_AFTER: std::time::Duration = std::time::Duration::from_sec
 const CHUNK_STACKS: usize = 64;
 
 /// The page size, asked once.
+#[inline]
 pub(super) fn page_size() -> usize {
-    static PAGE: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
-    *PAGE.get_or_init(crate::sys::mem::page_size)
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    // 0 until asked; every thread that asks first gets the same answer.
+    static PAGE: AtomicUsize = AtomicUsize::new(0);
+    match PAGE.load(Ordering::Relaxed) {
+        0 => {
+            let page = crate::sys::mem::page_size();
+            PAGE.store(page, Ordering::Relaxed);
+            page
+        }
+        page => page,
+    }
 }
 
 /// A green thread's stack: one mapping with a guard page at its low end.

@@ -182,7 +182,7 @@ impl Hub {
         let span;
         let mut green = if shared {
             let (seat, guard, arena_span) = self.seats.take(Box::new(entry))?;
-            span = arena_span;
+            span = Some(arena_span);
             GreenCtx {
                 id: next_id(),
                 coro: None,
@@ -196,7 +196,7 @@ impl Hub {
         } else {
             let stack = self.stacks.borrow_mut().get(stack_size)?;
             let guard = stack.guard();
-            span = stack.span();
+            span = identity.then(|| stack.span());
             GreenCtx {
                 id: next_id(),
                 coro: Some(Coro::new(GreenStack::Own(stack), entry)),
@@ -208,7 +208,7 @@ impl Hub {
                 named: false,
             }
         };
-        if identity {
+        if let Some(span) = span.filter(|_| identity) {
             self.give_identity(&mut green, span)?;
         }
         let id = green.id;
