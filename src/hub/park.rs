@@ -115,6 +115,7 @@ impl Hub {
 
     /// Parks the current context until it is woken, `deadline` passes, or a
     /// cancellation arrives. Never unwinds; see [`park`].
+    #[inline(always)]
     pub(crate) fn park_raw(&self, deadline: Option<Instant>, on: Blocker) -> Wake {
         self.park_inner(deadline, true, on, false)
     }
@@ -345,6 +346,7 @@ impl Hub {
 /// Returns [`Wake::Woken`] or [`Wake::TimedOut`]; a pending kill or timeout
 /// unwinds from here instead. On a closing hub it blocks the OS thread (see
 /// the module docs).
+#[inline(always)]
 pub(crate) fn park(deadline: Option<Instant>, on: Blocker) -> Wake {
     match hub().park_raw(deadline, on) {
         Wake::Cancel(c) => deliver(c),
@@ -358,6 +360,7 @@ pub(crate) fn park(deadline: Option<Instant>, on: Blocker) -> Wake {
 /// On a closing hub, while the context unwinds, it returns
 /// [`Wake::Closed`] at once: teardown stopped watching fds (and hearing of
 /// their closes on other threads), so the wait cannot be trusted to end.
+#[inline(always)]
 pub(crate) fn park_fd(deadline: Option<Instant>, on: Blocker) -> Wake {
     let h = hub();
     if h.closing.get() && std::thread::panicking() && !h.in_hub() {

@@ -128,6 +128,7 @@ impl<S: AsFd> GreenFd<S> {
     /// on `EAGAIN` until the read timeout. `drained` tells, from a success,
     /// whether the fd has nothing more to read right now (see
     /// [`crate::hub::io_loop`]).
+    #[inline(always)]
     pub(crate) fn read_with<T>(
         &self,
         op: impl FnMut(&S) -> io::Result<T>,
@@ -137,6 +138,7 @@ impl<S: AsFd> GreenFd<S> {
     }
 
     /// Runs a write-side operation, as [`GreenFd::read_with`] does.
+    #[inline(always)]
     pub(crate) fn write_with<T>(&self, op: impl FnMut(&S) -> io::Result<T>) -> io::Result<T> {
         self.io(Interest::Write, self.write_timeout.load(), op, |_| false)
     }
@@ -157,6 +159,7 @@ impl<S: AsFd> GreenFd<S> {
         timeout_as_eagain(r, timeout)
     }
 
+    #[inline(always)]
     fn io<T>(
         &self,
         interest: Interest,
@@ -267,6 +270,7 @@ pub(crate) fn short_read(n: usize, len: usize) -> bool {
 macro_rules! green_write {
     ($t:ty) => {
         impl ::std::io::Write for &$t {
+            #[inline]
             fn write(&mut self, buf: &[u8]) -> ::std::io::Result<usize> {
                 self.fd
                     .write_with(|mut w| ::std::io::Write::write(&mut w, buf))
@@ -286,6 +290,7 @@ macro_rules! green_write {
         }
 
         impl ::std::io::Write for $t {
+            #[inline]
             fn write(&mut self, buf: &[u8]) -> ::std::io::Result<usize> {
                 ::std::io::Write::write(&mut &*self, buf)
             }
@@ -308,6 +313,7 @@ macro_rules! green_write {
 macro_rules! read_by_ref {
     ($t:ty) => {
         impl ::std::io::Read for $t {
+            #[inline]
             fn read(&mut self, buf: &mut [u8]) -> ::std::io::Result<usize> {
                 ::std::io::Read::read(&mut &*self, buf)
             }

@@ -290,6 +290,7 @@ impl TcpStream {
 }
 
 impl Read for &TcpStream {
+    #[inline]
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let len = buf.len();
         self.fd

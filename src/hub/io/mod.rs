@@ -107,6 +107,7 @@ where
 /// short at the urgent mark). `drained` must be false wherever a short read
 /// can leave data queued (datagrams, peeks, a Unix stream's messages that
 /// carry fds or credentials).
+#[inline(always)]
 pub(crate) fn io_loop<T, F, D>(
     fd: RawFd,
     interest: Interest,

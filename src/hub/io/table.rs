@@ -218,6 +218,7 @@ fn closed_error(fd: RawFd) -> io::Error {
 /// `TimedOut` at the deadline; `ConnectionAborted` if the fd is closed
 /// through [`notify_close`](super::notify_close) while waited on; the poller's error if the fd
 /// cannot be registered.
+#[inline(always)]
 pub(super) fn wait_ready(
     hub: &Hub,
     fd: RawFd,
@@ -238,6 +239,7 @@ pub(super) fn wait_ready(
 ///
 /// The dump shows the park as a wait on `fd` for `interest`, or as `on`
 /// (with `fd`) if given.
+#[inline(always)]
 pub(super) fn park_on(
     hub: &Hub,
     fd: RawFd,
