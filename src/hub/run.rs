@@ -3,7 +3,8 @@
 //! It runs on the root's stack ([`Hub::run_root`]) whenever the root parks,
 //! until the root is runnable again: remote wakeups first, then the run
 //! queue in FIFO order (each green thread runs until it parks, resumed by
-//! [`Hub::run_green`]), then due timers; with nothing runnable it sleeps in
+//! [`Hub::run_green`]): the contexts queued when the pass began and up to
+//! [`PASS_EXTRA`] queued during it; then due timers; with nothing runnable it sleeps in
 //! the poller until the next timer, and each fd event wakes that fd's
 //! waiters. A busy loop still looks at fd readiness every
 //! [`POLL_EVERY`] passes.
@@ -23,6 +24,15 @@ use crate::coro::{self, Coro};
 /// thousand switches, large enough that the `epoll_wait` costs little.
 const POLL_EVERY: u32 = 61;
 
+/// How many contexts made runnable during a pass (a channel's receiver
+/// woken by a send, a green thread that yields) the pass runs after those
+/// queued when it began, before it fires timers and looks at remote
+/// wakeups. The order stays first in, first out; a ping-pong between two
+/// green threads then takes the loop's per-pass work once every
+/// `PASS_EXTRA` switches instead of at every one, and timers and remote
+/// wakeups wait at most that many switches more.
+const PASS_EXTRA: usize = 64;
+
 impl Hub {
     /// The loop, run on the root's stack until the root is runnable again.
     pub(super) fn run_root(&self) {
@@ -36,7 +46,7 @@ impl Hub {
             }
             let mut root_ready = false;
             let n = self.run_queue.borrow().len();
-            for _ in 0..n {
+            for _ in 0..n + PASS_EXTRA {
                 let next = self.run_queue.borrow_mut().pop_front();
                 let Some((key, gen)) = next else { break };
                 if key == ROOT {
