@@ -37,7 +37,22 @@ struct JoinState<T> {
 
 impl<T> JoinState<T> {
     /// Runs the links, then publishes the result and wakes the joiner.
+    #[inline]
     fn finish(&self, result: thread::Result<T>) {
+        if !self.links.borrow().is_empty() {
+            self.run_links(&result);
+        }
+        *self.result.borrow_mut() = Some(result);
+        self.done.set(true);
+        if let Some(t) = self.joiner.take() {
+            hub().wake(t, Wake::Woken);
+        }
+    }
+
+    /// Runs the links in the order they were added (a link may add more).
+    #[cold]
+    #[inline(never)]
+    fn run_links(&self, result: &thread::Result<T>) {
         loop {
             let next = {
                 let mut links = self.links.borrow_mut();
@@ -50,12 +65,7 @@ impl<T> JoinState<T> {
             let Some(link) = next else { break };
             // A panicking link has been reported by the panic hook; the
             // other links and the joiner must still be served.
-            let _ = panic::catch_unwind(AssertUnwindSafe(|| link(&result)));
-        }
-        *self.result.borrow_mut() = Some(result);
-        self.done.set(true);
-        if let Some(t) = self.joiner.take() {
-            hub().wake(t, Wake::Woken);
+            let _ = panic::catch_unwind(AssertUnwindSafe(|| link(result)));
         }
     }
 }

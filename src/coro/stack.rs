@@ -63,7 +63,20 @@ pub(super) fn page_size() -> usize {
 pub(crate) struct GuardedStack {
     pub(super) limit: usize,
     pub(super) len: usize,
-    carved: bool,
+    /// A word, not a `bool`: a stack is moved on every spawn and reap, and
+    /// a struct of three words moves as words (a `bool` and its padding
+    /// moved as odd-sized pieces and read back whole stall the CPU's store
+    /// forwarding).
+    carved: Mapping,
+}
+
+/// Whether a [`GuardedStack`] is a mapping of its own or carved from a
+/// pool's chunk.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(usize)]
+enum Mapping {
+    Own,
+    Carved,
 }
 
 impl GuardedStack {
@@ -90,7 +103,7 @@ impl GuardedStack {
         let stack = GuardedStack {
             limit: addr as usize,
             len,
-            carved: false,
+            carved: Mapping::Own,
         };
         // SAFETY: the range lies inside the mapping just made (Invariant);
         // if this fails, dropping `stack` unmaps it.
@@ -124,7 +137,7 @@ impl GuardedStack {
 
 impl Drop for GuardedStack {
     fn drop(&mut self) {
-        if self.carved {
+        if self.carved == Mapping::Carved {
             // The chunk it lies in is unmapped by its pool.
             return;
         }
@@ -278,7 +291,7 @@ impl StackPool {
             self.cold.push(GuardedStack {
                 limit,
                 len: stack_len,
-                carved: true,
+                carved: Mapping::Carved,
             });
         }
         self.chunks.push((base, len));
@@ -314,7 +327,7 @@ impl StackPool {
         // The oldest free stacks go: the newest are the likeliest in cache.
         let page = page_size();
         for stack in self.hot.drain(..self.hot.len() - POOL_CAP) {
-            if stack.carved {
+            if stack.carved == Mapping::Carved {
                 // SAFETY: the stack's usable part lies in a chunk this pool
                 // owns and no coroutine runs on it; its contents are not
                 // needed.

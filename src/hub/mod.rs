@@ -221,6 +221,9 @@ pub(crate) struct Hub {
     /// This hub's name for the locks biased to it (`wait::Lock`): unique
     /// in the process, never reused, at least 2.
     bias_id: usize,
+    /// The green thread ids this hub hands out next, `next..end`
+    /// (`spawn::Hub::fresh_id`).
+    ids: Cell<(u64, u64)>,
 }
 
 thread_local! {
@@ -340,6 +343,7 @@ fn create() -> &'static Hub {
         root_watched: Cell::new(false),
         forever: Cell::new(false),
         forever_looks: Cell::new(0),
+        ids: Cell::new((0, 0)),
         bias_id: {
             static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(2);
             NEXT.fetch_add(1, Ordering::Relaxed)

@@ -19,6 +19,10 @@ use crate::coro::{self, Coro, GreenStack, Yielder};
 
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 
+/// How many ids a hub takes from the process-wide counter at a time, so
+/// that a spawn makes no atomic read-modify-write.
+const ID_BLOCK: u64 = 1024;
+
 /// A fresh process-wide green thread id.
 pub(crate) fn next_id() -> u64 {
     NEXT_ID.fetch_add(1, Ordering::Relaxed)
@@ -39,6 +43,21 @@ pub fn current_id() -> Option<u64> {
 }
 
 impl Hub {
+    /// A fresh process-wide green thread id, from this hub's block of
+    /// [`ID_BLOCK`] (the ids of one hub increase; those of two hubs
+    /// interleave by blocks).
+    #[inline]
+    fn fresh_id(&self) -> u64 {
+        let (next, end) = self.ids.get();
+        if next < end {
+            self.ids.set((next + 1, end));
+            return next;
+        }
+        let start = NEXT_ID.fetch_add(ID_BLOCK, Ordering::Relaxed);
+        self.ids.set((start + 1, start + ID_BLOCK));
+        start
+    }
+
     /// Whether the running context is a green thread on a shared stack,
     /// whose frames move while it is parked: nothing on its stack may be
     /// lent to another thread across a park.
@@ -184,7 +203,7 @@ impl Hub {
             let (seat, guard, arena_span) = self.seats.take(Box::new(entry))?;
             span = Some(arena_span);
             GreenCtx {
-                id: next_id(),
+                id: self.fresh_id(),
                 coro: None,
                 yielder: std::ptr::null(),
                 guard,
@@ -198,7 +217,7 @@ impl Hub {
             let guard = stack.guard();
             span = identity.then(|| stack.span());
             GreenCtx {
-                id: next_id(),
+                id: self.fresh_id(),
                 coro: Some(Coro::new(GreenStack::Own(stack), entry)),
                 yielder: std::ptr::null(),
                 guard,
