@@ -321,9 +321,15 @@ fn main() {
     ]);
     t.print();
     check(
-        "green mpsc round trip (one hub)",
-        &fmt_ns(green),
-        "<= 60 ns",
-        green <= 60.0,
+        "green mpsc round trip / tokio mpsc's (one thread each)",
+        &fmt_ratio(green / r[2]),
+        "<= 0.5x",
+        green / r[2] <= 0.5,
+    );
+    check(
+        "green LightQueue round trip / tokio mpsc's (one thread each)",
+        &fmt_ratio(r[1] / r[2]),
+        "<= 0.5x",
+        r[1] / r[2] <= 0.5,
     );
 }
