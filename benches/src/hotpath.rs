@@ -2,6 +2,7 @@
 //! instructions with callgrind (and its time, printed per operation).
 //!
 //! ```text
+//! hotpath            every case below, 200 000 operations each
 //! hotpath CASE N
 //!   yield   two green threads each yield N times (one op: a yield by each)
 //!   spawn   spawn + wait of an empty green thread, N times
@@ -101,33 +102,44 @@ fn mutex(n: u64) {
     assert_eq!(*m.lock().unwrap(), n / 4 * 4);
 }
 
-fn main() {
-    let args: Vec<String> = std::env::args()
-        .skip(1)
-        .filter(|a| a != "--bench")
-        .collect();
-    let (Some(case), Some(n)) = (
-        args.first(),
-        args.get(1).and_then(|s| s.parse::<u64>().ok()),
-    ) else {
-        eprintln!("usage: hotpath yield|spawn|batch|mpsc|queue|mutex N");
-        std::process::exit(2);
-    };
-    let f: fn(u64) = match case.as_str() {
-        "yield" => yield_pp,
-        "spawn" => spawn_one,
-        "batch" => spawn_batch,
-        "mpsc" => mpsc_pp,
-        "queue" => queue_pp,
-        "mutex" => mutex,
-        other => {
-            eprintln!("unknown case {other:?}");
-            std::process::exit(2);
-        }
-    };
+/// A case: its name and what it runs `N` times.
+type Case = (&'static str, fn(u64));
+
+const CASES: [Case; 6] = [
+    ("yield", yield_pp),
+    ("spawn", spawn_one),
+    ("batch", spawn_batch),
+    ("mpsc", mpsc_pp),
+    ("queue", queue_pp),
+    ("mutex", mutex),
+];
+
+fn run(case: &str, f: fn(u64), n: u64) {
     f(1000);
     let t = Instant::now();
     f(n);
     let per = t.elapsed().as_nanos() as f64 / n as f64;
     println!("{case}: {n} ops, {per:.1} ns per op");
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| a != "--bench")
+        .collect();
+    let Some(case) = args.first() else {
+        // `cargo bench` with no arguments: every case once.
+        for (case, f) in CASES {
+            run(case, f, 200_000);
+        }
+        return;
+    };
+    let n = args.get(1).and_then(|s| s.parse::<u64>().ok());
+    match (CASES.iter().find(|(c, _)| c == case), n) {
+        (Some(&(case, f)), Some(n)) => run(case, f, n),
+        _ => {
+            eprintln!("usage: hotpath [yield|spawn|batch|mpsc|queue|mutex N]");
+            std::process::exit(2);
+        }
+    }
 }
