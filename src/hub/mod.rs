@@ -224,6 +224,12 @@ pub(crate) struct Hub {
     /// The green thread ids this hub hands out next, `next..end`
     /// (`spawn::Hub::fresh_id`).
     ids: Cell<(u64, u64)>,
+    /// How many primitives' locks this thread holds biased (`wait::Lock`):
+    /// while it holds one, no libc call may park its context (a contended
+    /// internal mutex under `patch()` blocks the OS thread instead), or
+    /// another green thread of the hub would find the lock held by its own
+    /// thread.
+    biased_held: Cell<u32>,
 }
 
 thread_local! {
@@ -344,6 +350,7 @@ fn create() -> &'static Hub {
         forever: Cell::new(false),
         forever_looks: Cell::new(0),
         ids: Cell::new((0, 0)),
+        biased_held: Cell::new(0),
         bias_id: {
             static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(2);
             NEXT.fetch_add(1, Ordering::Relaxed)
@@ -368,6 +375,18 @@ impl Hub {
     #[inline]
     pub(crate) fn bias_id(&self) -> usize {
         self.bias_id
+    }
+
+    /// A biased lock was taken by this thread (`wait::Lock`).
+    #[inline]
+    pub(crate) fn enter_biased(&self) {
+        self.biased_held.set(self.biased_held.get() + 1);
+    }
+
+    /// A biased lock taken by this thread was released.
+    #[inline]
+    pub(crate) fn leave_biased(&self) {
+        self.biased_held.set(self.biased_held.get() - 1);
     }
 
     /// Whether the hub itself is running (not the root nor a green thread).

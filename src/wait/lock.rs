@@ -121,7 +121,8 @@ impl<S> Lock<S> {
     /// deadlock there).
     #[inline]
     pub(crate) fn lock(&self) -> Guard<'_, S> {
-        if let Some(me) = hub::try_hub().map(|h| h.bias_id()) {
+        if let Some(h) = hub::try_hub() {
+            let me = h.bias_id();
             if self.owner.load(Ordering::Relaxed) == me {
                 if self.busy.load(Ordering::Relaxed) {
                     reentered();
@@ -132,9 +133,13 @@ impl<S> Lock<S> {
                 // store before the load.
                 compiler_fence(Ordering::SeqCst);
                 if self.owner.load(Ordering::Relaxed) == me {
+                    // No libc call made inside (a contended internal
+                    // mutex, under `patch()`) parks this context while
+                    // `busy` is set.
+                    h.enter_biased();
                     return Guard {
                         lock: self,
-                        mutex: None,
+                        held: Held::Biased(h),
                     };
                 }
                 self.busy.store(false, Ordering::Release);
@@ -169,7 +174,7 @@ impl<S> Lock<S> {
         }
         Guard {
             lock: self,
-            mutex: Some(m),
+            held: Held::Mutex(m),
         }
     }
 
@@ -218,8 +223,15 @@ impl<S> fmt::Debug for Lock<S> {
 /// Holds a [`Lock`]; dereferences to its data.
 pub(crate) struct Guard<'a, S> {
     lock: &'a Lock<S>,
-    /// `None`: taken by the owner's thread without the mutex.
-    mutex: Option<MutexGuard<'a, Streak>>,
+    held: Held<'a>,
+}
+
+/// How a [`Guard`] holds its lock.
+enum Held<'a> {
+    /// Taken by the thread of the hub it is biased to, without the mutex.
+    Biased(&'static hub::Hub),
+    /// Through the mutex.
+    Mutex(#[allow(dead_code)] MutexGuard<'a, Streak>),
 }
 
 impl<S> Deref for Guard<'_, S> {
@@ -243,8 +255,9 @@ impl<S> DerefMut for Guard<'_, S> {
 impl<S> Drop for Guard<'_, S> {
     #[inline]
     fn drop(&mut self) {
-        if self.mutex.is_none() {
+        if let Held::Biased(h) = self.held {
             self.lock.busy.store(false, Ordering::Release);
+            h.leave_biased();
         }
     }
 }
@@ -252,7 +265,7 @@ impl<S> Drop for Guard<'_, S> {
 impl<S> fmt::Debug for Guard<'_, S> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Guard")
-            .field("biased", &self.mutex.is_none())
+            .field("biased", &matches!(self.held, Held::Biased(_)))
             .finish()
     }
 }
@@ -327,12 +340,15 @@ mod tests {
         assert_eq!(l.owner.load(Ordering::Relaxed), me());
         let g = l.lock();
         assert!(
-            g.mutex.is_none(),
+            matches!(g.held, Held::Biased(_)),
             "the owner takes the lock without the mutex"
         );
         assert!(l.busy.load(Ordering::Relaxed));
+        // While it is held, no libc call parks this context.
+        assert!(!hub::hub().can_park_foreign());
         drop(g);
         assert!(!l.busy.load(Ordering::Relaxed));
+        assert!(hub::hub().can_park_foreign());
         assert_eq!(*l.lock(), u64::from(BIAS_AFTER));
     }
 
@@ -348,7 +364,7 @@ mod tests {
         }
         // The former owner now goes through the mutex, and needs a longer
         // streak to get the bias back.
-        assert!(l.lock().mutex.is_some());
+        assert!(matches!(l.lock().held, Held::Mutex(_)));
         assert_eq!(*l.lock(), u64::from(BIAS_AFTER) + 15);
         bump(&l, u64::from(BIAS_AFTER));
         assert_ne!(l.owner.load(Ordering::Relaxed), me());
