@@ -242,6 +242,7 @@ pub(crate) struct StackPool {
 
 impl StackPool {
     /// A stack with at least `size` usable bytes, reused when possible.
+    #[inline]
     pub(crate) fn get(&mut self, size: usize) -> io::Result<GuardedStack> {
         if size == DEFAULT_STACK_SIZE {
             if let Some(stack) = self.hot.pop().or_else(|| self.cold.pop()) {
