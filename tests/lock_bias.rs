@@ -7,6 +7,8 @@
 //! when other threads come in, with std's primitives on plain threads as
 //! the reference for the same steps.
 
+use std::cell::Cell;
+use std::rc::Rc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -215,4 +217,70 @@ fn an_event_used_on_one_hub_is_sent_from_a_plain_thread() {
         assert_eq!(ev.wait(), round);
         assert!(t.join().unwrap());
     }
+}
+
+/// A key whose comparison yields when asked to: user code run under a
+/// priority queue's internal lock.
+#[derive(Debug)]
+struct Key(u32, Rc<Cell<bool>>);
+
+impl PartialEq for Key {
+    fn eq(&self, o: &Self) -> bool {
+        self.0 == o.0
+    }
+}
+impl Eq for Key {}
+impl PartialOrd for Key {
+    fn partial_cmp(&self, o: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(o))
+    }
+}
+impl Ord for Key {
+    fn cmp(&self, o: &Self) -> std::cmp::Ordering {
+        if self.1.replace(false) {
+            green::yield_now();
+        }
+        self.0.cmp(&o.0)
+    }
+}
+
+/// An `Ord` that yields under the queue's lock is told so by a panic, on
+/// the biased path as on the mutex path; another green thread never gets
+/// in meanwhile, and the queue stays usable.
+#[test]
+fn an_ord_that_yields_under_the_lock_panics_and_leaves_the_queue_whole() {
+    let q = Rc::new(green::queue::PriorityQueue::<Key>::unbounded());
+    let yield_now = Rc::new(Cell::new(false));
+    // Enough puts from this hub for the lock to be biased to it (and the
+    // first ones through the mutex).
+    for k in [5, 7, 3, 9, 8, 6] {
+        q.put(Key(k, yield_now.clone()));
+        yield_now.set(true);
+        let put = {
+            let (q, y) = (q.clone(), yield_now.clone());
+            green::spawn(move || q.put(Key(100 + k, y)))
+        };
+        // Queued behind the put: it must not get in while the put's `Ord`
+        // runs under the lock (and find the heap half-sorted).
+        let q2 = q.clone();
+        let other = green::spawn(move || q2.get_nowait().ok().map(|k| k.0));
+        let err = put.join().expect_err("the yielding Ord must panic");
+        let msg = err
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| err.downcast_ref::<&str>().copied())
+            .unwrap_or("");
+        assert!(msg.contains("must not block or yield"), "{msg}");
+        yield_now.set(false);
+        // The other green thread ran after the panic, with the lock free.
+        let _ = other.wait();
+    }
+    // Whatever is left comes out in order.
+    let mut left = Vec::new();
+    while let Ok(k) = q.get_nowait() {
+        left.push(k.0);
+    }
+    let mut sorted = left.clone();
+    sorted.sort_unstable();
+    assert_eq!(left, sorted);
 }

@@ -4,7 +4,8 @@
 //! This is not the lock's code: it is a standalone copy of its steps, with
 //! the same atomics and orderings, each function naming the function it
 //! mirrors (`Lock::lock`, `Lock::lock_slow`, `Lock::revoke`, the guard's
-//! `Drop`). A change to the protocol there must be made here too.
+//! `Drop`, which grants the bias). A change to the protocol there must be
+//! made here too.
 //!
 //! The protocol: the thread of the hub a lock is biased to enters with
 //! `busy := true`, a compiler fence, and a look at `owner`; every other
@@ -77,21 +78,34 @@ impl Lock {
         self.add_one_slow(me);
     }
 
-    /// `Lock::lock_slow`, the critical section and the mutex guard's drop.
+    /// `Lock::lock_slow`, the critical section and the guard's drop (which
+    /// grants the bias, the mutex still held).
     fn add_one_slow(&self, me: Option<usize>) {
         let mut streak = self.mutex.lock().unwrap();
         let owner = self.owner.load(Ordering::Acquire);
-        if owner != NOBODY && owner != SHARED && Some(owner) != me {
+        if me.is_some() && Some(owner) == me {
+            // Biased to this hub since the fast path looked: enter as the
+            // owner does, and leave the mutex.
+            self.busy.store(true, Ordering::Relaxed);
+            drop(streak);
+            self.data.with_mut(|d| unsafe { *d += 1 });
+            self.busy.store(false, Ordering::Release);
+            return;
+        }
+        if owner != NOBODY && owner != SHARED {
             self.revoke();
             *streak = 0;
         }
+        let mut grant = false;
         if me.is_some() {
             *streak += 1;
-            if *streak >= BIAS_AFTER && self.owner.load(Ordering::Relaxed) != HUB {
-                self.owner.store(HUB, Ordering::Release);
-            }
+            grant = *streak >= BIAS_AFTER;
         }
         self.data.with_mut(|d| unsafe { *d += 1 });
+        if grant {
+            self.owner.store(HUB, Ordering::Release);
+        }
+        drop(streak);
     }
 
     /// `Lock::revoke`, with the mutex held.

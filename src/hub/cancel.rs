@@ -520,7 +520,7 @@ impl Hub {
     /// tearing down.
     #[inline]
     pub(crate) fn can_park_foreign(&self) -> bool {
-        self.current.get() != HUB_CTX && !self.closing.get() && self.biased_held.get() == 0
+        self.current.get() != HUB_CTX && !self.closing.get() && self.locks_held.get() == 0
     }
 
     /// Runs `f` with the current context marked as being inside a C-ABI

@@ -224,12 +224,14 @@ pub(crate) struct Hub {
     /// The green thread ids this hub hands out next, `next..end`
     /// (`spawn::Hub::fresh_id`).
     ids: Cell<(u64, u64)>,
-    /// How many primitives' locks this thread holds biased (`wait::Lock`):
-    /// while it holds one, no libc call may park its context (a contended
-    /// internal mutex under `patch()` blocks the OS thread instead), or
-    /// another green thread of the hub would find the lock held by its own
-    /// thread.
-    biased_held: Cell<u32>,
+    /// How many primitives' internal locks this thread holds
+    /// (`wait::Lock`). While it holds one, its context must not park:
+    /// another green thread of the hub would find the lock taken by its own
+    /// thread. So a park then panics (user code run under a lock — a
+    /// priority queue's `Ord`, an `Event` value's `Clone` — must not block),
+    /// and a hooked libc call (a contended internal mutex under `patch()`)
+    /// blocks the OS thread for its short while instead of parking.
+    locks_held: Cell<u32>,
 }
 
 thread_local! {
@@ -350,7 +352,7 @@ fn create() -> &'static Hub {
         forever: Cell::new(false),
         forever_looks: Cell::new(0),
         ids: Cell::new((0, 0)),
-        biased_held: Cell::new(0),
+        locks_held: Cell::new(0),
         bias_id: {
             static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(2);
             NEXT.fetch_add(1, Ordering::Relaxed)
@@ -377,16 +379,27 @@ impl Hub {
         self.bias_id
     }
 
-    /// A biased lock was taken by this thread (`wait::Lock`).
+    /// A primitive's internal lock was taken by this thread (`wait::Lock`).
     #[inline]
-    pub(crate) fn enter_biased(&self) {
-        self.biased_held.set(self.biased_held.get() + 1);
+    pub(crate) fn enter_lock(&self) {
+        self.locks_held.set(self.locks_held.get() + 1);
     }
 
-    /// A biased lock taken by this thread was released.
+    /// A primitive's internal lock taken by this thread was released.
     #[inline]
-    pub(crate) fn leave_biased(&self) {
-        self.biased_held.set(self.biased_held.get() - 1);
+    pub(crate) fn leave_lock(&self) {
+        self.locks_held.set(self.locks_held.get() - 1);
+    }
+
+    /// A park or yield while this thread holds a primitive's internal lock.
+    #[cold]
+    #[inline(never)]
+    pub(super) fn park_under_lock() -> ! {
+        panic!(
+            "green: a green thread tried to wait while holding the internal lock of a green \
+             primitive: code run under that lock (a priority queue's `Ord`, an `Event` \
+             value's `Clone`) must not block or yield"
+        )
     }
 
     /// Whether the hub itself is running (not the root nor a green thread).

@@ -145,6 +145,9 @@ impl Hub {
         if key == HUB_CTX {
             Self::blocking_from_hub();
         }
+        if self.locks_held.get() != 0 {
+            Self::park_under_lock();
+        }
         if self.closing.get() {
             return self.park_closing(key, deadline);
         }
@@ -312,6 +315,9 @@ impl Hub {
         let key = self.current.get();
         if key == HUB_CTX {
             Self::blocking_from_hub();
+        }
+        if self.locks_held.get() != 0 {
+            Self::park_under_lock();
         }
         if self.closing.get() {
             return;

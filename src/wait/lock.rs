@@ -33,7 +33,16 @@
 //! lock that two threads share pays for a revocation rarely, and a
 //! primitive made on one hub and used once from another (a reply channel)
 //! is never biased at all. Where `membarrier` is not available (old
-//! kernels, some sandboxes, qemu-user), locks are never biased.
+//! kernels, some sandboxes), locks are never biased.
+//!
+//! Two rules keep the owner's thread from letting two of its own green
+//! threads in at once. The bias is given as a guard taken through the
+//! mutex drops, never while its critical section runs. And no context
+//! parks while its thread holds a lock (`Hub::enter_lock`): a park there
+//! panics (user code run under a lock — a priority queue's `Ord`, an
+//! `Event` value's `Clone` — must not block), and a hooked libc call made
+//! there (a contended internal mutex, under `patch()`) blocks the OS
+//! thread for its short while instead of parking.
 
 use std::cell::UnsafeCell;
 use std::fmt;
@@ -81,9 +90,10 @@ unsafe impl<S: Send> Send for Lock<S> {}
 // SAFETY: as above.
 unsafe impl<S: Send> Sync for Lock<S> {}
 
-// As a std `Mutex` whose poison is ignored: critical sections run no user
-// code that can panic while the state is inconsistent, so a panic that
-// unwinds past a lock leaves its state whole.
+// As a std `Mutex` whose poison is ignored: the only user code run under
+// a lock is a priority queue's `Ord` and an `Event` value's `Clone`, and a
+// panic out of them leaves the state as whole as std's collections leave
+// theirs (a waiter whose value failed to clone stays queued).
 impl<S> std::panic::UnwindSafe for Lock<S> {}
 impl<S> std::panic::RefUnwindSafe for Lock<S> {}
 
@@ -133,10 +143,7 @@ impl<S> Lock<S> {
                 // store before the load.
                 compiler_fence(Ordering::SeqCst);
                 if self.owner.load(Ordering::Relaxed) == me {
-                    // No libc call made inside (a contended internal
-                    // mutex, under `patch()`) parks this context while
-                    // `busy` is set.
-                    h.enter_biased();
+                    h.enter_lock();
                     return Guard {
                         lock: self,
                         held: Held::Biased(h),
@@ -151,14 +158,32 @@ impl<S> Lock<S> {
     #[cold]
     #[inline(never)]
     fn lock_slow(&self) -> Guard<'_, S> {
+        let h = hub::try_hub();
+        let me = h.map(|h| h.bias_id());
         let mut m = self.mutex.lock().unwrap_or_else(|e| e.into_inner());
-        let me = hub::try_hub().map(|h| h.bias_id());
         let owner = self.owner.load(Ordering::Acquire);
-        if owner != NOBODY && owner != SHARED && Some(owner) != me {
+        if let (Some(h), true) = (h, Some(owner) == me) {
+            // Biased to this hub since the fast path looked (a guard of
+            // this thread granted it as it dropped): enter as the owner
+            // does; a revoker, which needs the mutex, waits for `busy`.
+            if self.busy.load(Ordering::Relaxed) {
+                drop(m);
+                reentered();
+            }
+            self.busy.store(true, Ordering::Relaxed);
+            drop(m);
+            h.enter_lock();
+            return Guard {
+                lock: self,
+                held: Held::Biased(h),
+            };
+        }
+        if owner != NOBODY && owner != SHARED {
             self.revoke();
             m.need = m.need.saturating_mul(2).min(BIAS_AFTER_MAX);
             m.count = 0;
         }
+        let mut grant = false;
         if let Some(me) = me {
             if m.hub == me {
                 m.count = m.count.saturating_add(1);
@@ -166,15 +191,16 @@ impl<S> Lock<S> {
                 m.hub = me;
                 m.count = 1;
             }
-            if m.count >= m.need && self.owner.load(Ordering::Relaxed) != me && can_bias() {
-                // From its next `lock` on, this hub's thread goes without
-                // the mutex; this critical section ends under it.
-                self.owner.store(me, Ordering::Release);
-            }
+            // The bias is given as the guard drops, with the mutex still
+            // held: never while this critical section runs.
+            grant = m.count >= m.need && can_bias();
+        }
+        if let Some(h) = h {
+            h.enter_lock();
         }
         Guard {
             lock: self,
-            held: Held::Mutex(m),
+            held: Held::Mutex { m, hub: h, grant },
         }
     }
 
@@ -183,11 +209,17 @@ impl<S> Lock<S> {
     #[cold]
     fn revoke(&self) {
         self.owner.store(SHARED, Ordering::SeqCst);
-        // Biasing registered the process for it (`can_bias`), so this
-        // fails only if the kernel changed its mind; a barrier of our own
-        // then at least orders this thread.
-        if membarrier().is_err() {
-            std::sync::atomic::fence(Ordering::SeqCst);
+        if let Err(e) = membarrier() {
+            // Biasing registered the process for it (`can_bias`), and the
+            // registration survives `fork`: only a filter installed since
+            // (seccomp) can refuse it. Without the barrier the owner may
+            // be inside while this thread goes in too: stop here rather
+            // than let both in.
+            eprintln!(
+                "green: membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED) failed after it \
+                 worked ({e}); a primitive's lock cannot be taken safely: aborting"
+            );
+            std::process::abort();
         }
         let mut spins = 0u32;
         while self.busy.load(Ordering::Acquire) {
@@ -230,8 +262,14 @@ pub(crate) struct Guard<'a, S> {
 enum Held<'a> {
     /// Taken by the thread of the hub it is biased to, without the mutex.
     Biased(&'static hub::Hub),
-    /// Through the mutex.
-    Mutex(#[allow(dead_code)] MutexGuard<'a, Streak>),
+    /// Through the mutex, on the thread of `hub` if it has one; `grant`:
+    /// the lock is biased to that hub as the guard drops.
+    Mutex {
+        #[allow(dead_code)]
+        m: MutexGuard<'a, Streak>,
+        hub: Option<&'static hub::Hub>,
+        grant: bool,
+    },
 }
 
 impl<S> Deref for Guard<'_, S> {
@@ -255,9 +293,22 @@ impl<S> DerefMut for Guard<'_, S> {
 impl<S> Drop for Guard<'_, S> {
     #[inline]
     fn drop(&mut self) {
-        if let Held::Biased(h) = self.held {
-            self.lock.busy.store(false, Ordering::Release);
-            h.leave_biased();
+        match self.held {
+            Held::Biased(h) => {
+                self.lock.busy.store(false, Ordering::Release);
+                h.leave_lock();
+            }
+            Held::Mutex { hub, grant, .. } => {
+                if let Some(h) = hub {
+                    if grant {
+                        // From its next `lock` on, this hub's thread goes
+                        // without the mutex (still held here: whoever
+                        // takes it next sees the bias, and revokes it).
+                        self.lock.owner.store(h.bias_id(), Ordering::Release);
+                    }
+                    h.leave_lock();
+                }
+            }
         }
     }
 }
@@ -347,6 +398,14 @@ mod tests {
         // While it is held, no libc call parks this context.
         assert!(!hub::hub().can_park_foreign());
         drop(g);
+        // Taken through the mutex, the same.
+        let l2 = Lock::new(0u64);
+        let g2 = l2.lock();
+        assert!(matches!(g2.held, Held::Mutex { .. }));
+        assert!(!hub::hub().can_park_foreign());
+        drop(g2);
+        let g = l.lock();
+        drop(g);
         assert!(!l.busy.load(Ordering::Relaxed));
         assert!(hub::hub().can_park_foreign());
         assert_eq!(*l.lock(), u64::from(BIAS_AFTER));
@@ -364,7 +423,7 @@ mod tests {
         }
         // The former owner now goes through the mutex, and needs a longer
         // streak to get the bias back.
-        assert!(matches!(l.lock().held, Held::Mutex(_)));
+        assert!(matches!(l.lock().held, Held::Mutex { .. }));
         assert_eq!(*l.lock(), u64::from(BIAS_AFTER) + 15);
         bump(&l, u64::from(BIAS_AFTER));
         assert_ne!(l.owner.load(Ordering::Relaxed), me());

@@ -298,19 +298,21 @@ impl<T> WaitList<T> {
     }
 
     /// Removes the first waiter, lets `f` fill or empty its slot, and wakes
-    /// it. Returns `false` if the list was empty.
+    /// it. Returns `false` if the list was empty. Should `f` panic (a
+    /// user's `Clone`), the waiter stays queued, its slot as it was.
     #[inline]
     pub(crate) fn pop_notify(&mut self, f: impl FnOnce(&mut Option<T>)) -> bool {
-        let Some(n) = self.q.pop_front() else {
+        let Some(&n) = self.q.front() else {
             return false;
         };
-        self.spares.push(n);
-        // SAFETY: a node of this list, queued until now: its waiter does
-        // not touch its slot or wakeup until it sees `NOTIFIED`, and the
-        // lock is held (`&mut self`).
+        // SAFETY: a node of this list, queued: its waiter does not touch
+        // its slot or wakeup until it sees `NOTIFIED`, and the lock is held
+        // (`&mut self`).
         let w = unsafe { n.as_ref() };
         // SAFETY: as above.
         f(unsafe { &mut *w.slot.get() });
+        self.q.pop_front();
+        self.spares.push(n);
         // SAFETY: as above.
         let mut wakeup = std::mem::replace(unsafe { &mut *w.wakeup.get() }, Wakeup::Spent);
         w.state.store(NOTIFIED, Ordering::Release);
