@@ -45,6 +45,7 @@
 //! | unwind caught ([`end_cancel_unwind`], [`note_not_unwinding`]) | `with_timeout`, locks | not panicking | `unwinding := false` |
 //! | report `c` ([`CancelState::report`]) | a patched call's park took `c` | `foreign > 0` | `R := stronger(R, c)` |
 //! | enter / leave a C frame | `Hub::in_foreign` | | `foreign += 1` / `-= 1` |
+//! | enter / leave a shield ([`CancelState::enter_shield`]) | `crate::shield` | | `shielded += 1` / `-= 1`; while it is above 0 no park point takes `P` (a cancellation still wakes a park once, spuriously) |
 //! | begin exit ([`CancelState::begin_exit`]) | `Hub::exit_thread` | | `exiting := true` |
 //! | take kill ([`CancelState::take_kill`]) | the green thread's first frame | `P == Kill` | `P := None`; the body never runs |
 //! | take reported kill | the green thread's body returned | | `R := None`; it counts as killed if `R` was a kill |
@@ -243,6 +244,10 @@ pub(super) struct CancelState {
     /// timeout is delivered to it any more (it would unwind through C
     /// frames), and teardown leaks rather than unwinds it.
     exiting: bool,
+    /// How deep the context is in [`crate::shield`]s: while it is inside
+    /// one, its parks and yields take no cancellation (a pending one stays
+    /// pending, for the first park point after the outermost shield).
+    shielded: u32,
 }
 
 /// What a park point does about a cancellation.
@@ -301,7 +306,7 @@ impl CancelState {
     /// during the thread's exit.
     #[inline]
     pub(super) fn takes(&self, want: bool) -> bool {
-        want && !self.exiting
+        want && !self.exiting && self.shielded == 0
     }
 
     /// A park point of context `(key, gen)`, before it parks; `take` as
@@ -358,7 +363,12 @@ impl CancelState {
         if before {
             self.resurface(cs);
         }
-        if deliver && cs.any_pending() && !std::thread::panicking() && !self.exiting {
+        if deliver
+            && cs.any_pending()
+            && !std::thread::panicking()
+            && !self.exiting
+            && self.shielded == 0
+        {
             self.take(cs)
         } else {
             None
@@ -404,6 +414,14 @@ impl CancelState {
         self.exiting = true;
     }
 
+    pub(super) fn enter_shield(&mut self) {
+        self.shielded += 1;
+    }
+
+    pub(super) fn leave_shield(&mut self) {
+        self.shielded -= 1;
+    }
+
     /// Teardown unwinds the context: like a kill, what it holds is not
     /// poisoned.
     pub(super) fn torn_down(&mut self) {
@@ -417,6 +435,7 @@ impl CancelState {
         self.reported = Word::default();
         self.foreign = 0;
         self.exiting = false;
+        self.shielded = 0;
     }
 
     /// Sets `unwinding`, keeping [`CANCEL_UNWINDS`] in step.
@@ -523,21 +542,42 @@ impl Hub {
         self.current.get() != HUB_CTX && !self.closing.get() && self.locks_held.get() == 0
     }
 
+    /// Runs `f` with kills and timeouts of the current context held back:
+    /// they stay pending until the first park point after it
+    /// ([`crate::shield`]). On the hub itself `f` just runs.
+    pub(crate) fn shield<T>(&self, f: impl FnOnce() -> T) -> T {
+        if self.current.get() == HUB_CTX {
+            return f();
+        }
+        self.bracket(CancelState::enter_shield, CancelState::leave_shield, f)
+    }
+
     /// Runs `f` with the current context marked as being inside a C-ABI
     /// frame, so that teardown leaks rather than unwinds it if it parks
     /// there and the OS thread exits.
     pub(crate) fn in_foreign<T>(&self, f: impl FnOnce() -> T) -> T {
-        struct Exit<'a>(&'a Hub, u32);
-        impl Drop for Exit<'_> {
+        self.bracket(CancelState::enter_foreign, CancelState::leave_foreign, f)
+    }
+
+    /// Runs `f` between `enter` and `leave` applied to the current
+    /// context's cancellation state; `leave` also when `f` unwinds.
+    fn bracket<T>(
+        &self,
+        enter: fn(&mut CancelState),
+        leave: fn(&mut CancelState),
+        f: impl FnOnce() -> T,
+    ) -> T {
+        struct Leave<'a>(&'a Hub, u32, fn(&mut CancelState));
+        impl Drop for Leave<'_> {
             fn drop(&mut self) {
                 if let Some(s) = self.0.slots.borrow_mut().get_mut(self.1 as usize) {
-                    s.cancel.leave_foreign();
+                    (self.2)(&mut s.cancel);
                 }
             }
         }
         let key = self.current.get();
-        self.slots.borrow_mut()[key as usize].cancel.enter_foreign();
-        let _exit = Exit(self, key);
+        enter(&mut self.slots.borrow_mut()[key as usize].cancel);
+        let _leave = Leave(self, key, leave);
         f()
     }
 
