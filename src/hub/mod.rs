@@ -68,9 +68,11 @@
 //! | `coop.rs` | the cooperative budget |
 //! | `teardown.rs` | the hub's end at its thread's exit |
 //! | `timer.rs`, `poller.rs` | the timer heap, epoll and the eventfd |
+//! | `call.rs` | public timers: `call_later`, `call_at` and their [`Timer`] |
 //! | `io/`, `fdmap.rs` | fd readiness, [`trampoline`], closes and the I/O loop |
 //! | `stall.rs` | what a watchdog sees of a hub: its beat, spawn sites, names |
 
+mod call;
 pub(crate) mod cancel;
 mod coop;
 pub(crate) mod fdmap;
@@ -98,6 +100,7 @@ use park::next_seq;
 use slots::Slab;
 use timer::Timers;
 
+pub use call::{call_at, call_later, Timer};
 pub(crate) use cancel::{
     deliver, end_cancel_unwind, note_not_unwinding, stronger, unwinding_from_cancel, Cancel,
 };

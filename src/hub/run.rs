@@ -271,6 +271,7 @@ impl Hub {
                     }
                 }
                 Some(Action::Cancel { key, gen, cancel }) => self.cancel(key, gen, cancel),
+                Some(Action::Call(f)) => super::call::run(f),
             }
         }
     }

@@ -25,6 +25,8 @@ pub(super) enum Action {
     },
     /// Deliver a cancellation (kill or timeout) to a context.
     Cancel { key: u32, gen: u32, cancel: Cancel },
+    /// Run a callback on the hub ([`call_at`](super::call_at)).
+    Call(Box<dyn FnOnce()>),
 }
 
 /// Names one timer, to cancel it.
@@ -107,22 +109,22 @@ impl Timers {
         TimerId { index, seq }
     }
 
-    /// Cancels a timer; returns whether it was still pending.
-    pub(super) fn cancel(&mut self, id: TimerId) -> bool {
-        let Some(entry) = self.entries.get_mut(id.index as usize) else {
-            return false;
-        };
+    /// Cancels a timer; returns its action if it was still pending (for
+    /// the caller to drop once the heap is no longer borrowed: a
+    /// callback's captures may run code of their own as they drop).
+    pub(super) fn cancel(&mut self, id: TimerId) -> Option<Action> {
+        let entry = self.entries.get_mut(id.index as usize)?;
         if entry.seq != id.seq || entry.action.is_none() {
-            return false;
+            return None;
         }
-        entry.action = None;
+        let action = entry.action.take();
         self.free.push(id.index);
         self.live -= 1;
         self.cancelled += 1;
         if self.cancelled > 1024 && self.cancelled > self.live {
             self.compact();
         }
-        true
+        action
     }
 
     /// Rebuilds the heap without the nodes of cancelled timers.
@@ -197,7 +199,8 @@ impl Hub {
 
     /// Cancels a timer; returns whether it was still pending.
     pub(super) fn cancel_timer(&self, id: TimerId) -> bool {
-        self.timers.borrow_mut().cancel(id)
+        let action = self.timers.borrow_mut().cancel(id);
+        action.is_some()
     }
 
     /// Arms timeout `id` for the current context: at `deadline` it is
@@ -260,6 +263,7 @@ mod tests {
         match a {
             Action::Wake { key, .. } => key,
             Action::Cancel { key, .. } => key,
+            Action::Call(_) => u32::MAX,
         }
     }
 
@@ -284,10 +288,13 @@ mod tests {
             .collect();
         for (k, id) in ids.iter().enumerate() {
             if k % 3 != 0 {
-                assert!(t.cancel(*id));
+                assert!(t.cancel(*id).is_some());
             }
         }
-        assert!(!t.cancel(ids[1]), "second cancel reports nothing pending");
+        assert!(
+            t.cancel(ids[1]).is_none(),
+            "second cancel reports nothing pending"
+        );
         assert_eq!(t.len(), (0..5000).filter(|k| k % 3 == 0).count());
         let mut fired: Vec<u32> = Vec::new();
         while let Some(a) = t.pop_due(now + Duration::from_secs(1)) {
