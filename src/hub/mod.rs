@@ -110,7 +110,7 @@ pub(crate) use forever::{park_watched, register_helpers, WouldBlockForever};
 pub(crate) use io::trampoline_as;
 pub(crate) use io::FdTable;
 pub(crate) use io::{io_loop, io_loop_unsignalled, poll_now, Backoff};
-pub use io::{notify_close, trampoline, wait_io, Interest};
+pub use io::{notify_close, trampoline, trampoline_both, wait_io, Interest, Ready};
 pub use park::{current_unparker, park_until};
 pub(crate) use park::{park_fd, sleep, sleep_until, Token};
 pub(crate) use spawn::next_id;

@@ -297,6 +297,67 @@ pub fn trampoline(fd: RawFd, interest: Interest, timeout: Option<Duration>) -> i
     trampoline_as(fd, interest, timeout, None)
 }
 
+/// Which directions an fd is ready for, as [`trampoline_both`] found it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub struct Ready {
+    /// A read would not block (data, end of file, or an error to report).
+    pub readable: bool,
+    /// A write would not block (room, or an error to report).
+    pub writable: bool,
+}
+
+/// Parks the current green thread (or the root, running the hub) until `fd`
+/// is readable **or** writable, `timeout` passes, or the fd is closed, and
+/// says which (both may be). This is eventlet's
+/// `trampoline(fd, read=True, write=True)`.
+///
+/// It returns at once if the fd is ready either way already. A hang-up or
+/// an error on the fd counts as both (the next read or write reports it).
+///
+/// # Errors
+/// As [`trampoline`]: `InvalidInput` for a negative fd or a regular file,
+/// `TimedOut`, `ConnectionAborted` when [`notify_close`] is called for the
+/// fd meanwhile, the OS error if the fd is not open.
+///
+/// # Panics
+/// Panics when called from the hub itself (a timer callback).
+///
+/// # Examples
+/// ```
+/// use std::io::Write;
+/// use std::os::fd::AsRawFd;
+/// use green::hub::trampoline_both;
+///
+/// let (r, mut w) = std::os::unix::net::UnixStream::pair()?;
+/// // A fresh socket has room: writable at once, nothing to read yet.
+/// let ready = trampoline_both(r.as_raw_fd(), None)?;
+/// assert!(ready.writable && !ready.readable);
+/// w.write_all(b"x")?;
+/// assert!(trampoline_both(r.as_raw_fd(), None)?.readable);
+/// # Ok::<(), std::io::Error>(())
+/// ```
+pub fn trampoline_both(fd: RawFd, timeout: Option<Duration>) -> io::Result<Ready> {
+    let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
+    let hub = hub();
+    hub.ensure_registered(fd)?;
+    let both = [(fd, Interest::Read), (fd, Interest::Write)];
+    loop {
+        const ERR: libc::c_short = libc::POLLERR | libc::POLLHUP;
+        let revents = poll_now(fd, libc::POLLIN | libc::POLLOUT)?;
+        let ready = Ready {
+            readable: revents & (libc::POLLIN | libc::POLLRDHUP | ERR) != 0,
+            writable: revents & (libc::POLLOUT | ERR) != 0,
+        };
+        if ready.readable || ready.writable {
+            return Ok(ready);
+        }
+        // An edge in either direction wakes the wait; the look above then
+        // says which.
+        hub.wait_any(&both, deadline)?;
+    }
+}
+
 /// [`trampoline`], shown in a dump as a wait on `on` (with `fd`) rather
 /// than on the fd: a child's pidfd is a wait for the child.
 pub(crate) fn trampoline_as(
