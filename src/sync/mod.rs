@@ -50,6 +50,7 @@ mod mutex;
 mod once;
 mod once_lock;
 mod poison;
+mod reentrant_lock;
 mod rwlock;
 
 pub use std::sync::{atomic, Arc, LockResult, PoisonError, TryLockError, TryLockResult, Weak};
@@ -62,6 +63,7 @@ pub use mutex::{Mutex, MutexGuard};
 #[allow(deprecated)]
 pub use once::{Once, OnceState, ONCE_INIT};
 pub use once_lock::OnceLock;
+pub use reentrant_lock::{ReentrantLock, ReentrantLockGuard};
 pub use rwlock::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 /// A wait without a deadline ended without being served, which the wait

@@ -73,7 +73,7 @@ fn hand_back(q: &mut Queue, _: Option<()>) {
 }
 
 impl RawMutex {
-    const fn new() -> RawMutex {
+    pub(super) const fn new() -> RawMutex {
         RawMutex {
             state: AtomicU8::new(UNLOCKED),
             queue: wait::Lock::new(Queue {
