@@ -35,7 +35,7 @@ use crate::hub;
 ///     green::sleep(Duration::from_secs(10));
 /// });
 /// let t = Instant::now();
-/// green::sleep(Duration::from_millis(10));
+/// green::yield_now(); // it sleeps in the shield
 /// gt.kill();
 /// assert!(gt.join().unwrap_err().is::<green::Killed>());
 /// assert!(done.get());

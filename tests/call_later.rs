@@ -155,3 +155,21 @@ fn callbacks_may_schedule_callbacks() {
     green::sleep(Duration::from_millis(30));
     assert_eq!(count.get(), 12);
 }
+
+/// On a plain OS thread the callback runs in that thread's hub, made on
+/// first use, while the thread waits on anything green.
+#[test]
+fn from_a_plain_thread_it_runs_in_that_threads_hub() {
+    let ran_on = std::thread::spawn(|| {
+        let ran_on = Rc::new(Cell::new(None));
+        let r = ran_on.clone();
+        hub::call_later(Duration::from_millis(1), move || {
+            r.set(Some(std::thread::current().id()))
+        });
+        green::sleep(Duration::from_millis(20));
+        (ran_on.get(), std::thread::current().id())
+    })
+    .join()
+    .unwrap();
+    assert_eq!(ran_on.0, Some(ran_on.1));
+}

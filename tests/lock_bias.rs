@@ -11,12 +11,27 @@ use std::cell::Cell;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
 
 use green::sync::mpsc;
 
 /// Round trips on one hub first, so that the channel's lock is biased.
 const WARM: u64 = 10_000;
+
+/// Sends back every number received until the channel closes (or the way
+/// back does); returns their sum.
+fn echo_until_closed(
+    mut recv: impl FnMut() -> Option<u64>,
+    mut send: impl FnMut(u64) -> bool,
+) -> u64 {
+    let mut sum = 0;
+    while let Some(v) = recv() {
+        sum += v;
+        if !send(v) {
+            break;
+        }
+    }
+    sum
+}
 
 /// A channel that carried many messages between two green threads of one
 /// hub, then gets a message from a plain thread while a green thread
@@ -26,16 +41,8 @@ const WARM: u64 = 10_000;
 fn a_channel_warmed_on_one_hub_takes_a_send_from_a_plain_thread() {
     let (tx, rx) = mpsc::channel::<u64>();
     let (back_tx, back_rx) = mpsc::channel::<u64>();
-    let echo = green::spawn(move || {
-        let mut sum = 0;
-        while let Ok(v) = rx.recv() {
-            sum += v;
-            if back_tx.send(v).is_err() {
-                break;
-            }
-        }
-        sum
-    });
+    let echo =
+        green::spawn(move || echo_until_closed(|| rx.recv().ok(), |v| back_tx.send(v).is_ok()));
     for i in 0..WARM {
         tx.send(i).unwrap();
         assert_eq!(back_rx.recv().unwrap(), i);
@@ -69,14 +76,7 @@ fn reference_std_channel_with_threads() {
     let (tx, rx) = std::sync::mpsc::channel::<u64>();
     let (back_tx, back_rx) = std::sync::mpsc::channel::<u64>();
     let echo = std::thread::spawn(move || {
-        let mut sum = 0;
-        while let Ok(v) = rx.recv() {
-            sum += v;
-            if back_tx.send(v).is_err() {
-                break;
-            }
-        }
-        sum
+        echo_until_closed(|| rx.recv().ok(), |v| back_tx.send(v).is_ok())
     });
     for i in 0..1000u64 {
         tx.send(i).unwrap();
@@ -156,6 +156,7 @@ fn a_queue_warmed_on_one_hub_then_shared_delivers_every_item_once() {
                     }
                     sum += v;
                     got.fetch_add(1, Ordering::Relaxed);
+                    q.task_done();
                 }
             })
         })
@@ -188,11 +189,9 @@ fn a_queue_warmed_on_one_hub_then_shared_delivers_every_item_once() {
     };
     remote_hub.join().unwrap();
     plain.join().unwrap();
-    // Wait (green) until everything put so far was taken.
-    let total = WARM as usize + 10_000;
-    while got.load(Ordering::Relaxed) < total {
-        green::sleep(Duration::from_millis(1));
-    }
+    // Wait (green) until every item put so far was taken and counted.
+    q.join();
+    assert_eq!(got.load(Ordering::Relaxed), WARM as usize + 10_000);
     q.put(u64::MAX);
     q.put(u64::MAX);
     let sum: u64 = consumers.into_iter().map(|c| c.wait()).sum();

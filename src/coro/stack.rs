@@ -57,7 +57,7 @@ pub(super) fn page_size() -> usize {
 /// # Invariant
 /// `limit..limit + len` is memory owned by this value whose first page
 /// faults on access and whose rest is readable and writable. Unless
-/// `carved`, it is a mapping of its own (unmapped on drop); a carved stack
+/// its `mapping` is `Carved`, it is a mapping of its own (unmapped on drop); a carved stack
 /// lies in a chunk owned by a [`StackPool`], which unmaps the chunk.
 #[derive(Debug)]
 pub(crate) struct GuardedStack {
@@ -67,7 +67,7 @@ pub(crate) struct GuardedStack {
     /// a struct of three words moves as words (a `bool` and its padding
     /// moved as odd-sized pieces and read back whole stall the CPU's store
     /// forwarding).
-    carved: Mapping,
+    mapping: Mapping,
 }
 
 /// Whether a [`GuardedStack`] is a mapping of its own or carved from a
@@ -103,7 +103,7 @@ impl GuardedStack {
         let stack = GuardedStack {
             limit: addr as usize,
             len,
-            carved: Mapping::Own,
+            mapping: Mapping::Own,
         };
         // SAFETY: the range lies inside the mapping just made (Invariant);
         // if this fails, dropping `stack` unmaps it.
@@ -137,7 +137,7 @@ impl GuardedStack {
 
 impl Drop for GuardedStack {
     fn drop(&mut self) {
-        if self.carved == Mapping::Carved {
+        if self.mapping == Mapping::Carved {
             // The chunk it lies in is unmapped by its pool.
             return;
         }
@@ -292,7 +292,7 @@ impl StackPool {
             self.cold.push(GuardedStack {
                 limit,
                 len: stack_len,
-                carved: Mapping::Carved,
+                mapping: Mapping::Carved,
             });
         }
         self.chunks.push((base, len));
@@ -328,7 +328,7 @@ impl StackPool {
         // The oldest free stacks go: the newest are the likeliest in cache.
         let page = page_size();
         for stack in self.hot.drain(..self.hot.len() - POOL_CAP) {
-            if stack.carved == Mapping::Carved {
+            if stack.mapping == Mapping::Carved {
                 // SAFETY: the stack's usable part lies in a chunk this pool
                 // owns and no coroutine runs on it; its contents are not
                 // needed.

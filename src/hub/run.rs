@@ -55,14 +55,6 @@ impl Hub {
                 }
                 self.run_green(key, gen);
             }
-            // A green thread of this pass woke the root (it finished, sent,
-            // released): the root goes on now rather than after a pass of
-            // its own. Remote wakeups drained then would queue behind it
-            // anyway.
-            if !root_ready && self.run_queue.borrow().front().is_some_and(|e| e.0 == ROOT) {
-                self.run_queue.borrow_mut().pop_front();
-                root_ready = true;
-            }
             if !self.timers.borrow().is_empty() {
                 let now = Instant::now();
                 self.refresh_clock(now);
