@@ -44,7 +44,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use crate::hub::{self, stronger, Cancel, Hub, Unparker, Wake};
-use crate::wait::lock;
+use crate::wait::{lock, try_lock};
 
 /// How many OS threads the pool runs unless [`set_num_threads`] says
 /// otherwise: 20, as in eventlet.
@@ -224,9 +224,10 @@ impl Pool {
 
 /// The number of workers, if none of them runs or is about to run a job
 /// (a wait of a hub that only a job could end cannot be proven endless
-/// meanwhile: `hub::register_helpers`).
+/// meanwhile: `hub::register_helpers`). Asked by a hub about to sleep: a
+/// pool lock held by another thread means no answer rather than a wait.
 fn idle_workers() -> Option<usize> {
-    let st = lock(&POOL.state);
+    let st = try_lock(&POOL.state)?;
     (st.queue.is_empty() && st.idle == st.spawned && st.running == st.spawned).then_some(st.running)
 }
 

@@ -29,7 +29,8 @@ static RUNNING: AtomicBool = AtomicBool::new(false);
 /// itself, but a hook of the user's may, while the watchdog reports
 /// (`hub::register_helpers`).
 fn helpers() -> Option<usize> {
-    if threshold().is_some() && HOOK.lock().unwrap_or_else(|e| e.into_inner()).is_some() {
+    // Asked by a hub about to sleep: it must not wait for the lock.
+    if threshold().is_some() && crate::wait::try_lock(&HOOK)?.is_some() {
         return None;
     }
     Some(usize::from(RUNNING.load(Ordering::SeqCst)))

@@ -92,8 +92,10 @@ impl Hub {
         {
             return Some(false);
         }
+        // Without waiting for a lock another thread holds (`try_lock`):
+        // no proof then, and the loop looks again.
         let mut helpers = 0;
-        for count in HELPERS.lock().unwrap_or_else(|e| e.into_inner()).iter() {
+        for count in crate::wait::try_lock(&HELPERS)?.iter() {
             helpers += count()?;
         }
         if process_threads()? != 1 + helpers {

@@ -299,6 +299,47 @@ static BUCKET_LIST: [Bucket; BUCKETS] = [const { Bucket::new() }; BUCKETS];
 /// (read by the `syscall` interposer's first instructions).
 pub(super) static WAITING: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
 
+/// OS threads with a hub that are blocked in a real futex wait made through
+/// the interposer (a wait the context could not park: the hub itself, a
+/// context holding a green primitive's internal lock, an unwinding one).
+///
+/// Such a thread may wait on a word that a green context of its own hub
+/// waits on in the table. A wake that the table's waiters take in full
+/// would then leave the thread blocked, and the green waiters it took
+/// cannot run until the thread is free: the hub would hang. While this is
+/// not zero, a wake that woke green waiters also makes the real call
+/// ([`hub_thread_blocked`]); the thread then sees a spurious wakeup at
+/// worst, which every futex user takes.
+static HUB_THREADS_BLOCKED: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// Makes `wait`, a real futex wait of an OS thread that has a hub, counted
+/// in [`HUB_THREADS_BLOCKED`] while it blocks.
+///
+/// The count is raised before the wait reads the futex word (the kernel
+/// makes a full barrier before it does), and a waker reads it after
+/// changing the word and a full barrier: either the waker sees the count,
+/// or the kernel's read sees the new word and the wait returns at once.
+pub(super) fn wait_for_real<R>(wait: impl FnOnce() -> R) -> R {
+    use std::sync::atomic::Ordering::SeqCst;
+    struct Done;
+    impl Drop for Done {
+        fn drop(&mut self) {
+            HUB_THREADS_BLOCKED.fetch_sub(1, SeqCst);
+        }
+    }
+    HUB_THREADS_BLOCKED.fetch_add(1, SeqCst);
+    let _done = Done;
+    wait()
+}
+
+/// Whether an OS thread with a hub is blocked in a real futex wait made
+/// through the interposer; read by a wake after it took green waiters
+/// (ordered after the caller's change of the word by the full barrier of
+/// [`wake`]).
+pub(super) fn hub_thread_blocked() -> bool {
+    HUB_THREADS_BLOCKED.load(std::sync::atomic::Ordering::SeqCst) != 0
+}
+
 #[cfg(not(loom))]
 #[inline(always)]
 fn table() -> Table<'static> {
@@ -352,6 +393,7 @@ pub(super) fn forget_closed() {
 /// not there.
 #[cfg(not(loom))]
 pub(super) fn forget_all() {
+    HUB_THREADS_BLOCKED.store(0, std::sync::atomic::Ordering::SeqCst);
     table().forget_all()
 }
 

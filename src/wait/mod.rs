@@ -60,6 +60,19 @@ pub(crate) fn lock<S>(m: &Mutex<S>) -> MutexGuard<'_, S> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
+/// Takes an internal mutex if it is free (poisoning ignored, as in
+/// [`lock`]); `None` if another thread holds it. For a hub about to sleep,
+/// which must not wait for a lock: under `patch()` a green thread of its
+/// own may wait for the same lock, parked, and only the hub can run it.
+#[inline]
+pub(crate) fn try_lock<S>(m: &Mutex<S>) -> Option<MutexGuard<'_, S>> {
+    match m.try_lock() {
+        Ok(g) => Some(g),
+        Err(std::sync::TryLockError::Poisoned(e)) => Some(e.into_inner()),
+        Err(std::sync::TryLockError::WouldBlock) => None,
+    }
+}
+
 /// How a parked waiter is woken.
 enum Wakeup {
     /// A green thread, or a root running its hub's loop.

@@ -170,7 +170,19 @@ unsafe extern "C" fn syscall_patched(
     };
     if num == libc::SYS_futex {
         // SAFETY: the caller's futex arguments.
-        return unsafe { futex_call(st, a[0], a[1], a[2], a[3], a[5]) }.unwrap_or_else(real);
+        if let Some(r) = unsafe { futex_call(st, a[0], a[1], a[2], a[3], a[5]) } {
+            return r;
+        }
+        let cmd = a[1] as c_int & !(libc::FUTEX_PRIVATE_FLAG | libc::FUTEX_CLOCK_REALTIME);
+        let wait = cmd == libc::FUTEX_WAIT || cmd == libc::FUTEX_WAIT_BITSET;
+        // A wait that blocks an OS thread with a hub is counted, so that
+        // wakes reach it too when green waiters of the word take them
+        // (`futex::wait_for_real`).
+        return if wait && crate::hub::try_hub().is_some() {
+            futex::wait_for_real(real)
+        } else {
+            real()
+        };
     }
     // std copies between a socket and a file or pipe with these (in
     // `io::copy`), as the named functions do.
@@ -266,7 +278,15 @@ unsafe fn futex_call(
             if woken == 0 {
                 return None;
             }
-            if woken >= n {
+            // The waiters left get the real call; all `n` of them if an OS
+            // thread with a hub is blocked for real, which may be the
+            // thread the green waiters just woken need (`wait_for_real`).
+            let left = if futex::hub_thread_blocked() {
+                n
+            } else {
+                n - woken
+            };
+            if left <= 0 {
                 return Some(woken as c_long);
             }
             // SAFETY: the caller's call, for the waiters left.
@@ -275,7 +295,7 @@ unsafe fn futex_call(
                     libc::SYS_futex,
                     uaddr,
                     op as c_long,
-                    (n - woken) as c_long,
+                    left as c_long,
                     timeout,
                     0,
                     val3,
