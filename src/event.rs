@@ -6,6 +6,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::wait::watch::{Signal, Watchable, Watchers};
 use crate::wait::{self, Lock, WaitList, Waited};
 
 /// A one-shot value that many contexts can wait for (eventlet's `Event`).
@@ -46,6 +47,8 @@ pub struct Event<T = ()> {
 struct State<T> {
     value: Option<T>,
     waiters: WaitList<T>,
+    /// Waits on many ([`crate::wait_any`]) that watch for the send.
+    watchers: Watchers,
 }
 
 impl<T> Clone for Event<T> {
@@ -68,6 +71,7 @@ impl<T> fmt::Debug for Event<T> {
         f.debug_struct("Event")
             .field("ready", &s.value.is_some())
             .field("waiters", &s.waiters.len())
+            .field("watching", &s.watchers.len())
             .finish()
     }
 }
@@ -98,6 +102,7 @@ impl<T> Event<T> {
             inner: Arc::new(Lock::new(State {
                 value: None,
                 waiters: WaitList::default(),
+                watchers: Watchers::new(),
             })),
         }
     }
@@ -148,6 +153,7 @@ impl<T: Clone> Event<T> {
         }
         s.waiters.notify_all(|slot| *slot = Some(value.clone()));
         s.value = Some(value);
+        s.watchers.fire();
         Ok(())
     }
 
@@ -228,3 +234,31 @@ impl<T: Clone> Event<T> {
         }
     }
 }
+
+/// Ready once sent.
+impl<T> Watchable for Lock<State<T>> {
+    fn ready(&self) -> bool {
+        self.lock().value.is_some()
+    }
+
+    fn watch(&self, signal: &Arc<Signal>, index: usize) -> bool {
+        let mut s = self.lock();
+        if s.value.is_some() {
+            return true;
+        }
+        s.watchers.add(signal, index);
+        false
+    }
+
+    fn unwatch(&self, signal: &Arc<Signal>, index: usize) {
+        self.lock().watchers.remove(signal, index);
+    }
+}
+
+impl<T> crate::wait_any::sealed::Sealed for Event<T> {
+    fn item(&self) -> crate::wait_any::sealed::Item<'_> {
+        crate::wait_any::sealed::Item::Watch(&*self.inner)
+    }
+}
+
+impl<T> crate::Waitable for Event<T> {}

@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 use crate::coro::DEFAULT_STACK_SIZE;
 use crate::hub::stall::Origin;
 use crate::hub::{self, hub, Token, Wake};
+use crate::wait::watch::{Signal, Watchable, Watchers};
 
 pub use crate::hub::cancel::Killed;
 pub(crate) use crate::hub::next_id;
@@ -31,8 +32,20 @@ struct JoinState<T> {
     started: Cell<bool>,
     /// The context waiting in `join`, always on this hub's thread.
     joiner: Cell<Option<Token>>,
-    #[allow(clippy::type_complexity)]
-    links: RefCell<Vec<Box<dyn FnOnce(&thread::Result<T>)>>>,
+    links: RefCell<Vec<Link<T>>>,
+}
+
+/// A closure given to [`GreenThread::link`].
+type LinkFn<T> = Box<dyn FnOnce(&thread::Result<T>)>;
+
+/// What runs when a green thread finishes, in the order added.
+enum Link<T> {
+    /// A closure given to [`GreenThread::link`].
+    Call(LinkFn<T>),
+    /// A wait on many ([`crate::wait_any`]) watching for the end: the
+    /// signal and the item's index (kept with the links so that a green
+    /// thread carries nothing more for it).
+    Watch(Arc<Signal>, usize),
 }
 
 impl<T> JoinState<T> {
@@ -62,11 +75,38 @@ impl<T> JoinState<T> {
                     Some(links.remove(0))
                 }
             };
-            let Some(link) = next else { break };
+            let link = match next {
+                Some(Link::Call(link)) => link,
+                Some(Link::Watch(signal, index)) => {
+                    // Runs before the result is published, but the waiter
+                    // it wakes runs after this green thread has finished.
+                    Watchers::one(signal, index).fire();
+                    continue;
+                }
+                None => break,
+            };
             // A panicking link has been reported by the panic hook; the
             // other links and the joiner must still be served.
             let _ = panic::catch_unwind(AssertUnwindSafe(|| link(result)));
         }
+    }
+}
+
+/// What a [`Group`](crate::Group) or a pool keeps of a green thread of its
+/// own: enough to kill it, and its id.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Member {
+    key: u32,
+    gen: u32,
+    pub(crate) id: u64,
+}
+
+impl Member {
+    /// Asks the hub to kill the green thread (see [`GreenThread::kill`]),
+    /// without yielding; a finished one is left alone. On the current
+    /// OS thread's hub only, as a handle.
+    pub(crate) fn kill(self) {
+        hub().cancel(self.key, self.gen, hub::Cancel::Kill);
     }
 }
 
@@ -182,7 +222,7 @@ impl<T> GreenThread<T> {
             let r = self.state.result.borrow();
             f(r.as_ref().expect("a finished green thread has a result"));
         } else {
-            self.state.links.borrow_mut().push(Box::new(f));
+            self.state.links.borrow_mut().push(Link::Call(Box::new(f)));
         }
     }
 
@@ -239,6 +279,15 @@ impl<T> GreenThread<T> {
     /// Whether the green thread has finished (returned, panicked or was killed).
     pub fn is_finished(&self) -> bool {
         self.state.done.get()
+    }
+
+    /// What a group or a pool keeps of it.
+    pub(crate) fn member(&self) -> Member {
+        Member {
+            key: self.key,
+            gen: self.gen,
+            id: self.id,
+        }
     }
 
     /// The green thread's process-wide unique id.
@@ -423,7 +472,17 @@ impl Builder {
     /// # Errors
     /// As [`Builder::spawn`].
     #[track_caller]
-    pub fn spawn_n<F>(mut self, f: F) -> io::Result<()>
+    pub fn spawn_n<F>(self, f: F) -> io::Result<()>
+    where
+        F: FnOnce() + 'static,
+    {
+        self.spawn_n_member(f).map(|_| ())
+    }
+
+    /// [`spawn_n`](Builder::spawn_n), saying how to kill the green thread
+    /// (for a [`Group`](crate::Group) or a pool).
+    #[track_caller]
+    pub(crate) fn spawn_n_member<F>(mut self, f: F) -> io::Result<Member>
     where
         F: FnOnce() + 'static,
     {
@@ -447,8 +506,8 @@ impl Builder {
                     }
                 }
             },
-        )?;
-        Ok(())
+        )
+        .map(|(key, gen, id)| Member { key, gen, id })
     }
 
     #[track_caller]
@@ -674,3 +733,36 @@ pub fn sleep_until(deadline: Instant) {
 pub fn yield_now() {
     hub().yield_now();
 }
+
+/// Ready once finished.
+impl<T> Watchable for JoinState<T> {
+    fn ready(&self) -> bool {
+        self.done.get()
+    }
+
+    fn watch(&self, signal: &Arc<Signal>, index: usize) -> bool {
+        if self.done.get() {
+            return true;
+        }
+        self.links
+            .borrow_mut()
+            .push(Link::Watch(signal.clone(), index));
+        false
+    }
+
+    fn unwatch(&self, signal: &Arc<Signal>, index: usize) {
+        self.links
+            .borrow_mut()
+            .retain(|l| !matches!(l, Link::Watch(s, i) if Arc::ptr_eq(s, signal) && *i == index));
+    }
+}
+
+impl<T> crate::wait_any::sealed::Sealed for GreenThread<T> {
+    fn item(&self) -> crate::wait_any::sealed::Item<'_> {
+        crate::wait_any::sealed::Item::Watch(&*self.state)
+    }
+}
+
+/// Ready once the green thread has finished (returned, panicked or been
+/// killed). Only on the OS thread that spawned it, as the handle itself.
+impl<T> crate::Waitable for GreenThread<T> {}

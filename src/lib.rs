@@ -45,6 +45,12 @@
 //! lock, permit or item later handed to one of them is lost.
 //! See `docs/architecture.md` for how the hub works.
 //!
+//! eventlet's and gevent's toolbox around that: [`wait_any`] and [`iwait`]
+//! (several items at once, Go's `select`), [`Group`] (spawn, join and
+//! [`kill_all`](Group::kill_all) together), [`shield`], [`signal`] (a green
+//! wait for SIGTERM and friends), [`hub::call_later`], [`Hubs`] (one hub per
+//! core).
+//!
 //! A green thread that never parks holds its hub, and every other green
 //! thread of its OS thread waits. [`debug::hub_blocking_detection`] names it,
 //! with the call that spawned it and the system call it is stuck in.
@@ -62,7 +68,9 @@ mod coro;
 pub mod debug;
 mod event;
 mod greenthread;
+mod group;
 pub mod hub;
+mod hubs;
 pub mod io;
 pub mod net;
 pub mod os;
@@ -72,6 +80,7 @@ pub mod process;
 pub mod queue;
 mod semaphore;
 mod shield;
+pub mod signal;
 pub mod sync;
 mod sys;
 pub mod thread;
@@ -79,6 +88,7 @@ pub mod time;
 mod timeout;
 pub mod tpool;
 mod wait;
+mod wait_any;
 
 pub use block_on::block_on;
 pub use coro::DEFAULT_STACK_SIZE;
@@ -87,9 +97,12 @@ pub use greenthread::{
     current_id, sleep, sleep_until, spawn, spawn_after, spawn_n, yield_now, Builder, GreenThread,
     Killed,
 };
+pub use group::Group;
+pub use hubs::{Hubs, HubsHandle};
 pub use net::serve::{connect, listen, serve, Server, ServerHandle, StopServe};
 pub use patch::{is_patched, patch, unpatch};
-pub use pool::{Apply, GreenPile, GreenPool, Imap};
+pub use pool::{Apply, GreenPile, GreenPool, Imap, ImapUnordered};
 pub use semaphore::{BoundedSemaphore, CappedSemaphore, ReleaseError, Semaphore, SemaphoreGuard};
 pub use shield::shield;
 pub use timeout::{with_timeout, Elapsed, Timeout};
+pub use wait_any::{iwait, wait_any, Iwait, WaitFd, Waitable};

@@ -2,11 +2,12 @@
 //! `greenpool` module).
 
 use crate::hub::{Blocker, Kind};
-use std::collections::{HashSet, VecDeque};
+use std::collections::VecDeque;
 use std::fmt;
 use std::rc::Rc;
 
-use crate::greenthread::{current_id, run_inline, spawn, spawn_n, GreenThread};
+use crate::greenthread::{current_id, run_inline, spawn, GreenThread};
+use crate::group::{wait_members, HasMembers, Members};
 use crate::wait::{self, Lock, WaitList};
 
 /// A pool that runs at most `size` green threads at once (eventlet's
@@ -54,8 +55,8 @@ struct Inner {
 struct State {
     size: usize,
     running: usize,
-    /// Ids of the green threads that hold a slot and have started.
-    ids: HashSet<u64>,
+    /// The green threads that hold a slot.
+    members: Members,
     /// Spawners waiting for a slot; a finishing green thread hands its slot
     /// to the first.
     spawners: WaitList,
@@ -77,6 +78,12 @@ impl State {
     }
 }
 
+impl HasMembers for State {
+    fn members(&mut self) -> &mut Members {
+        &mut self.members
+    }
+}
+
 fn spawners(s: &mut State) -> &mut WaitList {
     &mut s.spawners
 }
@@ -90,28 +97,19 @@ fn abandon_slot(s: &mut State, _: Option<()>) {
     s.free_slot();
 }
 
-/// Holds a slot; moved into the green thread, it frees the slot when the
-/// green thread ends (or when the closure is dropped unrun).
+/// Holds a slot; moved into the green thread, it frees the slot and ends
+/// the membership when the green thread ends (or when the closure is
+/// dropped unrun).
 struct Slot {
     pool: Rc<Inner>,
-    id: Option<u64>,
-}
-
-impl Slot {
-    fn started(&mut self) {
-        self.id = current_id();
-        if let Some(id) = self.id {
-            self.pool.state.lock().ids.insert(id);
-        }
-    }
+    /// The member's ticket.
+    n: u64,
 }
 
 impl Drop for Slot {
     fn drop(&mut self) {
         let mut s = self.pool.state.lock();
-        if let Some(id) = self.id {
-            s.ids.remove(&id);
-        }
+        s.members.leave(self.n);
         s.free_slot();
     }
 }
@@ -127,7 +125,7 @@ impl GreenPool {
                 state: Lock::new(State {
                     size,
                     running: 0,
-                    ids: HashSet::new(),
+                    members: Members::new(),
                     spawners: WaitList::default(),
                     idle: WaitList::default(),
                 }),
@@ -140,9 +138,11 @@ impl GreenPool {
     /// waiting could deadlock: the caller then runs the function itself.
     fn take_slot(&self) -> Option<Slot> {
         let mut s = self.inner.state.lock();
+        let n = s.members.ticket();
         if s.running < s.size {
             s.running += 1;
-        } else if current_id().is_some_and(|id| s.ids.contains(&id)) {
+            drop(s);
+        } else if current_id().is_some_and(|id| s.members.has_id(id)) {
             return None;
         } else {
             // A slot handed over stays counted in `running`.
@@ -151,7 +151,7 @@ impl GreenPool {
         }
         Some(Slot {
             pool: self.inner.clone(),
-            id: None,
+            n,
         })
     }
 
@@ -178,15 +178,19 @@ impl GreenPool {
         F: FnOnce() -> T + 'static,
         T: 'static,
     {
-        let Some(mut slot) = self.take_slot() else {
+        let Some(slot) = self.take_slot() else {
             return run_inline(f);
         };
-        spawn(move || {
-            slot.started();
+        let n = slot.n;
+        let gt = spawn(move || {
             let v = f();
             drop(slot);
             v
-        })
+        });
+        if !gt.is_finished() {
+            self.inner.state.lock().members.add(n, gt.member());
+        }
+        gt
     }
 
     /// Like [`spawn`](GreenPool::spawn), with no handle (eventlet's
@@ -212,17 +216,20 @@ impl GreenPool {
     where
         F: FnOnce() + 'static,
     {
-        let Some(mut slot) = self.take_slot() else {
+        let Some(slot) = self.take_slot() else {
             // As in `spawn`; a panic is reported as a green thread's would
             // be, and goes no further.
             drop(run_inline(f));
             return;
         };
-        spawn_n(move || {
-            slot.started();
-            f();
-            drop(slot);
-        });
+        let n = slot.n;
+        let m = crate::Builder::new()
+            .spawn_n_member(move || {
+                f();
+                drop(slot);
+            })
+            .unwrap_or_else(|e| panic!("failed to spawn green thread: {e}"));
+        self.inner.state.lock().members.add(n, m);
     }
 
     /// Waits until every green thread of the pool has finished.
@@ -245,7 +252,7 @@ impl GreenPool {
     pub fn waitall(&self) {
         let s = self.inner.state.lock();
         if let Some(id) = current_id() {
-            if s.ids.contains(&id) {
+            if s.members.has_id(id) {
                 drop(s);
                 panic!(
                     "GreenPool::waitall called from one of the pool's own green threads \
@@ -258,6 +265,28 @@ impl GreenPool {
         }
         let on = Blocker::at(Kind::PoolIdle, &self.inner.state);
         wait::wait(&self.inner.state, s, idle, None, None, |_, _| {}, on);
+    }
+
+    /// Kills every green thread of the pool and waits until they have
+    /// ended (gevent's `Pool.kill`): their slots are free again. Green
+    /// threads spawned meanwhile are killed too; spawners waiting for a
+    /// slot are not, and get the freed slots. Called from one of the pool's
+    /// own green threads, it kills the others and returns.
+    ///
+    /// # Examples
+    /// ```
+    /// use std::time::Duration;
+    /// let pool = green::GreenPool::new(4);
+    /// for _ in 0..4 {
+    ///     pool.spawn_n(|| green::sleep(Duration::from_secs(60)));
+    /// }
+    /// assert_eq!(pool.free(), 0);
+    /// pool.kill_all();
+    /// assert_eq!((pool.running(), pool.free()), (0, 4));
+    /// ```
+    pub fn kill_all(&self) {
+        let on = Blocker::at(Kind::Group, &self.inner.state);
+        wait_members(&self.inner.state, true, None, on);
     }
 
     /// Free slots: how many green threads `spawn` could start now without
@@ -338,6 +367,42 @@ impl GreenPool {
         }
     }
 
+    /// Like [`imap`](GreenPool::imap), but yields the results as the green
+    /// threads finish, not in input order, with at most
+    /// [`size`](GreenPool::size) in flight.
+    ///
+    /// # Panics
+    /// A panic in `f` resumes in the context that takes that result from
+    /// the iterator; the iterator's `next` also panics as
+    /// [`spawn`](GreenPool::spawn) does.
+    ///
+    /// # Examples
+    /// ```
+    /// use std::time::Duration;
+    /// let pool = green::GreenPool::new(3);
+    /// let order: Vec<u64> = pool
+    ///     .imap_unordered(|ms: u64| {
+    ///         green::sleep(Duration::from_millis(ms));
+    ///         ms
+    ///     }, [30, 10, 20])
+    ///     .collect();
+    /// assert_eq!(order, [10, 20, 30]);
+    /// ```
+    pub fn imap_unordered<F, I, A, R>(&self, f: F, iter: I) -> ImapUnordered<'_, F, I::IntoIter, R>
+    where
+        F: Fn(A) -> R + 'static,
+        I: IntoIterator<Item = A>,
+        A: 'static,
+        R: 'static,
+    {
+        ImapUnordered {
+            pool: self,
+            f: Rc::new(f),
+            iter: iter.into_iter(),
+            in_flight: Vec::new(),
+        }
+    }
+
     /// Like [`imap`](GreenPool::imap) for a function of several arguments,
     /// each item a tuple of them (eventlet's `starmap`).
     ///
@@ -410,6 +475,29 @@ apply_impl!(A, B);
 apply_impl!(A, B, C);
 apply_impl!(A, B, C, D);
 
+/// Spawns `f` on the next items of `iter` in `pool` until `in_flight` and
+/// those spawned make the pool's size (at least one).
+fn spawn_up_to_size<F, I, A, R>(
+    pool: &GreenPool,
+    f: &Rc<F>,
+    iter: &mut I,
+    in_flight: usize,
+) -> Vec<GreenThread<R>>
+where
+    F: Fn(A) -> R + 'static,
+    I: Iterator<Item = A>,
+    A: 'static,
+    R: 'static,
+{
+    let room = pool.size().max(1).saturating_sub(in_flight);
+    iter.take(room)
+        .map(|a| {
+            let f = f.clone();
+            pool.spawn(move || f(a))
+        })
+        .collect()
+}
+
 /// The iterator of [`GreenPool::imap`] and [`GreenPool::starmap`].
 ///
 /// Dropping it leaves the green threads already started to finish on their
@@ -431,12 +519,8 @@ where
     type Item = R;
 
     fn next(&mut self) -> Option<R> {
-        let size = self.pool.size().max(1);
-        while self.in_flight.len() < size {
-            let Some(a) = self.iter.next() else { break };
-            let f = self.f.clone();
-            self.in_flight.push_back(self.pool.spawn(move || f(a)));
-        }
+        let more = spawn_up_to_size(self.pool, &self.f, &mut self.iter, self.in_flight.len());
+        self.in_flight.extend(more);
         self.in_flight.pop_front().map(GreenThread::wait)
     }
 }
@@ -444,6 +528,47 @@ where
 impl<F, I, R> fmt::Debug for Imap<'_, F, I, R> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Imap")
+            .field("in_flight", &self.in_flight.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// The iterator of [`GreenPool::imap_unordered`]: results as they finish.
+///
+/// Dropping it leaves the green threads already started to finish on their
+/// own.
+pub struct ImapUnordered<'p, F, I, R> {
+    pool: &'p GreenPool,
+    f: Rc<F>,
+    iter: I,
+    in_flight: Vec<GreenThread<R>>,
+}
+
+impl<F, I, A, R> Iterator for ImapUnordered<'_, F, I, R>
+where
+    F: Fn(A) -> R + 'static,
+    I: Iterator<Item = A>,
+    A: 'static,
+    R: 'static,
+{
+    type Item = R;
+
+    fn next(&mut self) -> Option<R> {
+        let more = spawn_up_to_size(self.pool, &self.f, &mut self.iter, self.in_flight.len());
+        self.in_flight.extend(more);
+        if self.in_flight.is_empty() {
+            return None;
+        }
+        let items: Vec<&dyn crate::Waitable> = self.in_flight.iter().map(|g| g as _).collect();
+        let i =
+            crate::wait_any(&items, None).expect("a wait without a timeout ends with a ready item");
+        Some(self.in_flight.swap_remove(i).wait())
+    }
+}
+
+impl<F, I, R> fmt::Debug for ImapUnordered<'_, F, I, R> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ImapUnordered")
             .field("in_flight", &self.in_flight.len())
             .finish_non_exhaustive()
     }

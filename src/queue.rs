@@ -140,6 +140,15 @@ macro_rules! queue_kind {
             chan: Arc<Chan<T, $store<T>>>,
         }
 
+        impl<T $($bound)*> crate::wait_any::sealed::Sealed for $name<T> {
+            fn item(&self) -> crate::wait_any::sealed::Item<'_> {
+                crate::wait_any::sealed::Item::Watch(&*self.chan)
+            }
+        }
+
+        /// Ready while a `get` would not wait (an item can be taken).
+        impl<T $($bound)*> crate::Waitable for $name<T> {}
+
         impl<T> Clone for $name<T> {
             /// Another handle to the same queue.
             fn clone(&self) -> Self {
@@ -156,6 +165,7 @@ macro_rules! queue_kind {
                     .field("maxsize", &self.maxsize())
                     .field("getting", &self.getting())
                     .field("putting", &self.putting())
+                    .field("watching", &self.chan.watching())
                     .finish()
             }
         }

@@ -11,6 +11,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::wait::watch::{Signal, Watchable, Watchers};
 use crate::wait::{self, Lock, WaitList, Waited};
 
 /// The shared core of the three semaphores.
@@ -33,6 +34,8 @@ struct State {
     acquirers: WaitList,
     /// Releases of a `CappedSemaphore` waiting for room.
     releasers: WaitList,
+    /// Waits on many ([`crate::wait_any`]) that watch for a free permit.
+    watchers: Watchers,
 }
 
 impl State {
@@ -40,7 +43,14 @@ impl State {
     fn put_back(&mut self) {
         if !self.acquirers.pop_notify(|_| {}) {
             self.count += 1;
+            self.watchers.fire();
         }
+    }
+
+    /// Whether an acquire would succeed now (as [`take`](State::take)
+    /// decides, without taking).
+    fn free(&self) -> bool {
+        self.count > 0 || self.owed > 0 || !self.releasers.is_empty()
     }
 
     /// Takes a permit without waiting. Taking from the count makes room
@@ -81,6 +91,7 @@ fn abandon_acquire(s: &mut State, _: Option<()>) {
         Some(limit) if s.acquirers.is_empty() && s.count >= limit => {
             if s.capped {
                 s.owed += 1;
+                s.watchers.fire();
             }
         }
         _ => s.put_back(),
@@ -100,6 +111,7 @@ impl Core {
                 owed: 0,
                 acquirers: WaitList::default(),
                 releasers: WaitList::default(),
+                watchers: Watchers::new(),
             }),
         })
     }
@@ -149,6 +161,8 @@ impl Core {
             return;
         }
         // Waits until an acquire makes room; that acquire adds the permit.
+        // Meanwhile an acquire would succeed.
+        s.watchers.fire();
         let on = Blocker::at(WaitKind::Semaphore, &self.state);
         wait::wait(&self.state, s, releasers, None, None, abandon_release, on);
     }
@@ -158,6 +172,7 @@ impl Core {
         f.debug_struct(name)
             .field("count", &s.count)
             .field("waiting", &s.acquirers.len())
+            .field("watching", &s.watchers.len())
             .finish()
     }
 }
@@ -437,3 +452,37 @@ impl fmt::Debug for CappedSemaphore {
         self.core.fmt("CappedSemaphore", f)
     }
 }
+
+/// Ready while a permit is free.
+impl Watchable for Core {
+    fn ready(&self) -> bool {
+        self.state.lock().free()
+    }
+
+    fn watch(&self, signal: &Arc<Signal>, index: usize) -> bool {
+        let mut s = self.state.lock();
+        if s.free() {
+            return true;
+        }
+        s.watchers.add(signal, index);
+        false
+    }
+
+    fn unwatch(&self, signal: &Arc<Signal>, index: usize) {
+        self.state.lock().watchers.remove(signal, index);
+    }
+}
+
+macro_rules! waitable {
+    ($($t:ty),*) => {$(
+        impl crate::wait_any::sealed::Sealed for $t {
+            fn item(&self) -> crate::wait_any::sealed::Item<'_> {
+                crate::wait_any::sealed::Item::Watch(&*self.core)
+            }
+        }
+
+        /// Ready while a permit is free (an acquire would not wait).
+        impl crate::Waitable for $t {}
+    )*};
+}
+waitable!(Semaphore, BoundedSemaphore, CappedSemaphore);

@@ -22,7 +22,11 @@ fn waiters<T>(evt: &Event<T>) -> usize {
         .split("waiters: ")
         .nth(1)
         .expect("Event's Debug output names its waiters");
-    n.trim_end_matches([' ', '}']).parse().unwrap()
+    n.split(|c: char| !c.is_ascii_digit())
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap()
 }
 
 /// Blocks the calling context until `n` contexts wait on `evt`.

@@ -497,7 +497,7 @@ fn spawner_waiting_for_a_slot_is_let_in_by_a_wake_from_another_os_thread() {
     let (go2, sent2) = (go.clone(), sent.clone());
     let sender = std::thread::spawn(move || {
         // A plain OS thread sends once the worker waits.
-        while format!("{go2:?}") != "Event { ready: false, waiters: 1 }" {
+        while format!("{go2:?}") != "Event { ready: false, waiters: 1, watching: 0 }" {
             std::thread::yield_now();
         }
         sent2.store(true, Ordering::SeqCst);

@@ -215,6 +215,18 @@ pub enum WaitReason {
     /// Its start: a [`spawn_after`](crate::spawn_after) green thread
     /// whose delay has not passed.
     Start,
+    /// Any of several items ([`wait_any`](crate::wait_any),
+    /// [`iwait`](crate::iwait)).
+    Any {
+        /// How many items it watches.
+        count: usize,
+    },
+    /// The members of a [`Group`](crate::Group) or a pool to end
+    /// (`join`, `kill_all`).
+    Group {
+        /// The group's address.
+        addr: usize,
+    },
 }
 
 impl WaitReason {
@@ -257,6 +269,8 @@ impl WaitReason {
             Kind::Scope => WaitReason::Scope,
             Kind::Future => WaitReason::Future,
             Kind::Start => WaitReason::Start,
+            Kind::Any => WaitReason::Any { count: addr },
+            Kind::Group => WaitReason::Group { addr },
         })
     }
 }
@@ -295,6 +309,8 @@ impl fmt::Display for WaitReason {
             WaitReason::Scope => f.write_str("thread::scope"),
             WaitReason::Future => f.write_str("future (block_on)"),
             WaitReason::Start => f.write_str("start (spawn_after)"),
+            WaitReason::Any { count } => write!(f, "any of {count} items (wait_any)"),
+            WaitReason::Group { addr } => write!(f, "Group members {addr:#x}"),
         }
     }
 }

@@ -442,10 +442,14 @@ pub(crate) enum Kind {
     Future,
     /// The start of a `spawn_after` green thread.
     Start,
+    /// Any of `arg` items (`wait_any`, `iwait`).
+    Any,
+    /// The members of a `Group` or pool to end.
+    Group,
 }
 
 impl Kind {
-    const ALL: [Kind; 27] = [
+    const ALL: [Kind; 29] = [
         Kind::None,
         Kind::Park,
         Kind::Sleep,
@@ -473,6 +477,8 @@ impl Kind {
         Kind::Scope,
         Kind::Future,
         Kind::Start,
+        Kind::Any,
+        Kind::Group,
     ];
 
     fn from_u8(v: u8) -> Kind {

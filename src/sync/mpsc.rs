@@ -603,3 +603,13 @@ impl<T> IntoIterator for Receiver<T> {
         IntoIter { rx: self }
     }
 }
+
+impl<T> crate::wait_any::sealed::Sealed for Receiver<T> {
+    fn item(&self) -> crate::wait_any::sealed::Item<'_> {
+        crate::wait_any::sealed::Item::Watch(&self.shared.chan)
+    }
+}
+
+/// Ready while a `recv` would not wait: a message can be taken, or every
+/// sender has gone (the `recv` then fails at once).
+impl<T> crate::Waitable for Receiver<T> {}

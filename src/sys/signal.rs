@@ -12,6 +12,9 @@
 //! [`sigaltstack`] is the system call too (libc's is a bare wrapper). All
 //! three are async-signal-safe.
 
+use std::os::fd::{FromRawFd, OwnedFd, RawFd};
+
+use libc::c_int;
 use rustix::io::Errno;
 
 /// libc's `sigaction(sig, act, old)`.
@@ -93,4 +96,56 @@ pub(crate) unsafe fn kernel_sigaction(
         )
     }
     .map(drop)
+}
+
+// `green::signal`'s two system calls. rustix has no signalfd, and its
+// `rt_sigprocmask` takes its own typed signals; both are made here on the
+// kernel's one-word signal set, through `raw`.
+
+/// The kernel's `sigset_t`: one bit per signal, 64 signals (x86-64,
+/// AArch64).
+const KERNEL_SIGSET_SIZE: usize = std::mem::size_of::<u64>();
+
+/// `signalfd4(-1, set, SFD_NONBLOCK | SFD_CLOEXEC)`: a new signalfd for
+/// `set`.
+pub(crate) fn signalfd(set: u64) -> std::io::Result<OwnedFd> {
+    let flags = (libc::SFD_NONBLOCK | libc::SFD_CLOEXEC) as usize;
+    // SAFETY: `set` is a kernel signal set of the size passed, read during
+    // the call only; fd -1 asks for a new fd; the flags are valid.
+    let fd = unsafe {
+        super::raw::syscall(
+            libc::SYS_signalfd4,
+            -1isize as usize,
+            &set as *const u64 as usize,
+            KERNEL_SIGSET_SIZE,
+            flags,
+            0,
+            0,
+        )
+    }?;
+    // SAFETY: the call made this fd just now; nothing else owns it.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
+}
+
+/// `rt_sigprocmask(how, set)` on the calling OS thread; returns the mask
+/// from before. `set` must hold none of the signals the C library keeps
+/// for itself (`green::signal` refuses them before it calls this).
+pub(crate) fn sigmask(how: c_int, set: u64) -> std::io::Result<u64> {
+    let mut old = 0u64;
+    // SAFETY: `set` and `old` are kernel signal sets of the size passed,
+    // read and written during the call only. `set` holds none of the
+    // signals the C library keeps for its threads (the caller's duty), so
+    // its own machinery (thread cancellation, `setxid`) is untouched.
+    unsafe {
+        super::raw::syscall(
+            libc::SYS_rt_sigprocmask,
+            how as usize,
+            &set as *const u64 as usize,
+            &mut old as *mut u64 as usize,
+            KERNEL_SIGSET_SIZE,
+            0,
+            0,
+        )
+    }?;
+    Ok(old)
 }

@@ -33,7 +33,9 @@ use std::cmp::Reverse;
 use std::collections::{BinaryHeap, VecDeque};
 use std::time::{Duration, Instant};
 
+use crate::wait::watch::{Signal, Watchable, Watchers};
 use crate::wait::{self, Lock, WaitList, Waited};
+use std::sync::Arc;
 
 /// Where a channel keeps the items nobody has taken yet.
 pub(crate) trait Store<T>: Default {
@@ -187,9 +189,17 @@ struct State<T, St> {
     putters_closed: bool,
     /// The getting side has gone: puts fail.
     getters_closed: bool,
+    /// Waits on many ([`crate::wait_any`]) that watch for an item to take.
+    watchers: Watchers,
 }
 
 impl<T, St: Store<T>> State<T, St> {
+    /// Whether a `get` now would not wait: an item is stored or carried by
+    /// a waiting putter, or the putting side has closed.
+    fn gettable(&self) -> bool {
+        self.store.len() > 0 || !self.putters.is_empty() || self.putters_closed
+    }
+
     fn has_room(&self) -> bool {
         self.maxsize.is_none_or(|max| self.store.len() < max)
     }
@@ -255,6 +265,7 @@ fn getter_gone<T, St: Store<T>>(s: &mut State<T, St>, item: Option<T>) {
     if !s.getters.pop_notify(|slot| *slot = item.take()) {
         if let Some(item) = item {
             s.store.unpop(item);
+            s.watchers.fire();
         }
     }
 }
@@ -299,6 +310,7 @@ impl<T, St: Store<T>> Chan<T, St> {
                 unfinished: 0,
                 putters_closed: false,
                 getters_closed: false,
+                watchers: Watchers::new(),
             }),
         }
     }
@@ -323,6 +335,7 @@ impl<T, St: Store<T>> Chan<T, St> {
                 debug_assert!(s.putters.is_empty(), "putters wait only while full");
                 s.accepted();
                 s.store.push(item);
+                s.watchers.fire();
                 return Ok(());
             }
             let deadline = match block {
@@ -330,6 +343,8 @@ impl<T, St: Store<T>> Chan<T, St> {
                 Block::Until(d) => Some(d),
                 Block::Forever => None,
             };
+            // A waiting putter's item can be taken.
+            s.watchers.fire();
             let on = Blocker::at(self.kinds.1, &self.state);
             match wait::wait(
                 &self.state,
@@ -408,6 +423,11 @@ impl<T, St: Store<T>> Chan<T, St> {
         self.state.lock().getters.len()
     }
 
+    /// How many waits on many ([`crate::wait_any`]) watch the channel.
+    pub(crate) fn watching(&self) -> usize {
+        self.state.lock().watchers.len()
+    }
+
     /// How many contexts wait in `put`.
     pub(crate) fn putting(&self) -> usize {
         self.state.lock().putters.len()
@@ -445,6 +465,7 @@ impl<T, St: Store<T>> Chan<T, St> {
         let mut s = self.state.lock();
         s.putters_closed = true;
         s.getters.notify_all(|_| {});
+        s.watchers.fire();
     }
 
     /// The getting side has gone: waiting putters get their items back,
@@ -455,5 +476,25 @@ impl<T, St: Store<T>> Chan<T, St> {
         s.getters_closed = true;
         s.putters.notify_all(|_| {});
         std::mem::take(&mut s.store)
+    }
+}
+
+/// Ready while a `get` would not wait.
+impl<T, St: Store<T>> Watchable for Chan<T, St> {
+    fn ready(&self) -> bool {
+        self.state.lock().gettable()
+    }
+
+    fn watch(&self, signal: &Arc<Signal>, index: usize) -> bool {
+        let mut s = self.state.lock();
+        if s.gettable() {
+            return true;
+        }
+        s.watchers.add(signal, index);
+        false
+    }
+
+    fn unwatch(&self, signal: &Arc<Signal>, index: usize) {
+        self.state.lock().watchers.remove(signal, index);
     }
 }

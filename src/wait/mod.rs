@@ -40,6 +40,7 @@
 
 pub(crate) mod chan;
 mod lock;
+pub(crate) mod watch;
 
 pub(crate) use lock::{Guard, Lock};
 

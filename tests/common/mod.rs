@@ -13,7 +13,14 @@ pub fn tid() -> libc::pid_t {
 /// Whether OS thread `tid` of this process sleeps in the kernel, in an epoll
 /// wait where the kernel names its wait channel.
 fn asleep_in_poller(tid: libc::pid_t) -> bool {
-    let Ok(stat) = std::fs::read_to_string(format!("/proc/self/task/{tid}/stat")) else {
+    task_asleep_in_poller("self", &tid.to_string())
+}
+
+/// Whether OS thread `tid` of process `pid` (a number, or `self`) sleeps in
+/// the kernel, in an epoll wait where the kernel names its wait channel.
+pub fn task_asleep_in_poller(pid: &str, tid: &str) -> bool {
+    let dir = format!("/proc/{pid}/task/{tid}");
+    let Ok(stat) = std::fs::read_to_string(format!("{dir}/stat")) else {
         return false;
     };
     // The state follows the command name, which is in parentheses.
@@ -24,7 +31,7 @@ fn asleep_in_poller(tid: libc::pid_t) -> bool {
     if state != Some('S') {
         return false;
     }
-    match std::fs::read_to_string(format!("/proc/self/task/{tid}/wchan")) {
+    match std::fs::read_to_string(format!("{dir}/wchan")) {
         Ok(w) if !w.is_empty() && w != "0" => w.contains("epoll"),
         // The kernel hides the wait channel: a sleeping hub thread can only
         // be sleeping in its poller.

@@ -304,7 +304,7 @@ pub(super) fn park_on(
 
 /// Removes one context's waiters from several fds' lists when its wait on
 /// all of them ends ([`Hub::wait_any`]): those no dispatch took.
-struct ManyGuard<'a> {
+pub(crate) struct ManyGuard<'a> {
     hub: &'a Hub,
     set: &'a [(RawFd, Interest)],
     token: Token,
@@ -331,6 +331,36 @@ impl Drop for ManyGuard<'_> {
 }
 
 impl Hub {
+    /// Registers `fd` with the poller if it is not yet (see
+    /// [`Hub::queue_many`]).
+    pub(crate) fn watch_fd(&self, fd: RawFd) -> io::Result<()> {
+        self.ensure_registered(fd).map(|_| ())
+    }
+
+    /// Queues the current context as a waiter of each fd of `set` (those
+    /// registered with the poller: [`Hub::watch_fd`]) for its coming park,
+    /// clearing their cached readiness (the caller found them not ready);
+    /// the guard takes the waiters no wake took out again.
+    pub(crate) fn queue_many<'a>(&'a self, set: &'a [(RawFd, Interest)]) -> ManyGuard<'a> {
+        let token = self.token();
+        let mut io = self.io.borrow_mut();
+        let mut added = 0;
+        for &(fd, interest) in set {
+            if let Some(e) = io.get(fd) {
+                *e.ready(interest) = false;
+                e.waiters(interest).push_back(token);
+                added += 1;
+            }
+        }
+        io.waiters += added;
+        drop(io);
+        ManyGuard {
+            hub: self,
+            set,
+            token,
+        }
+    }
+
     /// Parks the current context until one of the fds of `set` has a new
     /// readiness edge for its interest, `deadline` passes, or one of them is
     /// closed: a wait on several fds at once (`poll` and `select` under
@@ -372,24 +402,7 @@ impl Hub {
             }));
         }
         loop {
-            let token = self.token();
-            {
-                let mut io = self.io.borrow_mut();
-                let mut added = 0;
-                for &(fd, interest) in set {
-                    if let Some(e) = io.get(fd) {
-                        *e.ready(interest) = false;
-                        e.waiters(interest).push_back(token);
-                        added += 1;
-                    }
-                }
-                io.waiters += added;
-            }
-            let guard = ManyGuard {
-                hub: self,
-                set,
-                token,
-            };
+            let guard = self.queue_many(set);
             let on = Blocker {
                 fd: set.first().map_or(-1, |&(fd, _)| fd),
                 ..Blocker::arg(Kind::Fds, set.len() as u64)
