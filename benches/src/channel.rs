@@ -26,7 +26,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use green_benches::{banner, check, fmt_ns, fmt_ratio, Interleaved, Table};
+use green_benches::{banner, check, fmt_ns, fmt_ratio, green_mpsc, tokio_mpsc, Interleaved, Table};
 
 const WARMUP: usize = 2;
 const REPS: usize = 7;
@@ -38,27 +38,6 @@ const CROWD: u64 = 1000;
 const ROUNDS: u64 = 100;
 /// Uncontended lock/unlock pairs per run.
 const PAIRS: u64 = 2_000_000;
-
-fn green_mpsc(n: u64) -> Duration {
-    let (to_b, from_a) = green::sync::mpsc::channel::<u64>();
-    let (to_a, from_b) = green::sync::mpsc::channel::<u64>();
-    let b = green::spawn(move || {
-        for v in from_a.iter() {
-            to_a.send(v).expect("ping-pong peer");
-        }
-    });
-    let start = Instant::now();
-    let a = green::spawn(move || {
-        for i in 0..n {
-            to_b.send(i).expect("ping-pong peer");
-            assert_eq!(from_b.recv().expect("ping-pong peer"), i);
-        }
-    });
-    a.wait();
-    let d = start.elapsed();
-    b.wait();
-    d
-}
 
 fn green_queue(n: u64) -> Duration {
     let to_b = green::queue::LightQueue::<u64>::unbounded();
@@ -81,29 +60,6 @@ fn green_queue(n: u64) -> Duration {
     let d = start.elapsed();
     b.wait();
     d
-}
-
-fn tokio_mpsc(rt: &tokio::runtime::Runtime, n: u64) -> Duration {
-    rt.block_on(async move {
-        let (to_b, mut from_a) = tokio::sync::mpsc::unbounded_channel::<u64>();
-        let (to_a, mut from_b) = tokio::sync::mpsc::unbounded_channel::<u64>();
-        let b = tokio::spawn(async move {
-            while let Some(v) = from_a.recv().await {
-                to_a.send(v).expect("ping-pong peer");
-            }
-        });
-        let start = Instant::now();
-        let a = tokio::spawn(async move {
-            for i in 0..n {
-                to_b.send(i).expect("ping-pong peer");
-                assert_eq!(from_b.recv().await, Some(i));
-            }
-        });
-        a.await.expect("tokio task");
-        let d = start.elapsed();
-        b.await.expect("tokio task");
-        d
-    })
 }
 
 fn may_mpsc(n: u64) -> Duration {

@@ -9,7 +9,7 @@
 #![deny(missing_docs, missing_debug_implementations)]
 
 use std::fmt::Write as _;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 pub mod libc_calls;
 
@@ -240,4 +240,72 @@ pub fn status_bytes(field: &str) -> Option<u64> {
 /// whether the kernel accepted it (`/proc/self/clear_refs`, Linux 4.0+).
 pub fn reset_peak_rss() -> bool {
     std::fs::write("/proc/self/clear_refs", "5").is_ok()
+}
+
+/// Ping-pong over two `green::sync::mpsc` channels between two green
+/// threads of one hub: time of `n` round trips.
+pub fn green_mpsc(n: u64) -> Duration {
+    let (to_b, from_a) = green::sync::mpsc::channel::<u64>();
+    let (to_a, from_b) = green::sync::mpsc::channel::<u64>();
+    let b = green::spawn(move || {
+        for v in from_a.iter() {
+            to_a.send(v).expect("ping-pong peer");
+        }
+    });
+    let d = green_ping(n, to_b, from_b);
+    b.wait();
+    d
+}
+
+/// The pinging side of a green ping-pong, on a green thread of its own:
+/// sends `0..n` on `to_b`, expects each back on `from_b`; their time.
+pub fn green_ping(
+    n: u64,
+    to_b: green::sync::mpsc::Sender<u64>,
+    from_b: green::sync::mpsc::Receiver<u64>,
+) -> Duration {
+    let start = Instant::now();
+    let a = green::spawn(move || {
+        for i in 0..n {
+            to_b.send(i).expect("ping-pong peer");
+            assert_eq!(from_b.recv().expect("ping-pong peer"), i);
+        }
+    });
+    a.wait();
+    start.elapsed()
+}
+
+/// The same ping-pong over tokio's unbounded mpsc channels, two tasks on
+/// `rt`.
+pub fn tokio_mpsc(rt: &tokio::runtime::Runtime, n: u64) -> Duration {
+    rt.block_on(async move {
+        let (to_b, mut from_a) = tokio::sync::mpsc::unbounded_channel::<u64>();
+        let (to_a, from_b) = tokio::sync::mpsc::unbounded_channel::<u64>();
+        let b = tokio::spawn(async move {
+            while let Some(v) = from_a.recv().await {
+                to_a.send(v).expect("ping-pong peer");
+            }
+        });
+        let d = tokio_ping(n, to_b, from_b).await;
+        b.await.expect("tokio task");
+        d
+    })
+}
+
+/// The pinging side of a tokio ping-pong, on a task of its own: sends
+/// `0..n` on `to_b`, expects each back on `from_b`; their time.
+pub async fn tokio_ping(
+    n: u64,
+    to_b: tokio::sync::mpsc::UnboundedSender<u64>,
+    mut from_b: tokio::sync::mpsc::UnboundedReceiver<u64>,
+) -> Duration {
+    let start = Instant::now();
+    let a = tokio::spawn(async move {
+        for i in 0..n {
+            to_b.send(i).expect("ping-pong peer");
+            assert_eq!(from_b.recv().await, Some(i));
+        }
+    });
+    a.await.expect("tokio task");
+    start.elapsed()
 }

@@ -19,7 +19,9 @@
 
 use std::time::{Duration, Instant};
 
-use green_benches::{banner, fmt_ns, fmt_ratio, Interleaved, Table};
+use green_benches::{
+    banner, fmt_ns, fmt_ratio, green_mpsc, green_ping, tokio_mpsc, tokio_ping, Interleaved, Table,
+};
 
 const WARMUP: usize = 2;
 const REPS: usize = 7;
@@ -43,37 +45,8 @@ fn green_select(n: u64) -> Duration {
             _ => return,
         }
     });
-    let start = Instant::now();
-    let a = green::spawn(move || {
-        for i in 0..n {
-            to_b.send(i).expect("ping-pong peer");
-            assert_eq!(from_b.recv().expect("ping-pong peer"), i);
-        }
-    });
-    a.wait();
-    let d = start.elapsed();
+    let d = green_ping(n, to_b, from_b);
     stop.send(()).expect("sent once");
-    b.wait();
-    d
-}
-
-fn green_plain(n: u64) -> Duration {
-    let (to_b, from_a) = green::sync::mpsc::channel::<u64>();
-    let (to_a, from_b) = green::sync::mpsc::channel::<u64>();
-    let b = green::spawn(move || {
-        for v in from_a.iter() {
-            to_a.send(v).expect("ping-pong peer");
-        }
-    });
-    let start = Instant::now();
-    let a = green::spawn(move || {
-        for i in 0..n {
-            to_b.send(i).expect("ping-pong peer");
-            assert_eq!(from_b.recv().expect("ping-pong peer"), i);
-        }
-    });
-    a.wait();
-    let d = start.elapsed();
     b.wait();
     d
 }
@@ -81,7 +54,7 @@ fn green_plain(n: u64) -> Duration {
 fn tokio_select(rt: &tokio::runtime::Runtime, n: u64) -> Duration {
     rt.block_on(async move {
         let (to_b, mut from_a) = tokio::sync::mpsc::unbounded_channel::<u64>();
-        let (to_a, mut from_b) = tokio::sync::mpsc::unbounded_channel::<u64>();
+        let (to_a, from_b) = tokio::sync::mpsc::unbounded_channel::<u64>();
         let stop = std::sync::Arc::new(tokio::sync::Notify::new());
         let stop_b = stop.clone();
         let b = tokio::spawn(async move {
@@ -95,39 +68,8 @@ fn tokio_select(rt: &tokio::runtime::Runtime, n: u64) -> Duration {
                 }
             }
         });
-        let start = Instant::now();
-        let a = tokio::spawn(async move {
-            for i in 0..n {
-                to_b.send(i).expect("ping-pong peer");
-                assert_eq!(from_b.recv().await, Some(i));
-            }
-        });
-        a.await.expect("tokio task");
-        let d = start.elapsed();
+        let d = tokio_ping(n, to_b, from_b).await;
         stop.notify_one();
-        b.await.expect("tokio task");
-        d
-    })
-}
-
-fn tokio_plain(rt: &tokio::runtime::Runtime, n: u64) -> Duration {
-    rt.block_on(async move {
-        let (to_b, mut from_a) = tokio::sync::mpsc::unbounded_channel::<u64>();
-        let (to_a, mut from_b) = tokio::sync::mpsc::unbounded_channel::<u64>();
-        let b = tokio::spawn(async move {
-            while let Some(v) = from_a.recv().await {
-                to_a.send(v).expect("ping-pong peer");
-            }
-        });
-        let start = Instant::now();
-        let a = tokio::spawn(async move {
-            for i in 0..n {
-                to_b.send(i).expect("ping-pong peer");
-                assert_eq!(from_b.recv().await, Some(i));
-            }
-        });
-        a.await.expect("tokio task");
-        let d = start.elapsed();
         b.await.expect("tokio task");
         d
     })
@@ -157,8 +99,8 @@ fn main() {
     let mut runs = Interleaved::new();
     runs.case(TRIPS, || green_select(TRIPS))
         .case(TRIPS, || tokio_select(&rt, TRIPS))
-        .case(TRIPS, || green_plain(TRIPS))
-        .case(TRIPS, || tokio_plain(&rt, TRIPS))
+        .case(TRIPS, || green_mpsc(TRIPS))
+        .case(TRIPS, || tokio_mpsc(&rt, TRIPS))
         .case(WAKES, || green_wide(WAKES));
     let r = runs.run(WARMUP, REPS);
 
