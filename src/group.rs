@@ -15,6 +15,8 @@ use crate::wait::{self, Lock, WaitList, Waited};
 pub(crate) struct Members {
     next: u64,
     live: HashMap<u64, Member>,
+    /// The green thread ids of `live`.
+    ids: HashSet<u64>,
     /// Members a `kill_all` has killed (each is killed once).
     killed: HashSet<u64>,
     /// Contexts waiting for a member to leave (`join`, `kill_all`).
@@ -26,6 +28,7 @@ impl Members {
         Members {
             next: 0,
             live: HashMap::new(),
+            ids: HashSet::new(),
             killed: HashSet::new(),
             changed: WaitList::new(),
         }
@@ -41,11 +44,13 @@ impl Members {
     /// leaves.
     pub(crate) fn add(&mut self, n: u64, m: Member) {
         self.live.insert(n, m);
+        self.ids.insert(m.id);
     }
 
     /// Member `n` has ended (or was never added).
     pub(crate) fn leave(&mut self, n: u64) {
-        if self.live.remove(&n).is_some() {
+        if let Some(m) = self.live.remove(&n) {
+            self.ids.remove(&m.id);
             self.killed.remove(&n);
             self.changed.notify_all(|_| {});
         }
@@ -57,7 +62,7 @@ impl Members {
 
     /// Whether green thread `id` is a member.
     pub(crate) fn has_id(&self, id: u64) -> bool {
-        self.live.values().any(|m| m.id == id)
+        self.ids.contains(&id)
     }
 
     /// Kills the members not killed yet, but green thread `me`; returns
@@ -89,6 +94,10 @@ fn changed<S: HasMembers>(s: &mut S) -> &mut WaitList {
 /// Waits until no member is left (with `kill`: no member but the caller,
 /// killing the others, and those that join meanwhile) or `deadline`
 /// passes; `false` if it passed first.
+///
+/// Called while its OS thread unwinds (a destructor during a panic), a
+/// kill only kills: the hub holds every other context's cancellation back
+/// while one of them parks in an unwind, so the members would never end.
 pub(crate) fn wait_members<S: HasMembers>(
     lock: &Lock<S>,
     kill: bool,
@@ -97,6 +106,10 @@ pub(crate) fn wait_members<S: HasMembers>(
 ) -> bool {
     let me = current_id();
     let mut s = lock.lock();
+    if kill && std::thread::panicking() {
+        s.members().kill_others(me);
+        return false;
+    }
     loop {
         let m = s.members();
         let left = if kill { m.kill_others(me) } else { m.len() > 0 };
@@ -305,13 +318,19 @@ impl Group {
     }
 
     /// Kills every member (gevent's `Group.kill`) and waits until they have
-    /// ended: their destructors have run, their stacks are free. Members
-    /// spawned meanwhile (by a destructor) are killed too. Members that have
-    /// not started never run.
+    /// ended: their closures have unwound and their destructors have run
+    /// (a member's links, and the thread-local destructors of one with a
+    /// thread identity of its own, run right after). Members spawned
+    /// meanwhile (by a destructor) are killed too. Members that have not
+    /// started never run. While one member's destructor parks, the hub
+    /// delivers no other kill: destructors that wait run one after another.
     ///
     /// Called from a member, it kills the others and returns with the
     /// caller still a member (the errgroup pattern: one member fails and
-    /// cancels the rest).
+    /// cancels the rest). Called during a panic (from a destructor), it
+    /// kills them and returns at once without waiting, like a Go context's
+    /// `cancel`: the hub holds kills back while a context parks in an
+    /// unwind, so a wait there would never end.
     ///
     /// # Examples
     /// ```

@@ -271,7 +271,9 @@ impl GreenPool {
     /// ended (gevent's `Pool.kill`): their slots are free again. Green
     /// threads spawned meanwhile are killed too; spawners waiting for a
     /// slot are not, and get the freed slots. Called from one of the pool's
-    /// own green threads, it kills the others and returns.
+    /// own green threads, it kills the others and returns; during a panic
+    /// (from a destructor) it kills them and returns without waiting, as
+    /// [`Group::kill_all`](crate::Group::kill_all) does.
     ///
     /// # Examples
     /// ```

@@ -10,11 +10,12 @@
 //! is the caller's next call, which another context may have beaten it to
 //! (a `try_recv` then finds the channel empty, as after `select` in Go).
 
+use std::collections::VecDeque;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::hub::{self, Blocker, Interest, Kind};
+use crate::hub::{self, Blocker, Interest, Kind, Wake};
 use crate::wait::watch::Signal;
 
 use sealed::Item;
@@ -212,12 +213,19 @@ struct Select<'a> {
     left: usize,
     /// Whether item `i` has a watcher registered (not yet fired).
     watched: Vec<bool>,
+    /// Whether any item is an fd.
+    has_fds: bool,
     /// Made at the first registration.
     signal: Option<Arc<Signal>>,
-    /// Whether the items were looked at once and the watchers registered.
+    /// Whether the items were looked at once.
+    scanned: bool,
+    /// Whether the watchers were registered.
     started: bool,
-    /// Indices that fired and are still to be looked at.
-    fired: Vec<usize>,
+    /// Found ready by the first look, to report in index order.
+    pending: VecDeque<usize>,
+    /// Indices that fired (or were ready at registration), to look at in
+    /// that order.
+    fired: VecDeque<usize>,
 }
 
 impl<'a> Select<'a> {
@@ -227,9 +235,12 @@ impl<'a> Select<'a> {
             live: vec![true; items.len()],
             left: items.len(),
             watched: vec![false; items.len()],
+            has_fds: items.iter().any(|it| matches!(it.item(), Item::Fd(..))),
             signal: None,
+            scanned: false,
             started: false,
-            fired: Vec::new(),
+            pending: VecDeque::new(),
+            fired: VecDeque::new(),
         }
     }
 
@@ -259,6 +270,9 @@ impl<'a> Select<'a> {
 
     /// The live fds, with their indices.
     fn fds(&self) -> (Vec<usize>, Vec<(RawFd, Interest)>) {
+        if !self.has_fds {
+            return (Vec::new(), Vec::new());
+        }
         self.items
             .iter()
             .enumerate()
@@ -270,89 +284,100 @@ impl<'a> Select<'a> {
             .unzip()
     }
 
+    /// The items ready now, in index order.
+    fn ready_now(&self) -> Vec<usize> {
+        let (fd_idx, fds) = self.fds();
+        let fd_ready = poll_ready(&fds);
+        let mut ready: Vec<usize> = fd_idx
+            .iter()
+            .zip(&fd_ready)
+            .filter(|(_, &r)| r)
+            .map(|(&i, _)| i)
+            .collect();
+        ready.extend((0..self.items.len()).filter(|&i| {
+            self.live[i] && matches!(self.items[i].item(), Item::Watch(w) if w.ready())
+        }));
+        ready.sort_unstable();
+        ready
+    }
+
     /// The next ready item, parking until there is one or `deadline`.
     fn next(&mut self, deadline: Option<Instant>) -> Option<usize> {
         crate::hub::coop_spend();
+        if let Some(i) = self.pending.pop_front() {
+            return self.report(i);
+        }
         if self.left == 0 {
             return None;
         }
-        if !self.started {
-            // Ready now: the lowest index first.
-            let (fd_idx, fds) = self.fds();
-            let ready_fds = poll_ready(&fds);
-            for i in 0..self.items.len() {
-                let ready = match self.items[i].item() {
-                    Item::Watch(w) => w.ready(),
-                    Item::Fd(..) => fd_idx
-                        .iter()
-                        .position(|&j| j == i)
-                        .is_some_and(|k| ready_fds[k]),
-                };
-                if ready {
-                    return self.report(i);
-                }
+        if !self.scanned {
+            // Ready now: reported first, in index order, before any
+            // watcher is registered.
+            self.scanned = true;
+            self.pending = self.ready_now().into();
+            if let Some(i) = self.pending.pop_front() {
+                return self.report(i);
             }
+        }
+        if !self.started {
             self.started = true;
             for i in 0..self.items.len() {
-                if self.watch(i) {
+                if self.live[i] && self.watch(i) {
                     // Became ready since the look above.
-                    self.fired.push(i);
+                    self.fired.push_back(i);
                 }
             }
         }
         let h = hub::hub();
         loop {
             // Those that fired: ready, or watched again.
-            while let Some(i) = self.fired.pop() {
+            while let Some(i) = self.fired.pop_front() {
                 self.watched[i] = false;
-                if self.live[i] && (self.watch(i) || self.fd_ready(i)) {
+                if self.live[i] && self.watch(i) {
                     return self.report(i);
-                }
-            }
-            let (fd_idx, fds) = self.fds();
-            if let Some(k) = poll_ready(&fds).iter().position(|&r| r) {
-                return self.report(fd_idx[k]);
-            }
-            // An fd the poller refuses cannot be waited for: reported as
-            // ready, for the caller's call to say why.
-            for (k, &(fd, _)) in fds.iter().enumerate() {
-                if h.watch_fd(fd).is_err() {
-                    return self.report(fd_idx[k]);
                 }
             }
             if deadline.is_some_and(|d| Instant::now() >= d) {
                 return None;
             }
+            // Armed before the fds are queued with this park's token: the
+            // signal's lock may park (under `patch()`), and so may
+            // registering an fd, and such a park must not take the token.
             if let Some(s) = &self.signal {
-                let mut fired = s.arm(h.unparker());
+                let fired = s.arm(h.unparker());
                 if !fired.is_empty() {
-                    fired.reverse();
-                    self.fired = fired;
+                    self.fired.extend(fired);
                     continue;
                 }
             }
             let on = Blocker::arg(Kind::Any, self.items.len() as u64);
-            if fds.is_empty() {
-                crate::wait::park(deadline, on);
-            } else {
+            if self.has_fds {
+                let (fd_idx, fds) = self.fds();
+                // An fd the poller refuses cannot be waited for: reported
+                // as ready, for the caller's call to say why.
+                if let Some(k) = fds.iter().position(|&(fd, _)| h.watch_fd(fd).is_err()) {
+                    return self.report(fd_idx[k]);
+                }
+                // Queued, then looked at: an edge after the look wakes the
+                // park through the queued waiters.
                 let queued = h.queue_many(&fds);
-                hub::park_fd(deadline, on);
+                if let Some(k) = poll_ready(&fds).iter().position(|&r| r) {
+                    drop(queued);
+                    return self.report(fd_idx[k]);
+                }
+                let wake = hub::park_fd(deadline, on);
                 drop(queued);
+                if wake == Wake::Closed && h.is_closing() {
+                    // The hub is torn down and watches no fd any more:
+                    // the first fd, whose own call then fails or returns.
+                    return self.report(fd_idx[0]);
+                }
+            } else {
+                crate::wait::park(deadline, on);
             }
             if let Some(s) = &self.signal {
-                let mut fired = s.take_fired();
-                // First fired, first looked at.
-                fired.reverse();
-                self.fired = fired;
+                self.fired.extend(s.take_fired());
             }
-        }
-    }
-
-    /// Whether item `i`, an fd, is ready now.
-    fn fd_ready(&self, i: usize) -> bool {
-        match self.items[i].item() {
-            Item::Fd(fd, interest) => poll_ready(&[(fd, interest)])[0],
-            Item::Watch(_) => false,
         }
     }
 }

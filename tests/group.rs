@@ -1,6 +1,8 @@
 //! `green::Group` (spawn, spawn_n, join, kill_all, len, is_empty), and
 //! `GreenPool::kill_all` and `GreenPool::imap_unordered`.
 
+mod common;
+
 use std::cell::Cell;
 use std::panic::{self, AssertUnwindSafe};
 use std::rc::Rc;
@@ -129,6 +131,63 @@ fn kill_all_stops_members_that_never_started_and_waits_for_slow_destructors() {
     assert!(cleaned.get(), "the parking destructor finished first");
     assert!(unstarted.join().unwrap_err().is::<Killed>());
     assert!(slow.join().unwrap_err().is::<Killed>());
+}
+
+#[test]
+fn kill_all_waits_for_a_started_member_whose_destructor_parks() {
+    struct SlowDrop(Rc<Cell<bool>>);
+    impl Drop for SlowDrop {
+        fn drop(&mut self) {
+            green::sleep(Duration::from_millis(20));
+            self.0.set(true);
+        }
+    }
+    let group = Group::new();
+    let cleaned = Rc::new(Cell::new(false));
+    let c = SlowDrop(cleaned.clone());
+    let member = group.spawn(move || {
+        let _c = c;
+        green::sleep(Duration::from_secs(3600));
+    });
+    green::yield_now(); // it starts and sleeps
+    group.kill_all();
+    assert!(cleaned.get(), "kill_all returned after the destructor");
+    assert!(member.join().unwrap_err().is::<Killed>());
+}
+
+#[test]
+fn kill_all_during_a_panic_kills_without_waiting() {
+    // The errgroup pattern on a panic: a member's guard cancels the others
+    // as it unwinds. The hub holds kills back while a context parks in an
+    // unwind, so kill_all must not wait there.
+    struct CancelOnPanic(Group);
+    impl Drop for CancelOnPanic {
+        fn drop(&mut self) {
+            if std::thread::panicking() {
+                self.0.kill_all();
+            }
+        }
+    }
+    let group = Group::new();
+    let dropped = Rc::new(Cell::new(0));
+    for _ in 0..5 {
+        let d = Dropped(dropped.clone());
+        group.spawn_n(move || {
+            let _d = d;
+            green::sleep(Duration::from_secs(3600));
+        });
+    }
+    let guard = CancelOnPanic(group.clone());
+    let failing = group.spawn(move || {
+        let _guard = guard;
+        green::sleep(Duration::from_millis(5));
+        panic!("one member failed");
+    });
+    common::within(Duration::from_secs(60), || {
+        assert!(failing.join().is_err());
+        group.join();
+    });
+    assert_eq!(dropped.get(), 5, "the others were killed");
 }
 
 #[test]

@@ -9,26 +9,14 @@
 //! thread pool's lock while a green thread waited for it, hung the thread
 //! pool's first call under qemu now and then.
 
+mod common;
+
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{mpsc, Arc, Barrier, Mutex};
+use std::sync::{Arc, Barrier, Mutex};
+
+use common::within;
 use std::thread;
 use std::time::Duration;
-
-/// Fails the test binary if `f` has not returned within `limit` (the bug
-/// this guards against is a hang).
-fn within<T>(limit: Duration, f: impl FnOnce() -> T) -> T {
-    let (done, wait) = mpsc::channel::<()>();
-    let watchdog = thread::spawn(move || {
-        if let Err(mpsc::RecvTimeoutError::Timeout) = wait.recv_timeout(limit) {
-            eprintln!("the hub hung: the wake went to the green waiter alone");
-            std::process::exit(101);
-        }
-    });
-    let v = f();
-    drop(done);
-    watchdog.join().unwrap();
-    v
-}
 
 #[test]
 fn one_unlock_wakes_the_hub_thread_blocked_for_real_and_its_green_waiter() {

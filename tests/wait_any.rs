@@ -2,6 +2,8 @@
 //! across hubs and from plain threads; a kill or `Timeout` leaves no
 //! watcher registered; 10,000 items.
 
+mod common;
+
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
 use std::sync::Arc;
@@ -242,20 +244,71 @@ fn wait_any_times_out_after_its_timeout() {
 
 #[test]
 fn iwait_yields_each_item_once_as_it_becomes_ready() {
-    let workers: Vec<_> = [40u64, 0, 20, 60]
+    // Three finish before the iteration starts (no sleep), three after.
+    let workers: Vec<_> = [40u64, 0, 20, 0, 60, 0]
         .into_iter()
-        .enumerate()
-        .map(|(i, ms)| {
+        .map(|ms| {
             green::spawn(move || {
-                green::sleep(Duration::from_millis(ms));
-                i
+                if ms > 0 {
+                    green::sleep(Duration::from_millis(ms));
+                }
             })
         })
         .collect();
     let items: Vec<&dyn Waitable> = workers.iter().map(|w| w as _).collect();
-    green::yield_now(); // the one of 0 ms finishes
+    green::yield_now(); // the three of 0 ms finish
+    assert_eq!(workers.iter().filter(|w| w.is_finished()).count(), 3);
     let order: Vec<usize> = iwait(&items, None).collect();
-    assert_eq!(order, [1, 2, 0, 3]);
+    // Those ready at the start in index order, then as they finish.
+    assert_eq!(order, [1, 3, 5, 2, 0, 4]);
+}
+
+#[test]
+fn a_rendezvous_sender_and_a_capped_release_waiting_make_their_item_ready() {
+    // A sender blocked on a zero-capacity channel: a `recv` would not wait.
+    let (tx, rx) = mpsc::sync_channel::<u32>(0);
+    let sender = green::spawn(move || tx.send(5).unwrap());
+    assert_eq!(wait_any(&[&rx], Some(Duration::from_secs(60))), Some(0));
+    assert_eq!(rx.try_recv(), Ok(5));
+    sender.wait();
+    // A release of a CappedSemaphore at its limit waits for room: an
+    // acquire would not wait (it takes that permit).
+    let capped = green::CappedSemaphore::new(0, 0);
+    let c = capped.clone();
+    let releaser = green::spawn(move || c.release());
+    assert_eq!(wait_any(&[&capped], Some(Duration::from_secs(60))), Some(0));
+    capped
+        .try_acquire()
+        .expect("the waiting release's permit")
+        .forget();
+    releaser.wait();
+    assert_eq!(watching(&capped), 0);
+}
+
+#[test]
+fn an_fd_wait_in_a_destructor_at_thread_exit_returns() {
+    // The hub is torn down while the green thread sleeps; its destructor
+    // then waits on an fd, which a closing hub no longer watches: the wait
+    // returns (the fd as ready) instead of spinning or hanging.
+    struct WaitOnDrop(UnixStream);
+    impl Drop for WaitOnDrop {
+        fn drop(&mut self) {
+            let r = wait_any(&[&WaitFd::readable(&self.0)], None);
+            assert_eq!(r, Some(0));
+        }
+    }
+    let (a, _b) = UnixStream::pair().unwrap();
+    common::within(Duration::from_secs(60), move || {
+        let t = thread::spawn(move || {
+            let guard = WaitOnDrop(a);
+            green::spawn_n(move || {
+                let _guard = guard;
+                green::sleep(Duration::from_secs(3600));
+            });
+            green::yield_now();
+        });
+        t.join().unwrap();
+    });
 }
 
 #[test]
@@ -263,22 +316,21 @@ fn iwait_watches_again_an_item_taken_by_another_context_and_stops_at_its_timeout
     let q = Queue::<u32>::unbounded();
     let ev = Event::<()>::new();
     let items: [&dyn Waitable; 2] = [&q, &ev];
-    let mut it = iwait(&items, Some(Duration::from_millis(200)));
-    // A competitor waits in `get` first: the put goes straight to it, and
-    // the queue never becomes ready for the iterator.
-    let q2 = q.clone();
-    let competitor = green::spawn(move || q2.get());
-    let (q3, ev2) = (q.clone(), ev.clone());
+    let mut it = iwait(&items, Some(Duration::from_secs(60)));
+    // The feeder puts an item (the queue fires) and takes it back before
+    // the iterator looks: the queue is not ready after all, and must be
+    // watched again to be seen when the second item comes.
+    let (q2, ev2) = (q.clone(), ev.clone());
     let feeder = green::spawn(move || {
         green::yield_now();
-        q3.put(1);
+        q2.put(1);
+        assert_eq!(q2.get_nowait(), Ok(1));
         green::sleep(Duration::from_millis(5));
         ev2.send(()).unwrap();
         green::sleep(Duration::from_millis(5));
-        q3.put(2);
+        q2.put(2);
     });
     assert_eq!(it.next(), Some(1), "the event, not the queue");
-    assert_eq!(competitor.wait(), 1);
     assert_eq!(it.next(), Some(0), "then the queue, for the second item");
     assert_eq!(q.get_nowait(), Ok(2));
     assert_eq!(it.next(), None, "all reported");

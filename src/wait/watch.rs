@@ -67,9 +67,13 @@ impl Signal {
         std::mem::take(&mut s.fired)
     }
 
-    /// The indices that fired since the last look.
+    /// After the park: the indices that fired since the last look. The
+    /// waiter is disarmed, so that fires until its next park (between two
+    /// calls of an `iwait`) wake nothing else it waits on.
     pub(crate) fn take_fired(&self) -> Vec<usize> {
-        std::mem::take(&mut lock(&self.state).fired)
+        let mut s = lock(&self.state);
+        s.unparker = None;
+        std::mem::take(&mut s.fired)
     }
 }
 

@@ -119,3 +119,20 @@ pub fn stress_seed() -> u64 {
     println!("stress seed {seed}: replay with GREEN_STRESS_SEED={seed}");
     seed
 }
+
+/// Runs `f`, failing the whole test binary (exit 101, with a message) if it
+/// has not returned within `limit`: for tests of bugs whose symptom is a
+/// hang, which would otherwise stop the suite rather than fail a test.
+pub fn within<T>(limit: Duration, f: impl FnOnce() -> T) -> T {
+    let (done, wait) = std::sync::mpsc::channel::<()>();
+    let watchdog = std::thread::spawn(move || {
+        if let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = wait.recv_timeout(limit) {
+            eprintln!("a test hung: no return within {limit:?}");
+            std::process::exit(101);
+        }
+    });
+    let v = f();
+    drop(done);
+    watchdog.join().unwrap();
+    v
+}
