@@ -21,6 +21,17 @@ impl Drop for Dropped {
     }
 }
 
+/// Spawns `n` members that sleep for an hour, each counting its drop.
+fn sleepers_in(group: &Group, n: usize, dropped: &Rc<Cell<usize>>) {
+    for _ in 0..n {
+        let d = Dropped(dropped.clone());
+        group.spawn_n(move || {
+            let _d = d;
+            green::sleep(Duration::from_secs(3600));
+        });
+    }
+}
+
 #[test]
 fn members_come_and_go_and_join_waits_for_all() {
     let group = Group::new();
@@ -170,13 +181,7 @@ fn kill_all_during_a_panic_kills_without_waiting() {
     }
     let group = Group::new();
     let dropped = Rc::new(Cell::new(0));
-    for _ in 0..5 {
-        let d = Dropped(dropped.clone());
-        group.spawn_n(move || {
-            let _d = d;
-            green::sleep(Duration::from_secs(3600));
-        });
-    }
+    sleepers_in(&group, 5, &dropped);
     let guard = CancelOnPanic(group.clone());
     let failing = group.spawn(move || {
         let _guard = guard;
@@ -220,13 +225,7 @@ fn kill_all_from_a_member_kills_the_others_and_returns() {
     // The errgroup pattern: the first member to fail cancels the rest.
     let group = Group::new();
     let dropped = Rc::new(Cell::new(0));
-    for _ in 0..5 {
-        let d = Dropped(dropped.clone());
-        group.spawn_n(move || {
-            let _d = d;
-            green::sleep(Duration::from_secs(3600));
-        });
-    }
+    sleepers_in(&group, 5, &dropped);
     let g = group.clone();
     let failing = group.spawn(move || {
         green::sleep(Duration::from_millis(5));
