@@ -257,9 +257,9 @@ impl Group {
     {
         let (n, body) = self.enter(f);
         let gt = spawn(move || body.run());
-        if !gt.is_finished() {
-            self.inner.lock().members.add(n, gt.member());
-        }
+        // A spawned green thread first runs when the caller parks or yields:
+        // it is a member before it can leave.
+        self.inner.lock().members.add(n, gt.member());
         gt
     }
 

@@ -187,9 +187,9 @@ impl GreenPool {
             drop(slot);
             v
         });
-        if !gt.is_finished() {
-            self.inner.state.lock().members.add(n, gt.member());
-        }
+        // A spawned green thread first runs when the caller parks or yields:
+        // it is a member before it can leave.
+        self.inner.state.lock().members.add(n, gt.member());
         gt
     }
 
