@@ -337,18 +337,20 @@ fn imap_unordered_yields_results_as_they_finish_with_at_most_size_in_flight() {
                 f.set(f.get() - 1);
                 ms
             },
-            [40u64, 10, 25, 1, 1, 1],
+            // Apart by 100 ms and more, so that a loaded machine keeps the
+            // order asserted below.
+            [400u64, 100, 250, 1, 1, 1],
         )
         .collect();
     assert_eq!(most.get(), 3, "never more than the pool's size at once");
     let mut sorted = out.clone();
     sorted.sort();
-    assert_eq!(sorted, [1, 1, 1, 10, 25, 40]);
+    assert_eq!(sorted, [1, 1, 1, 100, 250, 400]);
     assert_eq!(
-        out[0], 10,
+        out[0], 100,
         "the first to finish comes first, not the first in"
     );
-    assert_eq!(*out.last().unwrap(), 40);
+    assert_eq!(*out.last().unwrap(), 400);
 }
 
 #[test]

@@ -245,7 +245,8 @@ fn wait_any_times_out_after_its_timeout() {
 #[test]
 fn iwait_yields_each_item_once_as_it_becomes_ready() {
     // Three finish before the iteration starts (no sleep), three after.
-    let workers: Vec<_> = [40u64, 0, 20, 0, 60, 0]
+    // Apart by 200 ms, so that a loaded machine keeps the order.
+    let workers: Vec<_> = [400u64, 0, 200, 0, 600, 0]
         .into_iter()
         .map(|ms| {
             green::spawn(move || {
