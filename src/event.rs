@@ -6,7 +6,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::wait::watch::{Signal, Watchable, Watchers};
+use crate::wait::watch::{Watched, Watchers};
 use crate::wait::{self, Lock, WaitList, Waited};
 
 /// A one-shot value that many contexts can wait for (eventlet's `Event`).
@@ -236,22 +236,13 @@ impl<T: Clone> Event<T> {
 }
 
 /// Ready once sent.
-impl<T> Watchable for Lock<State<T>> {
-    fn ready(&self) -> bool {
-        self.lock().value.is_some()
+impl<T> Watched for State<T> {
+    fn is_ready(&self) -> bool {
+        self.value.is_some()
     }
 
-    fn watch(&self, signal: &Arc<Signal>, index: usize) -> bool {
-        let mut s = self.lock();
-        if s.value.is_some() {
-            return true;
-        }
-        s.watchers.add(signal, index);
-        false
-    }
-
-    fn unwatch(&self, signal: &Arc<Signal>, index: usize) {
-        self.lock().watchers.remove(signal, index);
+    fn watchers(&mut self) -> &mut Watchers {
+        &mut self.watchers
     }
 }
 

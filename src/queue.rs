@@ -142,7 +142,7 @@ macro_rules! queue_kind {
 
         impl<T $($bound)*> crate::wait_any::sealed::Sealed for $name<T> {
             fn item(&self) -> crate::wait_any::sealed::Item<'_> {
-                crate::wait_any::sealed::Item::Watch(&*self.chan)
+                crate::wait_any::sealed::Item::Watch(self.chan.watched())
             }
         }
 

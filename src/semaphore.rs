@@ -11,7 +11,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::wait::watch::{Signal, Watchable, Watchers};
+use crate::wait::watch::{Watched, Watchers};
 use crate::wait::{self, Lock, WaitList, Waited};
 
 /// The shared core of the three semaphores.
@@ -454,22 +454,13 @@ impl fmt::Debug for CappedSemaphore {
 }
 
 /// Ready while a permit is free.
-impl Watchable for Core {
-    fn ready(&self) -> bool {
-        self.state.lock().free()
+impl Watched for State {
+    fn is_ready(&self) -> bool {
+        self.free()
     }
 
-    fn watch(&self, signal: &Arc<Signal>, index: usize) -> bool {
-        let mut s = self.state.lock();
-        if s.free() {
-            return true;
-        }
-        s.watchers.add(signal, index);
-        false
-    }
-
-    fn unwatch(&self, signal: &Arc<Signal>, index: usize) {
-        self.state.lock().watchers.remove(signal, index);
+    fn watchers(&mut self) -> &mut Watchers {
+        &mut self.watchers
     }
 }
 
@@ -477,7 +468,7 @@ macro_rules! waitable {
     ($($t:ty),*) => {$(
         impl crate::wait_any::sealed::Sealed for $t {
             fn item(&self) -> crate::wait_any::sealed::Item<'_> {
-                crate::wait_any::sealed::Item::Watch(&*self.core)
+                crate::wait_any::sealed::Item::Watch(&self.core.state)
             }
         }
 

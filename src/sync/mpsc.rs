@@ -606,7 +606,7 @@ impl<T> IntoIterator for Receiver<T> {
 
 impl<T> crate::wait_any::sealed::Sealed for Receiver<T> {
     fn item(&self) -> crate::wait_any::sealed::Item<'_> {
-        crate::wait_any::sealed::Item::Watch(&self.shared.chan)
+        crate::wait_any::sealed::Item::Watch(self.shared.chan.watched())
     }
 }
 

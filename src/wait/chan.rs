@@ -33,9 +33,8 @@ use std::cmp::Reverse;
 use std::collections::{BinaryHeap, VecDeque};
 use std::time::{Duration, Instant};
 
-use crate::wait::watch::{Signal, Watchable, Watchers};
+use crate::wait::watch::{Watchable, Watched, Watchers};
 use crate::wait::{self, Lock, WaitList, Waited};
-use std::sync::Arc;
 
 /// Where a channel keeps the items nobody has taken yet.
 pub(crate) trait Store<T>: Default {
@@ -423,6 +422,12 @@ impl<T, St: Store<T>> Chan<T, St> {
         self.state.lock().getters.len()
     }
 
+    /// What a wait on many ([`crate::wait_any`]) watches: ready while a
+    /// `get` would not wait.
+    pub(crate) fn watched(&self) -> &dyn Watchable {
+        &self.state
+    }
+
     /// How many waits on many ([`crate::wait_any`]) watch the channel.
     pub(crate) fn watching(&self) -> usize {
         self.state.lock().watchers.len()
@@ -480,21 +485,12 @@ impl<T, St: Store<T>> Chan<T, St> {
 }
 
 /// Ready while a `get` would not wait.
-impl<T, St: Store<T>> Watchable for Chan<T, St> {
-    fn ready(&self) -> bool {
-        self.state.lock().gettable()
+impl<T, St: Store<T>> Watched for State<T, St> {
+    fn is_ready(&self) -> bool {
+        self.gettable()
     }
 
-    fn watch(&self, signal: &Arc<Signal>, index: usize) -> bool {
-        let mut s = self.state.lock();
-        if s.gettable() {
-            return true;
-        }
-        s.watchers.add(signal, index);
-        false
-    }
-
-    fn unwatch(&self, signal: &Arc<Signal>, index: usize) {
-        self.state.lock().watchers.remove(signal, index);
+    fn watchers(&mut self) -> &mut Watchers {
+        &mut self.watchers
     }
 }

@@ -23,7 +23,7 @@ use std::sync::{Arc, Mutex};
 
 use crate::hub::Unparker;
 
-use super::lock;
+use super::{lock, Lock};
 
 /// What a waiter on many shares with the primitives it watches.
 #[derive(Debug)]
@@ -139,4 +139,33 @@ pub trait Watchable {
     fn watch(&self, signal: &Arc<Signal>, index: usize) -> bool;
     /// Removes the watcher `(signal, index)` if it is still registered.
     fn unwatch(&self, signal: &Arc<Signal>, index: usize);
+}
+
+/// A primitive's locked state, as a wait on many sees it.
+pub(crate) trait Watched {
+    /// Whether the primitive's taking call would not wait now.
+    fn is_ready(&self) -> bool;
+    /// The primitive's watchers.
+    fn watchers(&mut self) -> &mut Watchers;
+}
+
+/// A primitive is watched through its lock: looked at and registered with
+/// under it, so that no change falls between the two.
+impl<S: Watched> Watchable for Lock<S> {
+    fn ready(&self) -> bool {
+        self.lock().is_ready()
+    }
+
+    fn watch(&self, signal: &Arc<Signal>, index: usize) -> bool {
+        let mut s = self.lock();
+        if s.is_ready() {
+            return true;
+        }
+        s.watchers().add(signal, index);
+        false
+    }
+
+    fn unwatch(&self, signal: &Arc<Signal>, index: usize) {
+        self.lock().watchers().remove(signal, index);
+    }
 }
