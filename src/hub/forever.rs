@@ -24,7 +24,7 @@
 //! means no proof, so a deadlock among several hubs is not reported.
 
 use std::sync::atomic::Ordering;
-use std::sync::Mutex;
+use std::sync::{Mutex, TryLockError};
 
 use super::slots::State;
 use super::{Hub, Token, Wake, ROOT};
@@ -92,10 +92,15 @@ impl Hub {
         {
             return Some(false);
         }
-        // Without waiting for a lock another thread holds (`try_lock`):
-        // no proof then, and the loop looks again.
+        // Without waiting for a lock another thread holds: no proof then,
+        // and the loop looks again.
+        let helpers_list = match HELPERS.try_lock() {
+            Ok(h) => h,
+            Err(TryLockError::Poisoned(e)) => e.into_inner(),
+            Err(TryLockError::WouldBlock) => return None,
+        };
         let mut helpers = 0;
-        for count in crate::wait::try_lock(&HELPERS)?.iter() {
+        for count in helpers_list.iter() {
             helpers += count()?;
         }
         if process_threads()? != 1 + helpers {
