@@ -93,8 +93,8 @@ fn main() -> io::Result<()> {
         hubs = hubs.threads(args.hubs);
     }
 
-    // `listen` sets SO_REUSEPORT only for a port of its own choosing (port 0
-    // would give each hub a different port): reserve one with a socket that
+    // `listen` sets SO_REUSEPORT unless the port is 0 (port 0 would give
+    // each hub a different port): reserve a port with a socket that
     // is bound with SO_REUSEPORT and never listens, so it takes no
     // connections.
     let reserve = green::net::TcpSocket::new_v4()?;

@@ -24,9 +24,11 @@
 //!                                      threads still alive, then is freed
 //!     no: abort the gate ------->    leave without running f
 //!         join them, return the error
+//!                                    (as f ends: a permit to join())
 //! join():
-//!   join every thread, index order   (on the tpool from a green context,
-//!                                     so only the caller parks)
+//!   a permit from every thread       (a green wait: only the caller parks,
+//!                                     a kill or Timeout ends it)
+//!   join every thread, index order   (they only tear their hubs down)
 //!   a panic? resume the lowest index's payload
 //!   else the values, in index order
 //! ```
@@ -41,6 +43,8 @@ use std::num::NonZeroUsize;
 use std::panic;
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::{self, JoinHandle, Thread};
+
+use crate::Semaphore;
 
 /// The name prefix of the threads unless [`Hubs::name`] says otherwise:
 /// thread `i` is named `green-hub-{i}`.
@@ -300,6 +304,7 @@ impl Hubs {
         let n = self.count()?;
         let prefix = self.name.as_deref().unwrap_or(DEFAULT_NAME);
         let f = Arc::new(f);
+        let finished = Semaphore::new(0);
         let gate = Arc::new(Gate::default());
         let _abort = AbortOnDrop(gate.clone());
         let mut threads = Vec::with_capacity(n);
@@ -309,7 +314,9 @@ impl Hubs {
                 builder = builder.stack_size(size);
             }
             let (thread_f, thread_gate) = (f.clone(), gate.clone());
+            let finished = Finished(finished.clone());
             let body: Body<T> = Box::new(move || {
+                let _finished = finished;
                 if !thread_gate.wait() {
                     return None;
                 }
@@ -321,14 +328,17 @@ impl Hubs {
                 Ok(t) => threads.push(t),
                 Err(e) => {
                     gate.open(false);
-                    // They return at the gate; none ran `f`, none panics.
-                    join_all(threads);
+                    // They return at the gate at once; none ran `f`, none
+                    // panics.
+                    for t in threads {
+                        let _ = t.join();
+                    }
                     return Err(e);
                 }
             }
         }
         gate.open(true);
-        Ok(HubsHandle { threads })
+        Ok(HubsHandle { threads, finished })
     }
 }
 
@@ -376,12 +386,6 @@ impl Drop for AbortOnDrop {
     }
 }
 
-/// Joins `threads` in order; parks only the caller when it is on a green
-/// context (the joins block a tpool thread instead).
-fn join_all<T: Send>(threads: Vec<JoinHandle<Option<T>>>) -> Vec<thread::Result<Option<T>>> {
-    crate::tpool::execute(move || threads.into_iter().map(JoinHandle::join).collect())
-}
-
 /// The threads started by [`Hubs::spawn`]: [`join`](HubsHandle::join) them
 /// for `f`'s values.
 ///
@@ -402,6 +406,18 @@ pub struct HubsHandle<T> {
     /// Not empty, in index order; each thread returns `Some` (the gate
     /// opened with `true` before this handle was made).
     threads: Vec<JoinHandle<Option<T>>>,
+    /// A permit from each thread whose `f` has returned or unwound.
+    finished: Semaphore,
+}
+
+/// Gives its thread's permit to [`HubsHandle::join`] as `f` ends, however
+/// it ends.
+struct Finished(Semaphore);
+
+impl Drop for Finished {
+    fn drop(&mut self) {
+        self.0.release();
+    }
 }
 
 impl<T> fmt::Debug for HubsHandle<T> {
@@ -446,10 +462,12 @@ impl<T> HubsHandle<T> {
     ///
     /// A thread has finished once `f` has returned and its hub has been torn
     /// down (the green threads still alive unwound, see [`Hubs`]): when
-    /// `join` returns, nothing of these threads runs any more. From a green
-    /// context (a green thread, or a root with a hub), only the caller
-    /// parks while it waits; the joins themselves block a
-    /// [`tpool`](crate::tpool) thread.
+    /// `join` returns, nothing of these threads runs any more. The wait for
+    /// every `f` to end parks only the caller (a green thread, a root, or
+    /// a plain thread), and a kill or [`Timeout`](crate::Timeout) ends it
+    /// there (the threads are then detached); the OS threads are then
+    /// joined, which blocks the caller's OS thread while they tear their
+    /// hubs down.
     ///
     /// # Panics
     /// If `f` panicked on any thread: once every thread has been joined,
@@ -474,9 +492,12 @@ impl<T> HubsHandle<T> {
     where
         T: Send,
     {
+        for _ in 0..self.threads.len() {
+            self.finished.acquire().forget();
+        }
         let mut values = Vec::with_capacity(self.threads.len());
         let mut first_panic: Option<Box<dyn Any + Send>> = None;
-        for result in join_all(self.threads) {
+        for result in self.threads.into_iter().map(JoinHandle::join) {
             match result {
                 Ok(value) => values.push(value.expect("the gate opened: every thread ran f")),
                 Err(payload) => {

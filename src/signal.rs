@@ -89,7 +89,13 @@
 //!   blocked). An instance that arrived and was not read is then delivered
 //!   at once: its disposition runs (`SIGTERM`'s default ends the process),
 //!   as if no `Signals` had been there. Threads that inherited the mask
-//!   keep it.
+//!   keep it. The count is kept by kernel thread id: an entry left by a
+//!   leaked `Signals` of a thread that has exited is dropped when a new
+//!   thread with the same id finds its signals not blocked; a child made
+//!   by `fork` that drops a `Signals` it inherited leaves the signals
+//!   blocked. Unblocking also lets this thread take a process-directed
+//!   instance another thread's `Signals` waits for: keep the first
+//!   `Signals`, made on the main thread, for the whole program.
 //! - **Child processes** inherit the mask: std's `Command` (and
 //!   [`green::process::Command`](crate::process::Command)) keeps it across
 //!   `exec`, so a child started from such a thread begins with the signals
@@ -227,7 +233,9 @@ impl Signals {
     /// one of the signals arrives, and returns its number.
     ///
     /// A signal already pending is returned at once. Several green threads
-    /// of the hub may wait on one `Signals`: each signal wakes one of them.
+    /// of the hub may wait on one `Signals`: each signal is read by one of
+    /// them (an arrival wakes them all; the others find nothing and wait
+    /// on).
     ///
     /// # Errors
     /// The OS error of reading the signalfd; `ConnectionAborted` if
@@ -549,7 +557,18 @@ fn hold(set: u64) -> io::Result<()> {
     let mut held = held();
     let before = sigmask(libc::SIG_BLOCK, set)?;
     let i = match held.iter().position(|h| h.tid == tid) {
-        Some(i) => i,
+        Some(i) => {
+            // Counted signals not blocked: the entry is a dead thread's
+            // (a leaked `Signals`), whose id the kernel gave this thread.
+            let counted = (1..=64)
+                .filter(|&sig| held[i].count[sig as usize - 1] > 0)
+                .fold(0, |m, sig| m | bit(sig));
+            if counted & !before != 0 {
+                held[i].count = [0; 64];
+                held[i].ours = 0;
+            }
+            i
+        }
         None => {
             held.push(Held {
                 tid,

@@ -1,5 +1,7 @@
 //! `green::Hubs`: N OS threads, each with its own hub, running one closure.
 
+mod common;
+
 use std::cell::Cell;
 use std::collections::HashSet;
 use std::io::{self, Read, Write};
@@ -59,13 +61,15 @@ fn results_come_back_in_index_order() -> io::Result<()> {
     let done: Arc<Vec<Event<()>>> = Arc::new((0..4).map(|_| Event::new()).collect());
     let order = Arc::new(AtomicUsize::new(0));
     let (d, o) = (done.clone(), order.clone());
-    let finished_as = Hubs::new().threads(4).run(move |i| {
-        if let Some(next) = d.get(i + 1) {
-            next.wait();
-        }
-        let rank = o.fetch_add(1, Ordering::SeqCst);
-        d[i].send(()).unwrap();
-        (i, rank)
+    let finished_as = common::within(Duration::from_secs(60), || {
+        Hubs::new().threads(4).run(move |i| {
+            if let Some(next) = d.get(i + 1) {
+                next.wait();
+            }
+            let rank = o.fetch_add(1, Ordering::SeqCst);
+            d[i].send(()).unwrap();
+            (i, rank)
+        })
     })?;
     assert_eq!(finished_as, [(0, 3), (1, 2), (2, 1), (3, 0)]);
     Ok(())
@@ -245,6 +249,23 @@ fn join_from_a_green_thread_parks_only_it() {
 }
 
 #[test]
+fn a_kill_ends_a_join_while_the_hubs_still_run() {
+    // The hubs wait for an event sent only after the joiner was killed:
+    // the kill must reach the joiner in its wait, not after the threads.
+    let go = Event::new();
+    let g = go.clone();
+    let hubs = Hubs::new().threads(2).spawn(move |_| g.wait()).unwrap();
+    let joiner = green::spawn(move || hubs.join());
+    green::yield_now(); // it parks in join
+    joiner.kill();
+    common::within(Duration::from_secs(60), || {
+        assert!(joiner.join().unwrap_err().is::<green::Killed>());
+    });
+    // The threads, detached, end once the event is sent.
+    go.send(()).unwrap();
+}
+
+#[test]
 fn reuseport_server_on_every_hub_serves_from_each() -> io::Result<()> {
     const HUBS: usize = 4;
     // One port for all: reserved by a socket bound with SO_REUSEPORT that
@@ -307,7 +328,9 @@ fn every_index_runs_at_the_same_time() -> io::Result<()> {
     // A std Barrier among the roots: every index runs at the same time.
     let barrier = Arc::new(Barrier::new(3));
     let b = barrier.clone();
-    let leaders = Hubs::new().threads(3).run(move |_| b.wait().is_leader())?;
+    let leaders = common::within(Duration::from_secs(60), || {
+        Hubs::new().threads(3).run(move |_| b.wait().is_leader())
+    })?;
     assert_eq!(leaders.iter().filter(|&&l| l).count(), 1);
     Ok(())
 }

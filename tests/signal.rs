@@ -83,8 +83,17 @@ fn say(line: &str) {
 struct Kid {
     child: Child,
     lines: mpsc::Receiver<String>,
-    stderr: std::thread::JoinHandle<String>,
+    stderr: Option<std::thread::JoinHandle<String>>,
     seen: String,
+}
+
+impl Drop for Kid {
+    /// A failed assertion in the parent must not leave the child running
+    /// (with SIGTERM blocked, a plain `kill` would not end it).
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
 
 impl Kid {
@@ -133,7 +142,7 @@ impl Kid {
         Ok(Kid {
             child,
             lines,
-            stderr,
+            stderr: Some(stderr),
             seen: String::new(),
         })
     }
@@ -179,7 +188,11 @@ impl Kid {
     /// Waits for the child's end, which must be a success.
     fn finish(mut self) -> io::Result<()> {
         let status = self.child.wait()?;
-        let err = self.stderr.join().unwrap();
+        let err = self
+            .stderr
+            .take()
+            .map(|t| t.join().unwrap())
+            .unwrap_or_default();
         assert!(
             status.success(),
             "child: {status}\nstdout:\n{}\nstderr:\n{err}",

@@ -11,6 +11,9 @@
 //!
 //! [`sigaltstack`] is the system call too (libc's is a bare wrapper). All
 //! three are async-signal-safe.
+//!
+//! And `green::signal`'s two calls: [`signalfd`] and [`sigmask`]
+//! (`rt_sigprocmask` on the kernel's one-word signal set).
 
 use std::os::fd::{FromRawFd, OwnedFd, RawFd};
 
