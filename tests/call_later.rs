@@ -118,16 +118,16 @@ fn a_callback_that_panics_leaves_the_hub_going() {
 /// A callback that must wait spawns a green thread for it.
 #[test]
 fn a_callback_spawns_a_green_thread_that_waits() {
-    let done = Rc::new(Cell::new(false));
+    let done = green::Event::<()>::new();
     let d = done.clone();
     hub::call_later(Duration::from_millis(1), move || {
         green::spawn_n(move || {
             green::sleep(Duration::from_millis(5));
-            d.set(true);
+            d.send(()).unwrap();
         });
     });
-    green::sleep(Duration::from_millis(30));
-    assert!(done.get());
+    // The sender ends before the woken root runs again.
+    assert!(done.wait_timeout(Duration::from_secs(60)).is_some());
     assert_eq!(hub::stats().green_threads, 0);
 }
 
@@ -137,10 +137,15 @@ fn a_callback_spawns_a_green_thread_that_waits() {
 fn callbacks_may_schedule_callbacks() {
     let count = Rc::new(Cell::new(0));
     let c = count.clone();
+    let nested_ran = green::Event::<()>::new();
+    let n = nested_ran.clone();
     hub::call_later(Duration::from_millis(1), move || {
         c.set(c.get() + 1);
         let c2 = c.clone();
-        hub::call_later(Duration::from_millis(1), move || c2.set(c2.get() + 1));
+        hub::call_later(Duration::from_millis(1), move || {
+            c2.set(c2.get() + 1);
+            n.send(()).unwrap();
+        });
     });
     struct OnDrop(Rc<Cell<i32>>);
     impl Drop for OnDrop {
@@ -152,7 +157,8 @@ fn callbacks_may_schedule_callbacks() {
     let guard = OnDrop(count.clone());
     let t = hub::call_later(Duration::from_secs(60), move || drop(guard));
     assert!(t.cancel());
-    green::sleep(Duration::from_millis(30));
+    // The guard's callback (no delay) runs before the nested one.
+    assert!(nested_ran.wait_timeout(Duration::from_secs(60)).is_some());
     assert_eq!(count.get(), 12);
 }
 

@@ -60,9 +60,9 @@ fn join_waits_for_members_spawned_while_it_waits() {
     let done = Rc::new(Cell::new(false));
     let d = done.clone();
     group.spawn_n(move || {
-        green::sleep(Duration::from_millis(2));
+        green::yield_now(); // the root is in join by now
         inner.spawn_n(move || {
-            green::sleep(Duration::from_millis(2));
+            green::yield_now();
             d.set(true);
         });
     });
@@ -185,7 +185,7 @@ fn kill_all_during_a_panic_kills_without_waiting() {
     let guard = CancelOnPanic(group.clone());
     let failing = group.spawn(move || {
         let _guard = guard;
-        green::sleep(Duration::from_millis(5));
+        green::yield_now(); // the sleepers, spawned first, are parked
         panic!("one member failed");
     });
     common::within(Duration::from_secs(60), || {
@@ -228,7 +228,7 @@ fn kill_all_from_a_member_kills_the_others_and_returns() {
     sleepers_in(&group, 5, &dropped);
     let g = group.clone();
     let failing = group.spawn(move || {
-        green::sleep(Duration::from_millis(5));
+        green::yield_now(); // the sleepers, spawned first, are parked
         g.kill_all();
         g.len()
     });
@@ -245,7 +245,6 @@ fn a_group_on_a_plain_threads_hub_with_members_woken_from_another_hub() {
         let senders: Vec<_> = rx.iter().collect();
         green::spawn(move || {
             for (i, s) in senders.iter().enumerate() {
-                green::sleep(Duration::from_millis(1));
                 s.send(i as u32).unwrap();
             }
         })

@@ -25,6 +25,7 @@ fn one_unlock_wakes_the_hub_thread_blocked_for_real_and_its_green_waiter() {
         let m = Arc::new(Mutex::new(Vec::new()));
         let held = Arc::new(Barrier::new(2));
         let release = Arc::new(AtomicBool::new(false));
+        let hub_thread = common::tid();
         // The holder: a plain thread, which keeps the lock until the two
         // waiters wait (spinning, so that no wait of its own is involved).
         let holder = {
@@ -36,9 +37,10 @@ fn one_unlock_wakes_the_hub_thread_blocked_for_real_and_its_green_waiter() {
                 while !release.load(Ordering::SeqCst) {
                     thread::yield_now();
                 }
-                // Both wait by now: the green thread parked on the table,
-                // the hub's thread in the kernel (given time to get there).
-                thread::sleep(Duration::from_millis(100));
+                // The hub set `release` and went on to the lock: once its
+                // thread sleeps, both wait, the green thread parked on the
+                // table and the hub's thread in the kernel.
+                common::wait_until_sleeping(hub_thread);
                 drop(g);
             })
         };
@@ -106,17 +108,23 @@ fn a_hub_blocked_for_real_on_a_lock_among_green_waiters_is_woken_each_time() {
             })
             .collect();
         let hub_takes = Arc::new(Mutex::new(0u64));
+        // Sent by the last callback (the latest deadline runs last).
+        let callbacks_done = green::Event::<()>::new();
         let timers: Vec<_> = (0..200u64)
             .map(|i| {
                 let (m, hub_takes) = (m.clone(), hub_takes.clone());
+                let done = callbacks_done.clone();
                 green::hub::call_later(Duration::from_micros(100 * i), move || {
                     *m.lock().unwrap() += 1;
                     *hub_takes.lock().unwrap() += 1;
+                    if i == 199 {
+                        done.send(()).unwrap();
+                    }
                 })
             })
             .collect();
         let green_total: u64 = green_threads.into_iter().map(|g| g.wait()).sum();
-        green::sleep(Duration::from_millis(30));
+        callbacks_done.wait();
         stop.store(true, Ordering::SeqCst);
         let plain_total: u64 = plain.into_iter().map(|t| t.join().unwrap()).sum();
         drop(timers);

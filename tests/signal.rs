@@ -273,29 +273,48 @@ fn kill_int_wakes_a_plain_thread() -> io::Result<()> {
     kid.finish()
 }
 
+/// Hubs "a" and "b", each with a green thread waiting on its own `Signals`
+/// for `sig`: each says `(name, tid)` once its waiter is parked, then
+/// `(name, signal)` once it woke (having found nothing else pending).
+#[allow(clippy::type_complexity)]
+fn two_hubs_waiting_on(
+    sig: c_int,
+) -> (
+    Vec<std::thread::JoinHandle<io::Result<()>>>,
+    mpsc::Receiver<(&'static str, libc::pid_t)>,
+    mpsc::Receiver<(&'static str, c_int)>,
+) {
+    let (ready_tx, ready) = mpsc::channel();
+    let (woke_tx, woke) = mpsc::channel();
+    let hubs = ["a", "b"]
+        .into_iter()
+        .map(|name| {
+            let (ready_tx, woke_tx) = (ready_tx.clone(), woke_tx.clone());
+            std::thread::spawn(move || -> io::Result<()> {
+                let signals = Signals::new(&[sig])?;
+                let waiter = green::spawn(move || {
+                    let got = signals.wait()?;
+                    // Exactly one: nothing else is pending here.
+                    assert_eq!(signals.try_wait()?, None);
+                    Ok::<_, io::Error>(got)
+                });
+                green::yield_now(); // it parks
+                ready_tx.send((name, common::tid())).unwrap();
+                woke_tx.send((name, waiter.wait()?)).unwrap();
+                Ok(())
+            })
+        })
+        .collect();
+    (hubs, ready, woke)
+}
+
 #[test]
 fn one_process_signal_wakes_one_of_two_hubs() -> io::Result<()> {
     const NAME: &str = "one_process_signal_wakes_one_of_two_hubs";
     if is_child(NAME) {
-        let (ready_tx, ready) = mpsc::channel();
-        let (woke_tx, woke) = mpsc::channel();
-        let hubs: Vec<_> = ["a", "b"]
-            .into_iter()
-            .map(|name| {
-                let (ready_tx, woke_tx) = (ready_tx.clone(), woke_tx.clone());
-                std::thread::spawn(move || -> io::Result<()> {
-                    let signals = Signals::new(&[SIGTERM])?;
-                    let waiter = green::spawn(move || signals.wait());
-                    green::yield_now(); // it parks
-                    ready_tx.send(common::tid()).unwrap();
-                    let sig = waiter.wait()?;
-                    woke_tx.send((name, sig)).unwrap();
-                    Ok(())
-                })
-            })
-            .collect();
+        let (hubs, ready, woke) = two_hubs_waiting_on(SIGTERM);
         for _ in 0..2 {
-            common::wait_until_asleep_in_poller(ready.recv().unwrap());
+            common::wait_until_asleep_in_poller(ready.recv().unwrap().1);
         }
         say("ready");
         let (first, sig) = woke.recv().unwrap();
@@ -355,27 +374,7 @@ fn a_wait_parks_only_its_green_thread() -> io::Result<()> {
 
 #[test]
 fn thread_directed_signals_reach_their_own_hub() -> io::Result<()> {
-    let (ready_tx, ready) = mpsc::channel();
-    let (woke_tx, woke) = mpsc::channel();
-    let hubs: Vec<_> = ["a", "b"]
-        .into_iter()
-        .map(|name| {
-            let (ready_tx, woke_tx) = (ready_tx.clone(), woke_tx.clone());
-            std::thread::spawn(move || -> io::Result<()> {
-                let signals = Signals::new(&[SIGWINCH])?;
-                let waiter = green::spawn(move || {
-                    let sig = signals.wait()?;
-                    // Exactly one: nothing else is pending here.
-                    assert_eq!(signals.try_wait()?, None);
-                    Ok::<_, io::Error>(sig)
-                });
-                green::yield_now(); // it parks
-                ready_tx.send((name, common::tid())).unwrap();
-                woke_tx.send((name, waiter.wait()?)).unwrap();
-                Ok(())
-            })
-        })
-        .collect();
+    let (hubs, ready, woke) = two_hubs_waiting_on(SIGWINCH);
     let mut tids = [0; 2];
     for _ in 0..2 {
         let (name, tid) = ready.recv().unwrap();

@@ -123,10 +123,12 @@ fn ten_thousand_items_with_one_ready_return_at_once_and_one_sent_later_wakes() {
     assert!(evs.iter().all(|e| watching(e) == 0));
     evs[4_321].reset();
 
-    // The same, woken from a plain thread.
+    // The same, woken from a plain thread once this hub sleeps in its
+    // poller (the wait parked, watching all).
     let e = evs[17].clone();
+    let me = common::tid();
     let t = thread::spawn(move || {
-        thread::sleep(Duration::from_millis(5));
+        common::wait_until_asleep_in_poller(me);
         e.send(()).unwrap();
     });
     assert_eq!(wait_any(&items, None), Some(17));
@@ -141,11 +143,13 @@ fn works_across_hubs_and_from_a_plain_thread() {
     let (tx, rx) = mpsc::channel::<&str>();
     let ev = Event::<()>::new();
     let ev2 = ev.clone();
+    // The event goes out only once the message was taken.
+    let taken = Event::<()>::new();
+    let taken2 = taken.clone();
     let hub = thread::spawn(move || {
         green::spawn(move || {
-            green::sleep(Duration::from_millis(5));
             tx.send("from another hub").unwrap();
-            green::sleep(Duration::from_millis(5));
+            taken2.wait();
             ev2.send(()).unwrap();
         })
         .wait();
@@ -153,6 +157,7 @@ fn works_across_hubs_and_from_a_plain_thread() {
     let waiter = thread::spawn(move || {
         assert_eq!(wait_any(&[&ev, &rx], None), Some(1));
         assert_eq!(rx.try_recv(), Ok("from another hub"));
+        taken.send(()).unwrap();
         // The channel is empty again; the event is next (the sender is
         // still alive until the event is sent).
         let r = wait_any(&[&ev, &rx], None);
@@ -326,9 +331,9 @@ fn iwait_watches_again_an_item_taken_by_another_context_and_stops_at_its_timeout
         green::yield_now();
         q2.put(1);
         assert_eq!(q2.get_nowait(), Ok(1));
-        green::sleep(Duration::from_millis(5));
+        green::yield_now();
         ev2.send(()).unwrap();
-        green::sleep(Duration::from_millis(5));
+        green::yield_now();
         q2.put(2);
     });
     assert_eq!(it.next(), Some(1), "the event, not the queue");
