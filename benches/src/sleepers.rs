@@ -9,7 +9,10 @@
 //! when a green thread parks; no mapping per green thread).
 //!
 //! Each green variant's wall time is compared with tokio's (target: at most
-//! 2x), and the peak RSS is given per sleeper (green thread or task).
+//! 2x), and the peak RSS is given per sleeper (green thread or task). Each
+//! child then runs the same again, in the same process, where green's
+//! stacks come from its pool (as in a server that has run a while): a
+//! second table compares those rounds.
 //! `SLEEPERS=1000000 cargo bench --bench sleepers` runs another count.
 //!
 //! Each run happens in a child process (this binary, re-executed with
@@ -50,20 +53,31 @@ struct Sample {
     spawn_ns: f64,
     wall_ns: f64,
     rss_delta: f64,
+    /// The second round in the same process.
+    again_spawn_ns: f64,
+    again_wall_ns: f64,
 }
 
-fn report(start: Instant, spawned: Duration, rss0: Option<u64>) {
-    let wall = start.elapsed();
-    let hwm = status_bytes("VmHWM");
+/// Prints the child's result line: the first round's spawning time, wall
+/// time and peak RSS delta, then the second round's spawning and wall time.
+fn report(
+    wall: Duration,
+    spawned: Duration,
+    rss0: Option<u64>,
+    hwm: Option<u64>,
+    again: (Duration, Duration),
+) {
     let (Some(rss0), Some(hwm)) = (rss0, hwm) else {
         eprintln!("cannot read VmRSS/VmHWM from /proc/self/status");
         std::process::exit(2);
     };
     println!(
-        "result {} {} {}",
+        "result {} {} {} {} {}",
         spawned.as_nanos(),
         wall.as_nanos(),
-        hwm as i64 - rss0 as i64
+        hwm as i64 - rss0 as i64,
+        again.0.as_nanos(),
+        again.1.as_nanos()
     );
 }
 
@@ -72,6 +86,20 @@ fn child_green(n: usize, shared: bool) {
     let _ = green::hub::stats();
     let clear = reset_peak_rss();
     let rss0 = status_bytes("VmRSS");
+    let (spawned, wall) = green_round(n, shared);
+    let peak = status_bytes("VmHWM");
+    // The same again in this process: stacks and memory come back from
+    // the pools the first round filled.
+    let again = green_round(n, shared);
+    if !clear {
+        eprintln!("note: could not reset the peak RSS; the figure includes start-up");
+    }
+    report(wall, spawned, rss0, peak, again);
+}
+
+/// Spawns `n` sleepers, then waits for each; returns the time spent
+/// spawning and the whole time.
+fn green_round(n: usize, shared: bool) -> (Duration, Duration) {
     let start = Instant::now();
     let mut all = Vec::with_capacity(n);
     for i in 0..n {
@@ -93,10 +121,7 @@ fn child_green(n: usize, shared: bool) {
     for gt in all {
         gt.wait();
     }
-    if !clear {
-        eprintln!("note: could not reset the peak RSS; the figure includes start-up");
-    }
-    report(start, spawned, rss0);
+    (spawned, start.elapsed())
 }
 
 fn child_tokio(n: usize) {
@@ -107,20 +132,28 @@ fn child_tokio(n: usize) {
     rt.block_on(async move {
         let clear = reset_peak_rss();
         let rss0 = status_bytes("VmRSS");
-        let start = Instant::now();
-        let mut all = Vec::with_capacity(n);
-        for _ in 0..n {
-            all.push(tokio::spawn(async { tokio::time::sleep(NAP).await }));
-        }
-        let spawned = start.elapsed();
-        for t in all {
-            t.await.expect("sleeper task");
-        }
+        let (spawned, wall) = tokio_round(n).await;
+        let peak = status_bytes("VmHWM");
+        let again = tokio_round(n).await;
         if !clear {
             eprintln!("note: could not reset the peak RSS; the figure includes start-up");
         }
-        report(start, spawned, rss0);
+        report(wall, spawned, rss0, peak, again);
     });
+}
+
+/// [`green_round`] with tokio tasks.
+async fn tokio_round(n: usize) -> (Duration, Duration) {
+    let start = Instant::now();
+    let mut all = Vec::with_capacity(n);
+    for _ in 0..n {
+        all.push(tokio::spawn(async { tokio::time::sleep(NAP).await }));
+    }
+    let spawned = start.elapsed();
+    for t in all {
+        t.await.expect("sleeper task");
+    }
+    (spawned, start.elapsed())
 }
 
 /// Runs one child and parses its result line.
@@ -151,10 +184,12 @@ fn run_child(peer: &str, n: usize) -> Result<Sample, String> {
         .map(|x| x.parse().map_err(|e| format!("bad result {line:?}: {e}")))
         .collect::<Result<_, _>>()?;
     match f[..] {
-        [spawn_ns, wall_ns, rss_delta] => Ok(Sample {
+        [spawn_ns, wall_ns, rss_delta, again_spawn_ns, again_wall_ns] => Ok(Sample {
             spawn_ns,
             wall_ns,
             rss_delta,
+            again_spawn_ns,
+            again_wall_ns,
         }),
         _ => Err(format!("bad result {line:?}")),
     }
@@ -394,17 +429,43 @@ fn main() {
         ]);
     }
     t.print();
-    let per_stack = floor.0 + floor.1;
+    let floor_ns = (floor.0 + floor.1) * n as f64;
     println!(
         "\nthe kernel's floor for a stack of one's own (best of {REPS}): a guard page installed \
          in {} and the top page's first write in {} per stack, {} for {n} stacks \
-         ({} tokio's whole run); green's spawning phase took {} that",
+         ({} tokio's whole run); green's spawning phase took {} that, and its whole run \
+         {} beyond it ({} tokio's whole run)",
         fmt_ns(floor.0),
         fmt_ns(floor.1),
-        fmt_ns(per_stack * n as f64),
-        fmt_ratio(per_stack * n as f64 / tokio_wall),
-        fmt_ratio(med(0, |s| s.spawn_ns) / (per_stack * n as f64)),
+        fmt_ns(floor_ns),
+        fmt_ratio(floor_ns / tokio_wall),
+        fmt_ratio(med(0, |s| s.spawn_ns) / floor_ns),
+        fmt_ns(walls[0] - floor_ns),
+        fmt_ratio((walls[0] - floor_ns) / tokio_wall),
     );
+
+    // The second round of each child: the stacks (green) and the memory
+    // (all) come from what the first round left in the pools.
+    let tokio_again = med(tokio, |s| s.again_wall_ns);
+    let mut t = Table::new(
+        &format!("the same {n} sleepers again in the same process"),
+        &[
+            "case",
+            "wall time",
+            "of which spawning",
+            "wall, ratio to tokio",
+        ],
+    );
+    for (p, (_, name)) in PEERS.iter().enumerate() {
+        let wall = med(p, |s| s.again_wall_ns);
+        t.row(vec![
+            name.to_string(),
+            fmt_ns(wall),
+            fmt_ns(med(p, |s| s.again_spawn_ns)),
+            fmt_ratio(wall / tokio_again),
+        ]);
+    }
+    t.print();
     println!();
     for (p, (_, name)) in PEERS.iter().enumerate().take(tokio) {
         let ratio = walls[p] / tokio_wall;

@@ -51,7 +51,9 @@ mod stack;
 pub(crate) mod tls;
 
 pub(crate) use arena::Arena;
-pub(crate) use coroutine::{suspend, suspend_recording, Coro, Yielder};
+pub(crate) use coroutine::{
+    prefetch_stack, stack_pointer, suspend, suspend_recording, Coro, Yielder,
+};
 pub(crate) use overflow::{free_altstack, install_overflow_handler, set_running, RunningInfo};
 pub use stack::DEFAULT_STACK_SIZE;
 pub(crate) use stack::{GreenStack, StackPool};

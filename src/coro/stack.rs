@@ -123,6 +123,11 @@ impl GuardedStack {
         self.len - page_size()
     }
 
+    /// The address just above the stack.
+    pub(crate) fn top(&self) -> usize {
+        self.limit + self.len
+    }
+
     /// The guard page's address range.
     pub(crate) fn guard(&self) -> (usize, usize) {
         (self.limit, self.limit + page_size())

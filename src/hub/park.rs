@@ -171,6 +171,8 @@ impl Hub {
                 until = stall::nanos_since(self.epoch, d) + 1;
             }
             slot.state = State::Parked;
+            // Where its stack will be touched first when it runs again.
+            slot.sp_hint = coro::stack_pointer();
             slots.record(key).park(on, self.clock.get(), until);
             (take, gen)
         };
@@ -382,10 +384,16 @@ pub(crate) fn park_fd(deadline: Option<Instant>, on: Blocker) -> Wake {
 /// # Panics
 /// Panics when called from the hub itself (a timer callback).
 pub(crate) fn sleep_until(deadline: Instant) {
-    let h = hub();
     if Instant::now() >= deadline {
-        return h.yield_now();
+        return hub().yield_now();
     }
+    sleep_to(deadline);
+}
+
+/// [`sleep_until`] for a deadline still ahead when the caller looked.
+#[inline(always)]
+fn sleep_to(deadline: Instant) {
+    let h = hub();
     loop {
         if h.closing.get() && std::thread::panicking() && !h.in_hub() {
             return;
@@ -409,7 +417,8 @@ pub(crate) fn sleep(dur: Duration) {
 #[inline(never)]
 fn sleep_for(dur: Duration) {
     match Instant::now().checked_add(dur) {
-        Some(deadline) => sleep_until(deadline),
+        // Ahead of now, since `dur` is not zero: one clock read per sleep.
+        Some(deadline) => sleep_to(deadline),
         None => loop {
             let h = hub();
             if h.closing.get() && std::thread::panicking() && !h.in_hub() {

@@ -78,6 +78,11 @@ pub(super) struct Slot {
     /// `green`, so that a destructor run while teardown unwinds the green
     /// thread still finds it.
     pub(super) thread: Option<Box<dyn Any>>,
+    /// Where its stack was in use when it last parked: the stack pointer
+    /// of the park, or for a green thread not yet run a little below the
+    /// top of its stack, where its first frames go. Only a hint for the
+    /// loop's prefetch (`Hub::prefetch_next`); 0 where there is none.
+    pub(super) sp_hint: usize,
 }
 
 impl Slot {
@@ -92,6 +97,7 @@ impl Slot {
             timer: None,
             green: None,
             thread: None,
+            sp_hint: 0,
         }
     }
 }

@@ -2,12 +2,19 @@
 //!
 //! Timers are ordered by `(deadline, sequence number)`, so timers with equal
 //! deadlines fire in the order they were added. Cancelling is lazy, as in
-//! eventlet: the entry is freed at once but its heap node stays until it
-//! reaches the top, or until cancelled nodes outnumber live timers, when the
-//! heap is rebuilt without them (eventlet's `timers_canceled` rule).
+//! eventlet: the entry is freed at once but its node stays until it
+//! reaches the front, or until cancelled nodes outnumber live timers, when
+//! the nodes are rebuilt without them (eventlet's `timers_canceled` rule).
+//!
+//! A timer whose deadline is not before the last one added in order goes
+//! to the back of a sorted queue (the *lane*) instead of the heap: many
+//! green threads sleeping or waiting for the same duration add their
+//! timers in deadline order, and take them back in O(1) each instead of a
+//! heap's O(log n) walk through memory. The earliest timer is at the front
+//! of the lane or at the top of the heap.
 
 use std::cmp::Reverse;
-use std::collections::BinaryHeap;
+use std::collections::{BinaryHeap, VecDeque};
 use std::fmt;
 use std::time::Instant;
 
@@ -41,14 +48,19 @@ struct Entry {
     action: Option<Action>,
 }
 
-/// A heap of timers.
+/// A timer's place in the order: `(deadline, seq, entry index)`.
+type Node = (Instant, u64, u32);
+
+/// The hub's timers: a heap and a sorted lane.
 ///
 /// # Invariant
-/// Every live timer has exactly one node in `heap` with its `seq`, and
-/// `entries[index].seq == seq` with `action` set. `cancelled` counts the heap
-/// nodes whose entry is gone.
+/// Every live timer has exactly one node, in `heap` or in `lane`, with its
+/// `seq`, and `entries[index].seq == seq` with `action` set. `lane` is
+/// sorted by `(deadline, seq)`. `cancelled` counts the nodes whose entry is
+/// gone.
 pub(super) struct Timers {
-    heap: BinaryHeap<Reverse<(Instant, u64, u32)>>,
+    heap: BinaryHeap<Reverse<Node>>,
+    lane: VecDeque<Node>,
     entries: Vec<Entry>,
     free: Vec<u32>,
     live: usize,
@@ -69,6 +81,7 @@ impl Timers {
     pub(super) fn new() -> Timers {
         Timers {
             heap: BinaryHeap::new(),
+            lane: VecDeque::new(),
             entries: Vec::new(),
             free: Vec::new(),
             live: 0,
@@ -104,7 +117,17 @@ impl Timers {
                 (self.entries.len() - 1) as u32
             }
         };
-        self.heap.push(Reverse((deadline, seq, index)));
+        // `seq` grows, so a deadline not before the lane's last keeps the
+        // lane sorted.
+        if self
+            .lane
+            .back()
+            .is_none_or(|&(last, _, _)| last <= deadline)
+        {
+            self.lane.push_back((deadline, seq, index));
+        } else {
+            self.heap.push(Reverse((deadline, seq, index)));
+        }
         self.live += 1;
         TimerId { index, seq }
     }
@@ -127,47 +150,66 @@ impl Timers {
         action
     }
 
-    /// Rebuilds the heap without the nodes of cancelled timers.
+    /// Rebuilds the heap and the lane without the nodes of cancelled timers.
     fn compact(&mut self) {
         let entries = &self.entries;
+        let live = |&(_, seq, index): &Node| {
+            let e = &entries[index as usize];
+            e.seq == seq && e.action.is_some()
+        };
         let heap = std::mem::take(&mut self.heap);
-        self.heap = heap
-            .into_vec()
-            .into_iter()
-            .filter(|Reverse((_, seq, index))| {
-                let e = &entries[*index as usize];
-                e.seq == *seq && e.action.is_some()
-            })
-            .collect();
+        self.heap = heap.into_vec().into_iter().filter(|n| live(&n.0)).collect();
+        self.lane.retain(live);
         self.cancelled = 0;
     }
 
-    /// Drops cancelled nodes from the top of the heap.
-    fn skip_cancelled(&mut self) {
-        while let Some(Reverse((_, seq, index))) = self.heap.peek() {
-            let e = &self.entries[*index as usize];
-            if e.seq == *seq && e.action.is_some() {
-                return;
-            }
+    /// The earliest node, live or not, and whether it is in the lane.
+    #[inline]
+    fn front(&self) -> Option<(Node, bool)> {
+        match (self.lane.front(), self.heap.peek()) {
+            (Some(&l), Some(&Reverse(h))) => Some(if l <= h { (l, true) } else { (h, false) }),
+            (Some(&l), None) => Some((l, true)),
+            (None, Some(&Reverse(h))) => Some((h, false)),
+            (None, None) => None,
+        }
+    }
+
+    /// Removes the earliest node (the one [`Timers::front`] named).
+    #[inline]
+    fn remove_front(&mut self, in_lane: bool) {
+        if in_lane {
+            self.lane.pop_front();
+        } else {
             self.heap.pop();
+        }
+    }
+
+    /// Drops the nodes of cancelled timers from the front; returns the
+    /// earliest live node and where it is.
+    fn live_front(&mut self) -> Option<(Node, bool)> {
+        loop {
+            let (node @ (_, seq, index), in_lane) = self.front()?;
+            let e = &self.entries[index as usize];
+            if e.seq == seq && e.action.is_some() {
+                return Some((node, in_lane));
+            }
+            self.remove_front(in_lane);
             self.cancelled = self.cancelled.saturating_sub(1);
         }
     }
 
     /// The earliest deadline of a live timer.
     pub(super) fn next_deadline(&mut self) -> Option<Instant> {
-        self.skip_cancelled();
-        self.heap.peek().map(|Reverse((d, _, _))| *d)
+        self.live_front().map(|((d, _, _), _)| d)
     }
 
     /// Removes and returns the action of the earliest timer due at `now`.
     pub(super) fn pop_due(&mut self, now: Instant) -> Option<Action> {
-        self.skip_cancelled();
-        let Reverse((deadline, _, index)) = *self.heap.peek()?;
+        let ((deadline, _, index), in_lane) = self.live_front()?;
         if deadline > now {
             return None;
         }
-        self.heap.pop();
+        self.remove_front(in_lane);
         let action = self.entries[index as usize].action.take();
         self.free.push(index);
         self.live -= 1;
@@ -277,6 +319,64 @@ mod tests {
         let order: Vec<u32> = std::iter::from_fn(|| t.pop_due(d).map(key_of)).collect();
         assert_eq!(order, (0..100).collect::<Vec<_>>());
         assert!(t.is_empty());
+    }
+
+    #[test]
+    fn equal_deadlines_fire_fifo_across_lane_and_heap() {
+        let mut t = Timers::new();
+        let d = Instant::now();
+        let later = d + Duration::from_millis(5);
+        // 0 goes to the lane; 1, earlier, to the heap; 2 to the lane
+        // again; 3 to the heap.
+        t.add(later, wake(0));
+        t.add(d, wake(1));
+        t.add(later, wake(2));
+        t.add(d, wake(3));
+        assert_eq!((t.lane.len(), t.heap.len()), (2, 2));
+        assert_eq!(t.next_deadline(), Some(d));
+        assert!(t.pop_due(d - Duration::from_millis(1)).is_none());
+        let order: Vec<u32> = std::iter::from_fn(|| t.pop_due(later).map(key_of)).collect();
+        assert_eq!(order, [1, 3, 0, 2]);
+    }
+
+    #[test]
+    fn mixed_order_fires_sorted_with_cancels() {
+        // Runs of increasing deadlines (the lane's case) broken by earlier
+        // ones (the heap's), some cancelled, against a sorted reference.
+        let mut t = Timers::new();
+        let base = Instant::now();
+        let mut x: u64 = 0x2545_f491_4f6c_dd1d;
+        let mut rand = move |n: u64| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x % n
+        };
+        let mut expected: Vec<(u64, u32)> = Vec::new();
+        let mut ids = Vec::new();
+        let mut at = 0u64;
+        for k in 0..20_000u32 {
+            at = if rand(10) == 0 {
+                rand(at + 1)
+            } else {
+                at + rand(3)
+            };
+            ids.push((t.add(base + Duration::from_micros(at), wake(k)), at, k));
+        }
+        for (i, &(id, at, k)) in ids.iter().enumerate() {
+            if i % 5 == 2 {
+                assert!(t.cancel(id).is_some());
+            } else {
+                expected.push((at, k));
+            }
+        }
+        assert!(!t.lane.is_empty() && !t.heap.is_empty(), "both used");
+        expected.sort();
+        assert_eq!(t.len(), expected.len());
+        let fired: Vec<u32> =
+            std::iter::from_fn(|| t.pop_due(base + Duration::from_secs(1)).map(key_of)).collect();
+        assert_eq!(fired, expected.iter().map(|&(_, k)| k).collect::<Vec<_>>());
+        assert!(t.is_empty() && t.next_deadline().is_none());
     }
 
     #[test]
