@@ -40,6 +40,41 @@ fn sleepers_wake_in_deadline_order() {
 }
 
 #[test]
+fn thousands_of_sleepers_in_mixed_order_wake_in_deadline_order() {
+    // Runs of increasing deadlines (the order in which one duration's
+    // sleeps arrive) broken by earlier ones, for more green threads than
+    // the loop starts prefetching at. 200 ms of margin: every green thread
+    // arms its timer in the first pass, a few milliseconds, before the
+    // first deadline.
+    const N: u64 = 4096;
+    let base = Instant::now() + Duration::from_millis(200);
+    let at = move |i: u64| {
+        let us = if i % 7 == 3 {
+            (i * 7919) % 20_000
+        } else {
+            i * 20_000 / N
+        };
+        base + Duration::from_micros(us)
+    };
+    let order = Rc::new(RefCell::new(Vec::new()));
+    let sleepers: Vec<_> = (0..N)
+        .map(|i| {
+            let o = order.clone();
+            green::spawn(move || {
+                green::sleep_until(at(i));
+                o.borrow_mut().push(i);
+            })
+        })
+        .collect();
+    for s in sleepers {
+        s.wait();
+    }
+    let mut expected: Vec<u64> = (0..N).collect();
+    expected.sort_by_key(|&i| (at(i), i));
+    assert_eq!(*order.borrow(), expected);
+}
+
+#[test]
 fn equal_deadlines_wake_fifo() {
     // 100 ms of margin: every green thread arms its timer (one pass of the run
     // queue, well under a millisecond) before the deadline passes.
