@@ -136,7 +136,10 @@ impl Hub {
     #[inline]
     fn prefetch_next(&self) {
         if let Some(&(key, _)) = self.run_queue.borrow().front() {
-            coro::prefetch_stack(self.slots.borrow()[key as usize].sp_hint);
+            let sp = self.slots.borrow()[key as usize].sp_hint;
+            if sp != 0 {
+                coro::prefetch_stack(sp);
+            }
         }
     }
 
