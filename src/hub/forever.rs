@@ -24,7 +24,7 @@
 //! means no proof, so a deadlock among several hubs is not reported.
 
 use std::sync::atomic::Ordering;
-use std::sync::{Mutex, TryLockError};
+use std::sync::Mutex;
 
 use super::slots::State;
 use super::{Hub, Token, Wake, ROOT};
@@ -94,11 +94,7 @@ impl Hub {
         }
         // Without waiting for a lock another thread holds: no proof then,
         // and the loop looks again.
-        let helpers_list = match HELPERS.try_lock() {
-            Ok(h) => h,
-            Err(TryLockError::Poisoned(e)) => e.into_inner(),
-            Err(TryLockError::WouldBlock) => return None,
-        };
+        let helpers_list = super::try_lock(&HELPERS)?;
         let mut helpers = 0;
         for count in helpers_list.iter() {
             helpers += count()?;

@@ -93,7 +93,7 @@ use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 use std::fmt;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use crate::coro::{self, StackPool, Yielder};
 use park::next_seq;
@@ -267,6 +267,26 @@ impl Drop for HubOwner {
         HUB.with(|h| h.set(std::ptr::null()));
         // SAFETY: as above; no green thread remains that could refer to it.
         drop(unsafe { Box::from_raw(p as *mut Hub) });
+    }
+}
+
+/// Locks an internal mutex. Internal critical sections run no user code
+/// that can panic while the state is inconsistent, so poisoning is ignored.
+#[inline]
+pub(crate) fn lock<S>(m: &Mutex<S>) -> MutexGuard<'_, S> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Takes an internal mutex if it is free (poisoning ignored, as in
+/// [`lock`]); `None` if another thread holds it. For a hub about to sleep,
+/// which must not wait for a lock: under `patch()` a green thread of its
+/// own may wait for the same lock, parked, and only the hub can run it.
+#[inline]
+pub(crate) fn try_lock<S>(m: &Mutex<S>) -> Option<MutexGuard<'_, S>> {
+    match m.try_lock() {
+        Ok(g) => Some(g),
+        Err(std::sync::TryLockError::Poisoned(e)) => Some(e.into_inner()),
+        Err(std::sync::TryLockError::WouldBlock) => None,
     }
 }
 

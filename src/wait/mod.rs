@@ -49,30 +49,11 @@ use std::collections::VecDeque;
 use std::fmt;
 use std::ptr::NonNull;
 use std::sync::atomic::{AtomicU8, Ordering};
-use std::sync::{Mutex, MutexGuard};
 use std::time::Instant;
 
 use crate::hub::{self, Blocker, NodeUnparker, Wake};
 
-/// Locks an internal mutex. Internal critical sections run no user code
-/// that can panic while the state is inconsistent, so poisoning is ignored.
-#[inline]
-pub(crate) fn lock<S>(m: &Mutex<S>) -> MutexGuard<'_, S> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-/// Takes an internal mutex if it is free (poisoning ignored, as in
-/// [`lock`]); `None` if another thread holds it. For a hub about to sleep,
-/// which must not wait for a lock: under `patch()` a green thread of its
-/// own may wait for the same lock, parked, and only the hub can run it.
-#[inline]
-pub(crate) fn try_lock<S>(m: &Mutex<S>) -> Option<MutexGuard<'_, S>> {
-    match m.try_lock() {
-        Ok(g) => Some(g),
-        Err(std::sync::TryLockError::Poisoned(e)) => Some(e.into_inner()),
-        Err(std::sync::TryLockError::WouldBlock) => None,
-    }
-}
+pub(crate) use crate::hub::{lock, try_lock};
 
 /// How a parked waiter is woken.
 enum Wakeup {
